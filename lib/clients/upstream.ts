@@ -1,0 +1,98 @@
+import http from 'node:http';
+import https from 'node:https';
+import { performance } from 'node:perf_hooks';
+import fetch from 'node-fetch';
+import { COMPONENT_OK, COMPONENT_UNAVAILABLE, type ComponentHealth } from '../types';
+
+/** Health bodies are a few hundred bytes; anything far larger is not a health endpoint. */
+const MAX_BODY_BYTES = 64 * 1024;
+/** Idle keep-alive sockets are dropped before typical server idle timeouts close them under us. */
+const FREE_SOCKET_TIMEOUT_MS = 4000;
+
+/** Turns the HTTP status of a health endpoint into a reason it is unusable, or undefined if usable. */
+export type StatusJudge = (status: number) => string | undefined;
+
+/** A reason a person can act on, built from the error's kind only: never its message or a body. */
+export function describeFailure(error: unknown, host: string, timeoutMs: number): string {
+  const { name, type, code } = (error ?? {}) as { name?: string; type?: string; code?: string };
+  if (name === 'AbortError' || name === 'TimeoutError' || type === 'aborted') {
+    return `timeout after ${timeoutMs} ms`;
+  }
+  if (type === 'max-size') return 'response too large';
+  switch (code) {
+    case 'ECONNREFUSED':
+      return 'connection refused';
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+    case 'EAI_FAIL':
+      return `DNS lookup failed for ${host}`;
+    case 'ECONNRESET':
+    case 'EPIPE':
+      return 'connection reset';
+    case 'ETIMEDOUT':
+      return 'connection timed out';
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+      return `no route to ${host}`;
+    case 'EPROTO':
+      return 'TLS handshake failed';
+    case undefined:
+      return 'request failed';
+  }
+  if (code.startsWith('HPE_')) return 'invalid HTTP response';
+  if (/CERT|SELF_SIGNED|ERR_TLS/.test(code)) return `TLS certificate rejected (${code})`;
+  return `network error (${code})`;
+}
+
+/** One upstream service: its base URL, one keep-alive agent, and the health-check request. */
+export class Upstream {
+  private readonly baseUrl: string;
+  private readonly host: string;
+  private readonly agent: http.Agent;
+
+  constructor(
+    baseUrl: string,
+    private readonly timeoutMs: number,
+  ) {
+    const url = new URL(baseUrl);
+    this.baseUrl = baseUrl.replace(/\/+$/, '');
+    this.host = url.hostname;
+    const options = {
+      keepAlive: true,
+      maxSockets: 2,
+      maxFreeSockets: 1,
+      timeout: FREE_SOCKET_TIMEOUT_MS,
+    };
+    this.agent = url.protocol === 'https:' ? new https.Agent(options) : new http.Agent(options);
+  }
+
+  /** GETs `path` under the base URL and judges the status; never rejects. */
+  async check(path: string, judge: StatusJudge): Promise<ComponentHealth> {
+    const started = performance.now();
+    let problem: string | undefined;
+    try {
+      const response = await fetch(`${this.baseUrl}${path}`, {
+        agent: this.agent,
+        signal: AbortSignal.timeout(this.timeoutMs),
+        redirect: 'manual',
+        size: MAX_BODY_BYTES,
+        headers: { accept: 'application/json' },
+      });
+      // Reading the body to its end returns the socket to the keep-alive pool.
+      await response.arrayBuffer();
+      problem = judge(response.status);
+    } catch (error) {
+      problem = describeFailure(error, this.host, this.timeoutMs);
+    }
+    return {
+      status: problem === undefined ? COMPONENT_OK : COMPONENT_UNAVAILABLE,
+      latencyMs: Math.round(performance.now() - started),
+      checkedAt: new Date().toISOString(),
+      ...(problem === undefined ? {} : { error: problem }),
+    };
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+}

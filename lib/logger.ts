@@ -1,0 +1,28 @@
+import type { LogLevel, Logger } from './types';
+
+const SEVERITY: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+
+export type LogSink = (line: string) => void;
+
+const stdout: LogSink = (line) => {
+  process.stdout.write(`${line}\n`);
+};
+
+/** A logger writing one JSON object a line, dropping entries below `level`. */
+export function createLogger(level: LogLevel, sink: LogSink = stdout): Logger {
+  const threshold = SEVERITY[level];
+  const write =
+    (entryLevel: LogLevel) =>
+    (message: string, fields: Record<string, unknown> = {}): void => {
+      if (SEVERITY[entryLevel] < threshold) return;
+      sink(
+        JSON.stringify({
+          time: new Date().toISOString(),
+          level: entryLevel,
+          msg: message,
+          ...fields,
+        }),
+      );
+    };
+  return { debug: write('debug'), info: write('info'), warn: write('warn'), error: write('error') };
+}

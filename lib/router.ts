@@ -1,0 +1,80 @@
+import type { HttpFunction, Request, Response } from '@google-cloud/functions-framework';
+import { sendJson } from './respond';
+import type { Logger } from './types';
+
+export const READ_METHODS = ['GET', 'HEAD'] as const;
+/** The route label of requests no route matched: raw paths never become label values. */
+export const UNMATCHED_ROUTE = 'unmatched';
+
+/** One endpoint: the function name it is registered under, its path and allowed methods. */
+export interface Route {
+  name: string;
+  path: string;
+  methods: readonly string[];
+  handler: HttpFunction;
+}
+
+export type RequestObserver = (
+  method: string,
+  route: string,
+  status: number,
+  seconds: number,
+) => void;
+
+export interface RouterOptions {
+  logger: Logger;
+  observe?: RequestObserver;
+}
+
+/**
+ * Sends each request to its route by exact path, answering 404 and 405 itself, timing every answer
+ * and turning any failure of a handler into a 500 without internal details.
+ */
+export class Router {
+  private readonly byPath: ReadonlyMap<string, Route>;
+
+  constructor(
+    routes: readonly Route[],
+    private readonly options: RouterOptions,
+  ) {
+    this.byPath = new Map(routes.map((route) => [route.path, route]));
+    if (this.byPath.size !== routes.length) throw new Error('two routes share a path');
+  }
+
+  /** Serves every route, chosen by path: the `coffeebuddy` entry. */
+  readonly dispatch: HttpFunction = (req: Request, res: Response) =>
+    this.handle(this.byPath.get(req.path), req, res);
+
+  /** Serves one route on every path: a function deployed alone. */
+  serve(route: Route): HttpFunction {
+    return (req: Request, res: Response) => this.handle(route, req, res);
+  }
+
+  private async handle(route: Route | undefined, req: Request, res: Response): Promise<void> {
+    const started = process.hrtime.bigint();
+    const { observe } = this.options;
+    if (observe !== undefined) {
+      res.once('finish', () => {
+        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+        observe(req.method, route?.path ?? UNMATCHED_ROUTE, res.statusCode, seconds);
+      });
+    }
+    if (route === undefined) {
+      sendJson(res, 404, { error: 'not found' });
+      return;
+    }
+    if (!route.methods.includes(req.method)) {
+      sendJson(res, 405, { error: 'method not allowed' }, { Allow: route.methods.join(', ') });
+      return;
+    }
+    try {
+      await route.handler(req, res);
+    } catch (error) {
+      this.options.logger.error('request failed', {
+        route: route.path,
+        error: error instanceof Error ? `${error.name}: ${error.message}` : 'non-error thrown',
+      });
+      if (!res.headersSent) sendJson(res, 500, { error: 'internal error' });
+    }
+  }
+}

@@ -1,0 +1,185 @@
+import convict from 'convict';
+import { HEALTH_PATH_PREFIX, type LogLevel, type NodeEnv, type Settings } from './types';
+
+const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
+const NODE_ENVS: readonly NodeEnv[] = ['production', 'development', 'test'];
+const DIGITS = /^\d+$/;
+
+/** Thrown when the environment holds bad settings; its message names every bad variable. */
+export class SettingsError extends Error {
+  readonly problems: readonly string[];
+
+  constructor(problems: readonly string[]) {
+    super(`Invalid settings:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'SettingsError';
+    this.problems = problems;
+  }
+}
+
+/** Integers as plain decimal digits only: parseInt would accept "9090abc" as 9090. */
+function strictInteger(min: number, max: number): convict.Format {
+  return {
+    name: `integer-${min}-${max}`,
+    coerce: (value: string) => (DIGITS.test(value.trim()) ? Number(value.trim()) : value),
+    validate: (value: unknown) => {
+      if (typeof value !== 'number' || !Number.isSafeInteger(value)) {
+        throw new Error('must be a whole number of plain digits');
+      }
+      if (value < min || value > max) {
+        throw new Error(`must be between ${min} and ${max}`);
+      }
+    },
+  };
+}
+
+/** Credentials in a URL are replaced before convict can echo the value in its message. */
+function redactCredentials(value: string): string {
+  try {
+    const url = new URL(value);
+    if (url.username === '' && url.password === '') return value;
+    url.username = 'redacted';
+    url.password = '';
+    return url.toString();
+  } catch {
+    return value;
+  }
+}
+
+const httpUrl: convict.Format = {
+  name: 'http-url',
+  coerce: (value: string) => redactCredentials(value.trim()),
+  validate: (value: unknown) => {
+    if (typeof value !== 'string') throw new Error('must be a URL');
+    if (value === '') return; // empty means "not set": checked against NODE_ENV below
+    let url: URL;
+    try {
+      url = new URL(value);
+    } catch {
+      throw new Error('must be an absolute http:// or https:// URL');
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+      throw new Error('must be an absolute http:// or https:// URL');
+    }
+    if (url.username !== '' || url.password !== '') {
+      throw new Error('must not contain credentials');
+    }
+    if (url.search !== '' || url.hash !== '') {
+      throw new Error('must not contain a query or fragment');
+    }
+  },
+};
+
+const urlPath: convict.Format = {
+  name: 'url-path',
+  validate: (value: unknown) => {
+    if (typeof value !== 'string' || !value.startsWith('/')) {
+      throw new Error('must be a path starting with "/"');
+    }
+    if (/[\s?#%\\]/.test(value) || value.split('/').some((s) => s === '.' || s === '..')) {
+      throw new Error('must be a plain path without spaces, "?", "#", "%", "\\" or dot segments');
+    }
+  },
+};
+
+const port = strictInteger(1, 65535);
+const timeoutMs = strictInteger(1, 60_000);
+const ttlMs = strictInteger(0, 3_600_000);
+const FORMATS = [port, timeoutMs, ttlMs, httpUrl, urlPath];
+
+const schema = {
+  PORT: { doc: 'Listen port', format: port.name, default: 8080, env: 'PORT' },
+  NODE_ENV: {
+    doc: 'production, development or test',
+    format: NODE_ENVS as NodeEnv[],
+    default: 'development' as NodeEnv,
+    env: 'NODE_ENV',
+  },
+  VAULT_ADDR: { doc: 'Vault base URL', format: httpUrl.name, default: '', env: 'VAULT_ADDR' },
+  ORY_URL: { doc: 'Ory base URL', format: httpUrl.name, default: '', env: 'ORY_URL' },
+  ORY_HEALTH_PATH: {
+    doc: 'Readiness path on Ory',
+    format: urlPath.name,
+    default: '/health/ready',
+    env: 'ORY_HEALTH_PATH',
+  },
+  METRICS_PATH: {
+    doc: 'Path of the Prometheus endpoint',
+    format: urlPath.name,
+    default: '/metrics',
+    env: 'METRICS_PATH',
+  },
+  READINESS_TIMEOUT_MS: {
+    doc: 'Longest a readiness answer may take',
+    format: timeoutMs.name,
+    default: 800,
+    env: 'READINESS_TIMEOUT_MS',
+  },
+  READINESS_CACHE_TTL_MS: {
+    doc: 'How long a dependency result is reused',
+    format: ttlMs.name,
+    default: 1000,
+    env: 'READINESS_CACHE_TTL_MS',
+  },
+  LOG_LEVEL: {
+    doc: 'debug, info, warn or error',
+    format: LOG_LEVELS as LogLevel[],
+    default: 'info' as LogLevel,
+    env: 'LOG_LEVEL',
+  },
+};
+
+/** Defaults that apply only outside production, where a local Vault and Ory are the norm. */
+export const DEVELOPMENT_URLS = {
+  VAULT_ADDR: 'http://127.0.0.1:8200',
+  ORY_URL: 'http://127.0.0.1:4434',
+} as const;
+
+/** Names of the environment variables the runtime reads. */
+export const SETTING_NAMES = Object.keys(schema) as (keyof Settings)[];
+
+/** Settings a production deployment must set: they have no production default. */
+export const REQUIRED_IN_PRODUCTION = Object.keys(DEVELOPMENT_URLS) as (keyof Settings)[];
+
+/**
+ * Reads and validates settings from an environment. Throws one SettingsError naming every bad
+ * variable; it never reads process.argv (functions-framework keeps --target there).
+ */
+export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
+  // convict keeps formats in a registry of its own; adding the same ones again is harmless.
+  for (const format of FORMATS) convict.addFormat(format);
+  const config = convict(schema, { env, args: [] });
+  const problems: string[] = [];
+  try {
+    config.validate({ allowed: 'strict' });
+  } catch (error) {
+    problems.push(...(error as Error).message.split('\n').filter((line) => line !== ''));
+  }
+  const settings = config.getProperties() as Settings;
+
+  for (const name of REQUIRED_IN_PRODUCTION) {
+    if (settings[name] !== '') continue;
+    if (settings.NODE_ENV === 'production') {
+      problems.push(`${name}: must be set when NODE_ENV is production`);
+    } else {
+      Object.assign(settings, { [name]: DEVELOPMENT_URLS[name as keyof typeof DEVELOPMENT_URLS] });
+    }
+  }
+  const metricsPath = settings.METRICS_PATH;
+  if (
+    metricsPath === HEALTH_PATH_PREFIX.slice(0, -1) ||
+    metricsPath.startsWith(HEALTH_PATH_PREFIX)
+  ) {
+    problems.push(`METRICS_PATH: must not be /health or under ${HEALTH_PATH_PREFIX}`);
+  }
+
+  if (problems.length > 0) throw new SettingsError(problems);
+  return Object.freeze(settings);
+}
+
+let cached: Settings | undefined;
+
+/** The process's settings, read from process.env once. */
+export function getSettings(): Settings {
+  cached ??= loadSettings(process.env);
+  return cached;
+}
