@@ -69,6 +69,10 @@ export function createMetrics(registry: Registry, options: MetricsOptions): Runt
     labelNames: ['component'] as const,
     buckets: LATENCY_BUCKETS_SECONDS,
     registers,
+    // Families are collected in parallel: wait for the same (shared) check dependency_up runs.
+    async collect() {
+      await options.readiness();
+    },
   });
   new Gauge({
     name: `${METRIC_PREFIX}build_info`,

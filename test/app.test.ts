@@ -1,0 +1,334 @@
+import type http from 'node:http';
+import { Counter, Gauge, Registry, register as globalRegistry } from 'prom-client';
+import request from 'supertest';
+import { createApp, type App, type CreateAppOptions } from '../lib/app';
+import { createLogger } from '../lib/logger';
+import { loadSettings } from '../lib/settings';
+import type { Settings } from '../lib/types';
+import { FakeClient } from './support/fakes';
+import { serveFunction } from './support/server';
+import { itWithCommand, promtoolCheckMetrics } from './support/tools';
+import { startOryStandIn, startVaultStandIn } from './support/standins';
+
+const testSettings = (env: NodeJS.ProcessEnv = {}): Settings =>
+  loadSettings({ READINESS_TIMEOUT_MS: '200', READINESS_CACHE_TTL_MS: '0', ...env });
+
+interface Harness {
+  app: App;
+  server: http.Server;
+  vault: FakeClient;
+  ory: FakeClient;
+  logs: Record<string, unknown>[];
+}
+
+const opened: App[] = [];
+
+function harness(options: CreateAppOptions = {}, fn = 'coffeebuddy'): Harness {
+  const vault = new FakeClient();
+  const ory = new FakeClient();
+  const logs: Record<string, unknown>[] = [];
+  const app = createApp({
+    settings: testSettings(),
+    vaultClientFactory: () => vault,
+    oryClientFactory: () => ory,
+    logger: createLogger('debug', (line) => logs.push(JSON.parse(line) as Record<string, unknown>)),
+    ...options,
+  });
+  opened.push(app);
+  const handler = app.functions[fn];
+  if (handler === undefined) throw new Error(`no function ${fn}`);
+  return { app, server: serveFunction(handler), vault, ory, logs };
+}
+
+afterEach(() => {
+  for (const app of opened.splice(0)) app.close();
+});
+
+describe('GET /health/live', () => {
+  it('answers 200 live', async () => {
+    const { server } = harness();
+    const res = await request(server).get('/health/live').expect(200);
+    expect(res.body).toEqual({ status: 'live' });
+    expect(res.headers['content-type']).toMatch(/^application\/json/);
+    expect(res.headers['cache-control']).toBe('no-store');
+  });
+
+  it('answers HEAD without a body', async () => {
+    const { server } = harness();
+    const res = await request(server).head('/health/live').expect(200);
+    expect(res.text).toBeUndefined();
+  });
+
+  it('stays 200 at once while both dependencies hang', async () => {
+    const { server, vault, ory } = harness();
+    vault.held = true;
+    ory.held = true;
+    const ready = request(server).get('/health/ready');
+    const started = Date.now();
+    await request(server).get('/health/live').expect(200);
+    expect(Date.now() - started).toBeLessThan(150);
+    await ready.expect(503);
+    vault.release();
+    ory.release();
+  });
+});
+
+describe('GET /health/ready', () => {
+  it('answers 200 with both components when Vault and Ory are healthy', async () => {
+    const { server } = harness();
+    const res = await request(server).get('/health/ready').expect(200);
+    expect(res.body).toEqual({
+      status: 'ready',
+      components: {
+        vault: { status: 'ok', latencyMs: 1, checkedAt: expect.any(String) },
+        ory: { status: 'ok', latencyMs: 1, checkedAt: expect.any(String) },
+      },
+    });
+  });
+
+  it.each(['vault', 'ory'] as const)(
+    'answers 503 with detail when %s is unavailable',
+    async (down) => {
+      const h = harness();
+      h[down].status = 'unavailable';
+      h[down].error = 'sealed';
+      const res = await request(h.server).get('/health/ready').expect(503);
+      const up = down === 'vault' ? 'ory' : 'vault';
+      expect(res.body).toEqual({
+        detail: {
+          status: 'degraded',
+          components: {
+            [down]: {
+              status: 'unavailable',
+              latencyMs: 1,
+              checkedAt: expect.any(String),
+              error: 'sealed',
+            },
+            [up]: { status: 'ok', latencyMs: 1, checkedAt: expect.any(String) },
+          },
+        },
+      });
+    },
+  );
+
+  it('answers within the timeout when a dependency hangs', async () => {
+    const { server, vault } = harness();
+    vault.held = true;
+    const started = Date.now();
+    const res = await request(server).get('/health/ready').expect(503);
+    const elapsed = Date.now() - started;
+    expect(elapsed).toBeLessThan(200 + 150);
+    expect(res.body.detail.components.vault).toMatchObject({ error: 'timeout after 200 ms' });
+    vault.release();
+  });
+
+  it('logs each change of state once, as one JSON line with the reason', async () => {
+    const { server, vault, logs } = harness();
+    for (let i = 0; i < 5; i += 1) await request(server).get('/health/ready');
+    vault.status = 'unavailable';
+    vault.error = 'connection refused';
+    for (let i = 0; i < 5; i += 1) await request(server).get('/health/ready');
+    vault.status = 'ok';
+    vault.error = undefined;
+    for (let i = 0; i < 5; i += 1) await request(server).get('/health/ready');
+    const transitions = logs.filter((line) => line.component === 'vault');
+    expect(transitions).toEqual([
+      expect.objectContaining({
+        level: 'info',
+        component: 'vault',
+        status: 'ok',
+        previous: 'unknown',
+      }),
+      expect.objectContaining({
+        level: 'warn',
+        msg: 'vault is unavailable',
+        status: 'unavailable',
+        previous: 'ok',
+        reason: 'connection refused',
+      }),
+      expect.objectContaining({
+        level: 'info',
+        msg: 'vault is available',
+        previous: 'unavailable',
+      }),
+    ]);
+  });
+
+  it('checks real Vault and Ory stand-ins through the default clients', async () => {
+    const vault = await startVaultStandIn('standby');
+    const ory = await startOryStandIn(true);
+    try {
+      const app = createApp({
+        settings: testSettings({ VAULT_ADDR: vault.url, ORY_URL: ory.url }),
+        registry: new Registry(),
+        logger: createLogger('error'),
+      });
+      opened.push(app);
+      const server = serveFunction(app.functions.coffeebuddy!);
+      await request(server).get('/health/ready').expect(200);
+      vault.state = 'sealed';
+      const res = await request(server).get('/health/ready').expect(503);
+      expect(res.body.detail.components.vault.error).toBe('sealed');
+    } finally {
+      await Promise.all([vault.close(), ory.close()]);
+    }
+  });
+});
+
+describe('GET /metrics', () => {
+  it('serves the registry it was given, with a test counter and the runtime families', async () => {
+    const registry = new Registry();
+    new Counter({ name: 'test_counter_total', help: 'A test counter.', registers: [registry] }).inc(
+      3,
+    );
+    const { server } = harness({ registry });
+    await request(server).get('/health/live');
+    const res = await request(server).get('/metrics').expect(200);
+    expect(res.headers['content-type']).toBe(registry.contentType);
+    expect(res.text).toContain('test_counter_total 3');
+    expect(res.text).toContain(
+      'coffeebuddy_http_requests_total{method="GET",route="/health/live",status="200"} 1',
+    );
+    expect(res.text).toContain('coffeebuddy_dependency_up{component="vault"} 1');
+    expect(res.text).toContain('coffeebuddy_dependency_up{component="ory"} 1');
+    expect(res.text).toMatch(/coffeebuddy_build_info\{version="[^"]+",node_version="v\d+/);
+    expect(res.text).toContain('process_cpu_user_seconds_total');
+    expect(res.text).toContain(
+      'coffeebuddy_dependency_check_duration_seconds_count{component="vault"}',
+    );
+  });
+
+  it('uses a registry of its own by default, never the global one', async () => {
+    const { app, server } = harness();
+    await request(server).get('/metrics').expect(200);
+    expect(app.registry).not.toBe(globalRegistry);
+    expect(globalRegistry.getSingleMetric('coffeebuddy_http_requests_total')).toBeUndefined();
+  });
+
+  it('reports a dependency going down at the next scrape', async () => {
+    const { server, ory } = harness();
+    await request(server).get('/metrics').expect(200);
+    ory.status = 'unavailable';
+    const res = await request(server).get('/metrics').expect(200);
+    expect(res.text).toContain('coffeebuddy_dependency_up{component="ory"} 0');
+  });
+
+  it('serves METRICS_PATH instead of /metrics', async () => {
+    const { server } = harness({ settings: testSettings({ METRICS_PATH: '/internal/metrics' }) });
+    await request(server).get('/internal/metrics').expect(200);
+    await request(server).get('/metrics').expect(404);
+  });
+
+  it('labels requests by route template, so 1,000 random paths add one series', async () => {
+    const { server } = harness();
+    for (let i = 0; i < 1000; i += 1) {
+      const path = `/${Math.random().toString(36).slice(2)}/${i}`;
+      await request(server).get(path).expect(404);
+    }
+    const res = await request(server).get('/metrics').expect(200);
+    const routes = new Set(
+      [...res.text.matchAll(/coffeebuddy_http_requests_total\{[^}]*route="([^"]*)"/g)].map(
+        (m) => m[1],
+      ),
+    );
+    expect([...routes].sort()).toEqual(['unmatched']);
+    expect(res.text).toContain(
+      'coffeebuddy_http_requests_total{method="GET",route="unmatched",status="404"} 1000',
+    );
+  });
+
+  itWithCommand('promtool', 'apt-get install prometheus')(
+    'passes promtool check metrics with nothing reported',
+    async () => {
+      const { server } = harness();
+      await request(server).get('/health/ready');
+      await request(server).get('/nope');
+      const res = await request(server).get('/metrics').expect(200);
+      expect(promtoolCheckMetrics(res.text)).toEqual({ status: 0, output: '' });
+    },
+  );
+
+  it('answers 500 without details when collecting fails', async () => {
+    const registry = new Registry();
+    new Gauge({
+      name: 'broken_gauge',
+      help: 'Fails to collect.',
+      registers: [registry],
+      collect() {
+        throw new Error('internal-detail');
+      },
+    });
+    const { server, logs } = harness({ registry });
+    const res = await request(server).get('/metrics').expect(500);
+    expect(res.body).toEqual({ error: 'internal error' });
+    expect(res.text).not.toContain('internal-detail');
+    expect(logs).toContainEqual(expect.objectContaining({ level: 'error', route: '/metrics' }));
+  });
+});
+
+describe('routing and bad input', () => {
+  it('answers an unknown path with 404 JSON', async () => {
+    const { server } = harness();
+    for (const path of [
+      '/',
+      '/nope',
+      '/health',
+      '/health/live/',
+      '//health/live',
+      '/health/%6Cive',
+    ]) {
+      const res = await request(server).get(path).expect(404);
+      expect(res.body).toEqual({ error: 'not found' });
+    }
+  });
+
+  it.each(['post', 'put', 'delete', 'patch', 'options'] as const)(
+    'answers %s on a known path with 405 and Allow',
+    async (method) => {
+      const { server } = harness();
+      for (const path of ['/health/live', '/health/ready', '/metrics']) {
+        const res = await request(server)[method](path).expect(405);
+        expect(res.headers.allow).toBe('GET, HEAD');
+        expect(res.body).toEqual({ error: 'method not allowed' });
+      }
+    },
+  );
+
+  it('keeps working after malformed JSON, huge bodies and odd query strings', async () => {
+    const { server } = harness();
+    await request(server)
+      .post('/health/live')
+      .set('Content-Type', 'application/json')
+      .send('{"not json')
+      .expect(400);
+    await request(server)
+      .post('/health/live')
+      .set('Content-Type', 'application/octet-stream')
+      .send(Buffer.alloc(2 * 1024 * 1024, 1))
+      .expect(405);
+    await request(server).get('/health/live?%zz=%%&a[b][c]=1&__proto__[x]=1').expect(200);
+    await request(server)
+      .get(`/health/live?q=${'x'.repeat(7000)}`)
+      .expect(200);
+    await request(server).get('/health/live').expect(200, { status: 'live' });
+  });
+});
+
+describe('functions deployed alone', () => {
+  it.each([
+    ['healthLive', 200],
+    ['healthReady', 200],
+    ['metrics', 200],
+  ])('%s answers on any path and guards its methods', async (name, status) => {
+    const { server } = harness({}, name);
+    await request(server).get('/').expect(status);
+    await request(server).get('/anything/else').expect(status);
+    await request(server).post('/').expect(405);
+  });
+
+  it('the coffeebuddy entry and every endpoint are functions of the app', () => {
+    expect(Object.keys(harness().app.functions).sort()).toEqual(
+      ['coffeebuddy', 'healthLive', 'healthReady', 'metrics'].sort(),
+    );
+  });
+});

@@ -1,0 +1,79 @@
+import { Upstream } from '../../lib/clients/upstream';
+import { absentUrl, startOryStandIn, type OryStandIn } from '../support/standins';
+
+const okOn200 = (status: number) => (status === 200 ? undefined : `status ${status}`);
+
+describe('Upstream.check network failures', () => {
+  let ory: OryStandIn;
+  const opened: Upstream[] = [];
+  const upstream = (url: string, timeoutMs: number) => {
+    const created = new Upstream(url, timeoutMs);
+    opened.push(created);
+    return created;
+  };
+
+  beforeAll(async () => {
+    ory = await startOryStandIn();
+  });
+  beforeEach(() => {
+    ory.fault = { kind: 'none' };
+  });
+  afterEach(() => {
+    for (const u of opened.splice(0)) u.close();
+  });
+  afterAll(() => ory.close());
+
+  it('names a refused connection', async () => {
+    const health = await upstream(await absentUrl(), 500).check('/health/ready', okOn200);
+    expect(health).toMatchObject({ status: 'unavailable', error: 'connection refused' });
+  });
+
+  it('times out a server that accepts and never answers, within the timeout', async () => {
+    ory.fault = { kind: 'hang' };
+    const started = Date.now();
+    const health = await upstream(ory.url, 200).check('/health/ready', okOn200);
+    const elapsed = Date.now() - started;
+    expect(health).toMatchObject({ status: 'unavailable', error: 'timeout after 200 ms' });
+    expect(elapsed).toBeGreaterThanOrEqual(190);
+    expect(elapsed).toBeLessThan(1000);
+  });
+
+  it('names a reset connection', async () => {
+    ory.fault = { kind: 'reset' };
+    const health = await upstream(ory.url, 500).check('/health/ready', okOn200);
+    expect(health).toMatchObject({ status: 'unavailable', error: 'connection reset' });
+  });
+
+  it('names an answer that is not HTTP', async () => {
+    ory.fault = { kind: 'garbage' };
+    const health = await upstream(ory.url, 500).check('/health/ready', okOn200);
+    expect(health).toMatchObject({ status: 'unavailable', error: 'invalid HTTP response' });
+  });
+
+  it('accepts a slow answer inside the timeout and reports its latency', async () => {
+    ory.fault = { kind: 'slow', delayMs: 120 };
+    const health = await upstream(ory.url, 1000).check('/health/ready', okOn200);
+    expect(health.status).toBe('ok');
+    expect(health.latencyMs).toBeGreaterThanOrEqual(100);
+  });
+
+  it('times out a slow answer past the timeout', async () => {
+    ory.fault = { kind: 'slow', delayMs: 400 };
+    const health = await upstream(ory.url, 100).check('/health/ready', okOn200);
+    expect(health).toMatchObject({ status: 'unavailable', error: 'timeout after 100 ms' });
+  });
+
+  it('names a host that DNS does not know', async () => {
+    // .invalid is reserved (RFC 2606): it never resolves.
+    const health = await upstream('http://vault.invalid:8200', 5000).check('/', okOn200);
+    expect(health).toMatchObject({ error: 'DNS lookup failed for vault.invalid' });
+  });
+
+  it('recovers after the upstream comes back', async () => {
+    const client = upstream(ory.url, 300);
+    ory.fault = { kind: 'reset' };
+    expect((await client.check('/health/ready', okOn200)).status).toBe('unavailable');
+    ory.fault = { kind: 'none' };
+    expect((await client.check('/health/ready', okOn200)).status).toBe('ok');
+  });
+});

@@ -1,0 +1,81 @@
+import { HttpVaultClient, buildVaultClient } from '../../lib/clients/vault';
+import { loadSettings } from '../../lib/settings';
+import {
+  UPSTREAM_CANARY,
+  VAULT_STATES,
+  startVaultStandIn,
+  type VaultStandIn,
+  type VaultState,
+} from '../support/standins';
+
+const EXPECTED: Record<VaultState, string | undefined> = {
+  active: undefined,
+  standby: undefined,
+  'performance-standby': undefined,
+  'dr-secondary': 'disaster-recovery secondary',
+  'standby-unreachable': 'standby cannot reach the active node',
+  uninitialized: 'not initialized',
+  sealed: 'sealed',
+  removed: 'removed from the cluster',
+};
+
+describe('HttpVaultClient', () => {
+  let vault: VaultStandIn;
+  let client: HttpVaultClient;
+
+  beforeAll(async () => {
+    vault = await startVaultStandIn();
+  });
+  beforeEach(() => {
+    vault.state = 'active';
+    vault.fault = { kind: 'none' };
+    vault.resetCounts();
+    client = new HttpVaultClient(vault.url, 500);
+  });
+  afterEach(() => {
+    client.close();
+  });
+  afterAll(() => vault.close());
+
+  it.each(VAULT_STATES)('reports the %s state as Vault documents it', async (state) => {
+    vault.state = state;
+    const health = await client.healthCheck();
+    const expected = EXPECTED[state];
+    expect(health.status).toBe(expected === undefined ? 'ok' : 'unavailable');
+    expect(health.error).toBe(expected);
+    expect(Number.isNaN(Date.parse(health.checkedAt))).toBe(false);
+    expect(health.latencyMs).toBeGreaterThanOrEqual(0);
+  });
+
+  it.each([418, 500, 404, 302])('names an undocumented status %i', async (status) => {
+    vault.fault = { kind: 'status', status };
+    const health = await client.healthCheck();
+    expect(health).toMatchObject({ status: 'unavailable', error: `unexpected status ${status}` });
+  });
+
+  it('never copies the upstream body or headers into a reason', async () => {
+    for (const state of VAULT_STATES) {
+      vault.state = state;
+      expect(JSON.stringify(await client.healthCheck())).not.toContain(UPSTREAM_CANARY);
+    }
+    vault.fault = { kind: 'garbage' };
+    expect(JSON.stringify(await client.healthCheck())).not.toContain(UPSTREAM_CANARY);
+  });
+
+  it('reuses one keep-alive connection across checks', async () => {
+    for (let i = 0; i < 5; i += 1) await client.healthCheck();
+    expect(vault.requests).toBe(5);
+    expect(vault.connections).toBe(1);
+  });
+
+  it('is built from the settings', async () => {
+    const built = buildVaultClient(
+      loadSettings({ VAULT_ADDR: `${vault.url}/`, READINESS_TIMEOUT_MS: '300' }),
+    );
+    try {
+      await expect(built.healthCheck()).resolves.toMatchObject({ status: 'ok' });
+    } finally {
+      built.close?.();
+    }
+  });
+});

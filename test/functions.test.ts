@@ -1,0 +1,71 @@
+import { FRAMEWORK_MAIN, requireBuild, runToExit, startProcess } from './support/process';
+import { absentUrl } from './support/standins';
+
+const target = (name: string) => [FRAMEWORK_MAIN, `--target=${name}`];
+
+beforeAll(() => {
+  requireBuild();
+});
+
+describe('the built functions under functions-framework', () => {
+  it.each([
+    ['coffeebuddy', '/health/live', 200],
+    ['healthLive', '/', 200],
+    ['healthReady', '/', 503],
+    ['metrics', '/', 200],
+  ])('%s runs alone with --target', async (name, path, status) => {
+    const running = await startProcess({
+      args: target(name),
+      env: { NODE_ENV: 'production', VAULT_ADDR: await absentUrl(), ORY_URL: await absentUrl() },
+      readyPath: path,
+      readyStatus: status,
+    });
+    expect(await running.stop()).toBe(0);
+  });
+
+  it('answers /health/ready 503 within the timeout naming Vault and Ory unreachable', async () => {
+    const running = await startProcess({
+      args: target('coffeebuddy'),
+      env: { NODE_ENV: 'production', VAULT_ADDR: await absentUrl(), ORY_URL: await absentUrl() },
+    });
+    try {
+      const started = Date.now();
+      const res = await fetch(`${running.url}/health/ready`);
+      expect(Date.now() - started).toBeLessThan(800 + 200);
+      expect(res.status).toBe(503);
+      const body = (await res.json()) as {
+        detail: { status: string; components: Record<string, { error: string }> };
+      };
+      expect(body.detail.status).toBe('degraded');
+      expect(body.detail.components.vault?.error).toBe('connection refused');
+      expect(body.detail.components.ory?.error).toBe('connection refused');
+    } finally {
+      expect(await running.stop()).toBe(0);
+    }
+  });
+
+  it('refuses to start on bad settings with one message and no stack trace', async () => {
+    const { code, stdout, stderr } = await runToExit(target('coffeebuddy'), {
+      NODE_ENV: 'production',
+      PORT: '9090abc',
+      VAULT_ADDR: 'http://root:s3cr3t-token@vault:8200',
+      READINESS_TIMEOUT_MS: 'soon',
+      LOG_LEVEL: 'loud',
+      METRICS_PATH: '/health/metrics',
+    });
+    expect(code).toBe(78);
+    expect(stdout).toBe('');
+    for (const name of [
+      'PORT',
+      'VAULT_ADDR',
+      'ORY_URL',
+      'READINESS_TIMEOUT_MS',
+      'LOG_LEVEL',
+      'METRICS_PATH',
+    ]) {
+      expect(stderr).toContain(`${name}: `);
+    }
+    expect(stderr).not.toMatch(/^\s+at /m);
+    expect(stderr).not.toContain('s3cr3t-token');
+  });
+});

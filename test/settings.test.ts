@@ -1,0 +1,134 @@
+import {
+  DEVELOPMENT_URLS,
+  SETTING_NAMES,
+  SettingsError,
+  getSettings,
+  loadSettings,
+} from '../lib/settings';
+
+function problemsOf(env: NodeJS.ProcessEnv): string[] {
+  try {
+    loadSettings(env);
+  } catch (error) {
+    expect(error).toBeInstanceOf(SettingsError);
+    return [...(error as SettingsError).problems];
+  }
+  throw new Error('expected a SettingsError');
+}
+
+describe('loadSettings', () => {
+  it('has the documented defaults outside production', () => {
+    expect(loadSettings({})).toEqual({
+      PORT: 8080,
+      NODE_ENV: 'development',
+      VAULT_ADDR: DEVELOPMENT_URLS.VAULT_ADDR,
+      ORY_URL: DEVELOPMENT_URLS.ORY_URL,
+      ORY_HEALTH_PATH: '/health/ready',
+      METRICS_PATH: '/metrics',
+      READINESS_TIMEOUT_MS: 800,
+      READINESS_CACHE_TTL_MS: 1000,
+      LOG_LEVEL: 'info',
+    });
+  });
+
+  it('reads every variable', () => {
+    const env = {
+      PORT: '9000',
+      NODE_ENV: 'production',
+      VAULT_ADDR: 'https://vault.example:8200',
+      ORY_URL: 'http://kratos-admin.ory.svc:4434',
+      ORY_HEALTH_PATH: '/health/alive',
+      METRICS_PATH: '/internal/metrics',
+      READINESS_TIMEOUT_MS: '250',
+      READINESS_CACHE_TTL_MS: '0',
+      LOG_LEVEL: 'debug',
+    };
+    const settings = loadSettings(env);
+    expect(settings).toEqual({
+      ...env,
+      PORT: 9000,
+      READINESS_TIMEOUT_MS: 250,
+      READINESS_CACHE_TTL_MS: 0,
+    });
+    expect(Object.keys(settings).sort()).toEqual([...SETTING_NAMES].sort());
+    expect(Object.isFrozen(settings)).toBe(true);
+  });
+
+  it('requires VAULT_ADDR and ORY_URL in production', () => {
+    expect(problemsOf({ NODE_ENV: 'production' })).toEqual([
+      'VAULT_ADDR: must be set when NODE_ENV is production',
+      'ORY_URL: must be set when NODE_ENV is production',
+    ]);
+  });
+
+  it.each([
+    ['PORT', '9090abc', 'must be a whole number of plain digits'],
+    ['PORT', '0', 'must be between 1 and 65535'],
+    ['PORT', '70000', 'must be between 1 and 65535'],
+    ['PORT', '80.5', 'must be a whole number of plain digits'],
+    ['NODE_ENV', 'staging', 'must be one of the possible values'],
+    ['VAULT_ADDR', 'vault:8200', 'must be an absolute http:// or https:// URL'],
+    ['VAULT_ADDR', 'not a url', 'must be an absolute http:// or https:// URL'],
+    ['VAULT_ADDR', 'ftp://vault', 'must be an absolute http:// or https:// URL'],
+    ['ORY_URL', 'http://ory/?x=1', 'must not contain a query or fragment'],
+    ['ORY_HEALTH_PATH', 'health/ready', 'must be a path starting with "/"'],
+    ['ORY_HEALTH_PATH', '/health/../ready', 'dot segments'],
+    ['METRICS_PATH', 'metrics', 'must be a path starting with "/"'],
+    ['METRICS_PATH', '/health/metrics', 'must not be /health or under /health/'],
+    ['METRICS_PATH', '/health', 'must not be /health or under /health/'],
+    ['READINESS_TIMEOUT_MS', '-1', 'must be a whole number of plain digits'],
+    ['READINESS_TIMEOUT_MS', 'soon', 'must be a whole number of plain digits'],
+    ['READINESS_TIMEOUT_MS', '0', 'must be between 1 and 60000'],
+    ['READINESS_CACHE_TTL_MS', '1e3', 'must be a whole number of plain digits'],
+    ['LOG_LEVEL', 'verbose', 'must be one of the possible values'],
+  ])('rejects %s=%s', (name, value, reason) => {
+    const problems = problemsOf({ [name]: value });
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatch(new RegExp(`^${name}: `));
+    expect(problems[0]).toContain(reason);
+  });
+
+  it('names every bad variable in one error', () => {
+    const problems = problemsOf({
+      PORT: 'http',
+      NODE_ENV: 'production',
+      ORY_URL: 'nope',
+      LOG_LEVEL: 'loud',
+      READINESS_CACHE_TTL_MS: '-5',
+    });
+    expect(problems.map((p) => p.split(':')[0]).sort()).toEqual(
+      ['LOG_LEVEL', 'ORY_URL', 'PORT', 'READINESS_CACHE_TTL_MS', 'VAULT_ADDR'].sort(),
+    );
+  });
+
+  it('never repeats credentials found in a URL', () => {
+    const error = (() => {
+      try {
+        loadSettings({ VAULT_ADDR: 'https://admin:hunter2-secret@vault.example' });
+      } catch (e) {
+        return e as Error;
+      }
+      throw new Error('expected a SettingsError');
+    })();
+    expect(error.message).toContain('VAULT_ADDR: must not contain credentials');
+    expect(error.message).not.toContain('hunter2-secret');
+    expect(error.message).not.toContain('admin');
+  });
+
+  it('ignores command-line arguments such as --port', () => {
+    const argv = process.argv;
+    process.argv = [...argv, '--PORT', '1234', '--port=1234'];
+    try {
+      expect(loadSettings({}).PORT).toBe(8080);
+    } finally {
+      process.argv = argv;
+    }
+  });
+});
+
+describe('getSettings', () => {
+  it('reads process.env once and keeps the result', () => {
+    const first = getSettings();
+    expect(getSettings()).toBe(first);
+  });
+});

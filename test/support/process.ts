@@ -1,0 +1,122 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+
+export const REPO_ROOT = path.resolve(__dirname, '..', '..');
+/** functions-framework's command-line entry, run with `node` as the image runs it. */
+export const FRAMEWORK_MAIN = 'node_modules/@google-cloud/functions-framework/build/src/main.js';
+
+export function requireBuild(root = REPO_ROOT): void {
+  if (!fs.existsSync(path.join(root, 'dist', 'functions', 'index.js'))) {
+    throw new Error(`${root}/dist is missing: run "npm run build" first (npm test does)`);
+  }
+}
+
+export async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise<void>((resolve) =>
+    server.close(() => {
+      resolve();
+    }),
+  );
+  return port;
+}
+
+export interface RunningProcess {
+  readonly child: ChildProcess;
+  readonly port: number;
+  readonly url: string;
+  output(): string;
+  /** Sends SIGTERM and waits for the exit (SIGKILL after 5 s). */
+  stop(): Promise<number | null>;
+}
+
+export interface StartOptions {
+  args: string[];
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  node?: string;
+  /** Path that answers readyStatus once the server is up. */
+  readyPath?: string;
+  readyStatus?: number;
+  timeoutMs?: number;
+}
+
+function exited(child: ChildProcess): Promise<number | null> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
+  return new Promise((resolve) =>
+    child.once('exit', (code) => {
+      resolve(code);
+    }),
+  );
+}
+
+/** Starts a server process on a free loopback port and waits until readyPath answers. */
+export async function startProcess(options: StartOptions): Promise<RunningProcess> {
+  const port = await freePort();
+  const child = spawn(options.node ?? process.execPath, options.args, {
+    cwd: options.cwd ?? REPO_ROOT,
+    env: { PATH: process.env.PATH, ...options.env, PORT: String(port) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const url = `http://127.0.0.1:${port}`;
+  const running: RunningProcess = {
+    child,
+    port,
+    url,
+    output: () => output,
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+      try {
+        return await exited(child);
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+  };
+  const deadline = Date.now() + (options.timeoutMs ?? 15_000);
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) {
+      throw new Error(`process exited with ${child.exitCode} before answering:\n${output}`);
+    }
+    try {
+      const res = await fetch(`${url}${options.readyPath ?? '/health/live'}`, {
+        signal: AbortSignal.timeout(1000),
+      });
+      if (res.status === (options.readyStatus ?? 200)) return running;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  await running.stop();
+  throw new Error(`process did not answer within the deadline:\n${output}`);
+}
+
+/** Runs a command to its end, for processes expected to exit by themselves. */
+export async function runToExit(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  timeoutMs = 15_000,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, args, {
+    cwd: REPO_ROOT,
+    env: { PATH: process.env.PATH, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  const code = await exited(child);
+  clearTimeout(timer);
+  return { code, stdout, stderr };
+}
