@@ -1,0 +1,52 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { loadManifests } from './support/manifests';
+import { argsOf, envOf, execCommand, readDockerfile } from './support/dockerfile';
+import { REPO_ROOT } from './support/process';
+
+const stages = readDockerfile();
+const runtime = stages.at(-1)!;
+
+describe('Dockerfile', () => {
+  it('is multi-stage and pins every base image by full version', () => {
+    expect(stages.length).toBeGreaterThanOrEqual(2);
+    for (const stage of stages) {
+      expect(stage.image).toMatch(/^[\w./-]+:\d+\.\d+\.\d+[\w.-]*(@sha256:[0-9a-f]{64})?$/);
+    }
+  });
+
+  it('runs Node 24, the current LTS, in production mode with production modules only', () => {
+    expect(runtime.image).toMatch(/^node:24\./);
+    expect(envOf(runtime).NODE_ENV).toBe('production');
+    expect(argsOf(runtime, 'RUN').join('\n')).toMatch(/npm ci --omit=dev/);
+    expect(argsOf(runtime, 'COPY').join('\n')).not.toMatch(/\b(test|lib|functions)\b/);
+  });
+
+  it('runs as a numeric non-root user, the one the Knative Service names', () => {
+    const user = argsOf(runtime, 'USER').at(-1);
+    expect(user).toMatch(/^\d+(:\d+)?$/);
+    const [uid = '0', gid] = user!.split(':');
+    expect(Number(uid)).toBeGreaterThan(0);
+    const ksvc = loadManifests('knative').find(
+      (m) => m.doc.kind === 'Service' && m.doc.apiVersion.startsWith('serving'),
+    );
+    const security = (ksvc!.doc as any).spec.template.spec.containers[0].securityContext;
+    expect(security.runAsUser).toBe(Number(uid));
+    if (gid !== undefined) expect(security.runAsGroup).toBe(Number(gid));
+  });
+
+  it('starts functions-framework with node in exec form, coffeebuddy, and no --port', () => {
+    const cmd = execCommand(runtime);
+    expect(cmd).toBeDefined();
+    expect(cmd![0]).toBe('node');
+    expect(cmd).toContain('--target=coffeebuddy');
+    expect(cmd!.join(' ')).not.toMatch(/--port|npm/);
+    expect(argsOf(runtime, 'ENTRYPOINT')).toEqual([]);
+    expect(fs.existsSync(path.join(REPO_ROOT, cmd![1]!))).toBe(true);
+  });
+
+  it('keeps node_modules, tests and .git out of the build context', () => {
+    const ignored = fs.readFileSync(path.join(REPO_ROOT, '.dockerignore'), 'utf8').split('\n');
+    for (const entry of ['node_modules', 'test', '.git', 'dist']) expect(ignored).toContain(entry);
+  });
+});

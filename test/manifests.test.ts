@@ -1,0 +1,289 @@
+import request from 'supertest';
+import { createApp } from '../lib/app';
+import { createLogger } from '../lib/logger';
+import { REQUIRED_IN_PRODUCTION, SETTING_NAMES, loadSettings } from '../lib/settings';
+import { FakeClient } from './support/fakes';
+import { knativeAdmissionProblems } from './support/knative-rules';
+import {
+  FORBIDDEN_PLUGINS,
+  pluginConfigProblems,
+  routeMatches,
+  type HttpRouteMatch,
+} from './support/kong-rules';
+import {
+  loadManifests,
+  loadValidators,
+  schemaProblems,
+  type LoadedManifest,
+  type Manifest,
+} from './support/manifests';
+import { serveFunction } from './support/server';
+
+type Obj = Record<string, any>;
+
+const manifests = loadManifests('knative', 'kong');
+const validators = loadValidators();
+const docs = manifests.map((m) => m.doc);
+const find = (kind: string, apiVersionPrefix = ''): Obj[] =>
+  docs.filter((d) => d.kind === kind && d.apiVersion.startsWith(apiVersionPrefix));
+const one = (kind: string, apiVersionPrefix = ''): Obj => {
+  const found = find(kind, apiVersionPrefix);
+  expect(found).toHaveLength(1);
+  return found[0]!;
+};
+
+const ksvc = one('Service', 'serving.knative.dev/');
+const container: Obj = ksvc.spec.template.spec.containers[0];
+const configMaps = find('ConfigMap');
+const defaults = loadSettings({});
+
+/** The environment the container gets: env entries and the keys of envFrom ConfigMaps. */
+function containerEnvironment(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const source of container.envFrom ?? []) {
+    const map = configMaps.find((c) => c.metadata.name === source.configMapRef?.name);
+    expect(map).toBeDefined();
+    Object.assign(env, map!.data);
+  }
+  for (const variable of container.env ?? []) env[variable.name] = variable.value;
+  return env;
+}
+
+describe('every manifest validates against its upstream schema', () => {
+  it.each(
+    manifests.map((m): [string, LoadedManifest] => [
+      `${m.file} ${m.doc.kind}/${m.doc.metadata.name}`,
+      m,
+    ]),
+  )('%s', (_name, { doc }) => {
+    expect(schemaProblems(validators, doc)).toEqual([]);
+  });
+
+  it('fails a kind that has no schema, and a document with a type error', () => {
+    const unknown: Manifest = {
+      apiVersion: 'example.com/v1',
+      kind: 'Widget',
+      metadata: { name: 'w' },
+    };
+    expect(schemaProblems(validators, unknown)).toEqual(['no schema for example.com/v1 Widget']);
+    const broken = structuredClone(ksvc) as Manifest & Obj;
+    broken.spec.template.spec.containerConcurrency = 'unlimited';
+    expect(schemaProblems(validators, broken).join()).toContain('containerConcurrency');
+    const strict = structuredClone(one('ConfigMap')) as Manifest & Obj;
+    strict.spec = {};
+    expect(schemaProblems(validators, strict).join()).toContain('additional properties');
+  });
+
+  it('uses no KongIngress (deprecated; its route and proxy fields are rejected since KIC 3.0)', () => {
+    expect(find('KongIngress')).toEqual([]);
+  });
+});
+
+describe('the Knative Service passes the admission rules the schema lacks', () => {
+  it('has no problems', () => {
+    expect(knativeAdmissionProblems(ksvc)).toEqual([]);
+  });
+
+  it.each<[string, (s: Obj) => void, string]>([
+    [
+      'a second port',
+      (s) => s.spec.template.spec.containers[0].ports.push({ containerPort: 8081 }),
+      'exactly one container port',
+    ],
+    [
+      'a reserved port',
+      (s) => (s.spec.template.spec.containers[0].ports[0].containerPort = 8012),
+      'reserved',
+    ],
+    [
+      'env PORT',
+      (s) => s.spec.template.spec.containers[0].env.push({ name: 'PORT', value: '1' }),
+      'env PORT is reserved',
+    ],
+    [
+      'env K_SERVICE',
+      (s) => s.spec.template.spec.containers[0].env.push({ name: 'K_SERVICE', value: 'x' }),
+      'reserved',
+    ],
+    [
+      'lifecycle',
+      (s) => (s.spec.template.spec.containers[0].lifecycle = {}),
+      'lifecycle is not allowed',
+    ],
+    [
+      'a grace period',
+      (s) => (s.spec.template.spec.terminationGracePeriodSeconds = 30),
+      'terminationGracePeriodSeconds',
+    ],
+    [
+      'a readiness timeout without period',
+      (s) => (s.spec.template.spec.containers[0].readinessProbe.timeoutSeconds = 1),
+      'timeoutSeconds is not allowed',
+    ],
+    [
+      'a readiness port',
+      (s) => (s.spec.template.spec.containers[0].readinessProbe.httpGet.port = 8080),
+      'must not set a port',
+    ],
+    [
+      'a numeric annotation',
+      (s) => (s.spec.template.metadata.annotations['autoscaling.knative.dev/min-scale'] = 1),
+      'must be a string',
+    ],
+    [
+      'a short timeout',
+      (s) => (s.spec.template.spec.timeoutSeconds = 10),
+      'timeoutSeconds must be',
+    ],
+  ])('catches %s', (_name, mutate, problem) => {
+    const broken = structuredClone(ksvc);
+    mutate(broken);
+    expect(knativeAdmissionProblems(broken).join('\n')).toContain(problem);
+  });
+
+  it('runs hardened: non-root, read-only root, no privileges, writable /tmp only', () => {
+    expect(container.securityContext).toEqual({
+      runAsNonRoot: true,
+      runAsUser: expect.any(Number),
+      runAsGroup: expect.any(Number),
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ['ALL'] },
+      seccompProfile: { type: 'RuntimeDefault' },
+    });
+    expect(container.volumeMounts).toEqual([{ name: 'tmp', mountPath: '/tmp' }]);
+    expect(ksvc.spec.template.spec.volumes).toEqual([
+      { name: 'tmp', emptyDir: expect.any(Object) },
+    ]);
+    expect(container.resources.requests).toBeDefined();
+    expect(container.resources.limits).toBeDefined();
+    expect(container.startupProbe).toBeUndefined();
+    expect(ksvc.spec.template.spec.automountServiceAccountToken).toBe(false);
+    expect(one('ServiceAccount').automountServiceAccountToken).toBe(false);
+    expect(ksvc.spec.template.spec.serviceAccountName).toBe(one('ServiceAccount').metadata.name);
+  });
+
+  it('is cluster-local, kept warm, and scraped on its own port', () => {
+    const annotations = ksvc.spec.template.metadata.annotations;
+    expect(ksvc.metadata.labels['networking.knative.dev/visibility']).toBe('cluster-local');
+    expect(annotations['autoscaling.knative.dev/min-scale']).toBe('1');
+    expect(Number(annotations['autoscaling.knative.dev/max-scale'])).toBeGreaterThanOrEqual(1);
+    expect(Number(annotations['autoscaling.knative.dev/target'])).toBeGreaterThan(0);
+    expect(annotations['prometheus.io/scrape']).toBe('true');
+  });
+});
+
+describe('the manifests agree with the code', () => {
+  const app = createApp({
+    settings: defaults,
+    vaultClientFactory: () => new FakeClient(),
+    oryClientFactory: () => new FakeClient(),
+    logger: createLogger('error'),
+  });
+  const server = serveFunction(app.functions.coffeebuddy!);
+  afterAll(() => {
+    app.close();
+  });
+
+  it('probes and scrapes paths the app serves', async () => {
+    const annotations = ksvc.spec.template.metadata.annotations;
+    await request(server).get(container.readinessProbe.httpGet.path).expect(200);
+    await request(server).get(container.livenessProbe.httpGet.path).expect(200, { status: 'live' });
+    await request(server).get(annotations['prometheus.io/path']).expect(200);
+    expect(annotations['prometheus.io/path']).toBe(defaults.METRICS_PATH);
+  });
+
+  it('uses the app default port for the container and the scrape', () => {
+    expect(container.ports[0].containerPort).toBe(defaults.PORT);
+    expect(ksvc.spec.template.metadata.annotations['prometheus.io/port']).toBe(
+      String(defaults.PORT),
+    );
+  });
+
+  it('sets only declared settings, every one required in production, all valid', () => {
+    const env = containerEnvironment();
+    for (const name of Object.keys(env)) expect(SETTING_NAMES).toContain(name);
+    for (const name of REQUIRED_IN_PRODUCTION) expect(env[name]).toBeTruthy();
+    expect(env.NODE_ENV).toBe('production');
+    expect(() => loadSettings(env)).not.toThrow();
+  });
+
+  it('sends Kong to Kourier with the ksvc cluster-local name as Host', () => {
+    const route = one('HTTPRoute');
+    const backendNames = route.spec.rules.flatMap((r: Obj) => r.backendRefs.map((b: Obj) => b));
+    expect(backendNames).toHaveLength(1);
+    const backend = backendNames[0];
+    const upstream = find('Service', 'v1').find((s) => s.metadata.name === backend.name);
+    expect(upstream).toBeDefined();
+    expect(upstream!.metadata.namespace).toBe(route.metadata.namespace);
+    expect(upstream!.spec.type).toBe('ExternalName');
+    expect(upstream!.spec.externalName).toBe('kourier-internal.kourier-system.svc.cluster.local');
+    expect(upstream!.spec.ports.map((p: Obj) => p.port)).toContain(backend.port);
+    expect(backend.port).toBe(80);
+    expect(upstream!.metadata.annotations['konghq.com/host-header']).toBe(
+      `${ksvc.metadata.name}.${ksvc.metadata.namespace}.svc.cluster.local`,
+    );
+    expect(route.metadata.annotations['konghq.com/preserve-host']).toBe('false');
+    expect(
+      Number(upstream!.metadata.annotations['konghq.com/connect-timeout']),
+    ).toBeLessThanOrEqual(5000);
+    expect(Number(upstream!.metadata.annotations['konghq.com/retries'])).toBeLessThanOrEqual(2);
+  });
+});
+
+describe('the Kong route', () => {
+  const route = one('HTTPRoute');
+  const matches: HttpRouteMatch[] = route.spec.rules.flatMap((r: Obj) => r.matches);
+  const exposed = (method: string, path: string) =>
+    matches.some((m) => routeMatches(m, method, path));
+
+  it('is HTTPS only, on the HTTPS listener', () => {
+    expect(route.metadata.annotations['konghq.com/protocols']).toBe('https');
+    expect(route.spec.parentRefs.every((p: Obj) => p.sectionName === 'https')).toBe(true);
+    expect(route.spec.hostnames.length).toBeGreaterThan(0);
+  });
+
+  it('matches only POST under /slack/', () => {
+    expect(exposed('POST', '/slack/commands')).toBe(true);
+    expect(exposed('GET', '/slack/commands')).toBe(false);
+    expect(exposed('POST', '/slackers')).toBe(false);
+    for (const m of matches) expect(m.method).toBe('POST');
+  });
+
+  it.each(['/health/live', '/health/ready', '/metrics', '/', '/anything'])(
+    'never exposes %s',
+    (path) => {
+      for (const method of ['GET', 'HEAD', 'POST']) expect(exposed(method, path)).toBe(false);
+    },
+  );
+
+  it('uses plugins that exist, with documented fields, and none that rewrite or judge agents', () => {
+    const names = String(route.metadata.annotations['konghq.com/plugins'])
+      .split(',')
+      .map((s) => s.trim());
+    const plugins = find('KongPlugin');
+    for (const name of names) {
+      const plugin = plugins.find((p) => p.metadata.name === name);
+      expect(plugin).toBeDefined();
+      expect(plugin!.metadata.namespace).toBe(route.metadata.namespace);
+    }
+    for (const plugin of plugins) {
+      expect(FORBIDDEN_PLUGINS).not.toContain(plugin.plugin);
+      expect(pluginConfigProblems(plugin.plugin, plugin.config)).toEqual([]);
+    }
+    const byType = (type: string) => plugins.find((p) => p.plugin === type)?.config;
+    expect(byType('correlation-id')).toBeDefined();
+    expect(byType('request-size-limiting')).toMatchObject({ size_unit: 'kilobytes' });
+    expect(['service', 'path']).toContain(byType('rate-limiting').limit_by);
+    expect(byType('rate-limiting').policy).toBe('local');
+  });
+
+  it('rejects undocumented plugin fields', () => {
+    expect(
+      pluginConfigProblems('rate-limiting', { minute: 5, limit_by: 'service', polcy: 'local' }),
+    ).not.toEqual([]);
+    expect(
+      pluginConfigProblems('request-size-limiting', { allowed_payload_size: 64, size_unit: 'kb' }),
+    ).not.toEqual([]);
+  });
+});

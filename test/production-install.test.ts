@@ -1,0 +1,61 @@
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { envOf, execCommand, readDockerfile, runtimeCopies } from './support/dockerfile';
+import { REPO_ROOT, requireBuild, startProcess } from './support/process';
+import { absentUrl } from './support/standins';
+
+/**
+ * What the image holds, rebuilt without Docker: the runtime stage's files in a temp dir, its
+ * `npm ci --omit=dev`, its CMD and ENV. Fails when production code needs a devDependency.
+ */
+describe('production install', () => {
+  let dir: string;
+
+  beforeAll(() => {
+    requireBuild();
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'coffeebuddy-image-'));
+  });
+  afterAll(() => {
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('serves /health/live from production modules alone, started by the image CMD', async () => {
+    const stages = readDockerfile();
+    const runtime = stages.at(-1)!;
+    for (const { source, target } of runtimeCopies(stages)) {
+      const destination =
+        target.endsWith('/') || target === '.' || target === './'
+          ? path.join(dir, target, path.basename(source))
+          : path.join(dir, target);
+      fs.cpSync(path.join(REPO_ROOT, source), destination, { recursive: true });
+    }
+    execFileSync(
+      'npm',
+      ['ci', '--omit=dev', '--ignore-scripts', '--no-audit', '--no-fund', '--prefer-offline'],
+      {
+        cwd: dir,
+        stdio: 'pipe',
+        timeout: 180_000,
+      },
+    );
+    expect(fs.existsSync(path.join(dir, 'node_modules', 'typescript'))).toBe(false);
+    expect(fs.existsSync(path.join(dir, 'node_modules', 'jest'))).toBe(false);
+
+    const [command, ...args] = execCommand(runtime)!;
+    expect(command).toBe('node');
+    const running = await startProcess({
+      args,
+      cwd: dir,
+      env: { ...envOf(runtime), VAULT_ADDR: await absentUrl(), ORY_URL: await absentUrl() },
+    });
+    try {
+      const res = await fetch(`${running.url}/health/live`);
+      expect(res.status).toBe(200);
+      expect(await res.json()).toEqual({ status: 'live' });
+    } finally {
+      expect(await running.stop()).toBe(0);
+    }
+  }, 240_000);
+});

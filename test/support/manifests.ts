@@ -1,0 +1,182 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import Ajv, { type ValidateFunction } from 'ajv';
+import { parseAllDocuments } from 'yaml';
+import { REPO_ROOT } from './process';
+
+/** The upstream schemas laid beside the repository (../shared/schemas), or SCHEMAS_DIR. */
+export const SCHEMAS_DIR = path.resolve(
+  process.env.SCHEMAS_DIR ?? path.join(REPO_ROOT, '..', 'shared', 'schemas'),
+);
+
+export interface Manifest {
+  apiVersion: string;
+  kind: string;
+  metadata: {
+    name: string;
+    namespace?: string;
+    labels?: Record<string, unknown>;
+    annotations?: Record<string, unknown>;
+  };
+  [field: string]: unknown;
+}
+
+export interface LoadedManifest {
+  file: string;
+  doc: Manifest;
+}
+
+/** Every YAML document under the given folders of the repository, failing on any parse error. */
+export function loadManifests(...folders: string[]): LoadedManifest[] {
+  const loaded: LoadedManifest[] = [];
+  for (const folder of folders) {
+    const dir = path.join(REPO_ROOT, folder);
+    for (const name of fs
+      .readdirSync(dir)
+      .filter((f) => /\.ya?ml$/.test(f))
+      .sort()) {
+      const file = path.join(folder, name);
+      for (const document of parseAllDocuments(fs.readFileSync(path.join(dir, name), 'utf8'))) {
+        if (document.errors.length > 0) {
+          throw new Error(`${file}: ${document.errors.map((e) => e.message).join('; ')}`);
+        }
+        const doc = document.toJS() as Manifest | null;
+        if (doc !== null) loaded.push({ file, doc });
+      }
+    }
+  }
+  return loaded;
+}
+
+export interface Validators {
+  get(apiVersionKind: string): ValidateFunction | undefined;
+}
+
+const gvk = (apiVersion: string, kind: string) => `${apiVersion}/${kind}`;
+
+interface CustomResourceDefinition {
+  spec: {
+    group: string;
+    names: { kind: string };
+    versions: { name: string; schema: { openAPIV3Schema: object } }[];
+  };
+}
+
+type JsonSchema = Record<string, unknown> & { properties: Record<string, unknown> };
+
+function readJson(file: string): JsonSchema {
+  return JSON.parse(fs.readFileSync(file, 'utf8')) as JsonSchema;
+}
+
+/**
+ * ConfigMap and ServiceAccount have no file in shared/schemas. Their schemas are built here, as
+ * strict as the upstream ones: ObjectMeta is taken from the upstream strict Service schema and the
+ * top-level fields are those of the Kubernetes v1.32 API reference.
+ */
+function coreSchemas(objectMeta: unknown): Record<string, object> {
+  const envelope = (kind: string, properties: Record<string, unknown>) => ({
+    type: 'object',
+    additionalProperties: false,
+    required: ['apiVersion', 'kind', 'metadata'],
+    properties: {
+      apiVersion: { enum: ['v1'] },
+      kind: { enum: [kind] },
+      metadata: objectMeta,
+      ...properties,
+    },
+  });
+  const stringMap = { type: 'object', additionalProperties: { type: 'string' } };
+  const reference = {
+    type: 'object',
+    additionalProperties: false,
+    properties: { name: { type: 'string' } },
+  };
+  return {
+    [gvk('v1', 'ConfigMap')]: envelope('ConfigMap', {
+      data: stringMap,
+      binaryData: stringMap,
+      immutable: { type: 'boolean' },
+    }),
+    [gvk('v1', 'ServiceAccount')]: envelope('ServiceAccount', {
+      automountServiceAccountToken: { type: 'boolean' },
+      imagePullSecrets: { type: 'array', items: reference },
+      secrets: { type: 'array', items: { type: 'object' } },
+    }),
+  };
+}
+
+/** CRD patterns are Go RE2: (?i) is a flag there and a syntax error in JavaScript. */
+const goRegExp = Object.assign(
+  (pattern: string, flags: string) =>
+    pattern.startsWith('(?i)')
+      ? new RegExp(pattern.slice(4), `${flags}i`)
+      : new RegExp(pattern, flags),
+  { code: 'new RegExp' },
+);
+
+/** A validator for every kind the schemas know, keyed by "apiVersion/kind", compiled on first use. */
+export function loadValidators(): Validators {
+  if (!fs.existsSync(SCHEMAS_DIR)) {
+    throw new Error(`schemas not found at ${SCHEMAS_DIR} (set SCHEMAS_DIR)`);
+  }
+  // The CRD schemas carry x-kubernetes-* keywords ajv does not know: strict mode would refuse them.
+  const ajv = new Ajv({ strict: false, allErrors: true, code: { regExp: goRegExp } });
+  ajv.addFormat('int32', {
+    type: 'number',
+    validate: (n: number) => Number.isInteger(n) && Math.abs(n) < 2 ** 31,
+  });
+  ajv.addFormat('int64', { type: 'number', validate: (n: number) => Number.isInteger(n) });
+  ajv.addFormat('date-time', (s: string) => !Number.isNaN(Date.parse(s)));
+
+  const schemas = new Map<string, object>();
+  for (const dir of ['knative', 'kong', 'gateway-api', 'prometheus-operator']) {
+    for (const name of fs
+      .readdirSync(path.join(SCHEMAS_DIR, dir))
+      .filter((f) => f.endsWith('.yaml'))) {
+      const crd = parseAllDocuments(
+        fs.readFileSync(path.join(SCHEMAS_DIR, dir, name), 'utf8'),
+      )[0]?.toJS() as CustomResourceDefinition;
+      for (const version of crd.spec.versions) {
+        schemas.set(
+          gvk(`${crd.spec.group}/${version.name}`, crd.spec.names.kind),
+          version.schema.openAPIV3Schema,
+        );
+      }
+    }
+  }
+  const service = readJson(
+    path.join(SCHEMAS_DIR, 'kubernetes', 'v1.32.2-standalone-strict-service-v1.json'),
+  );
+  const ingress = readJson(
+    path.join(SCHEMAS_DIR, 'kubernetes', 'v1.32.2-standalone-strict-ingress-networking-v1.json'),
+  );
+  for (const schema of [service, ingress]) delete schema.$schema;
+  schemas.set(gvk('v1', 'Service'), service);
+  schemas.set(gvk('networking.k8s.io/v1', 'Ingress'), ingress);
+  for (const [key, schema] of Object.entries(coreSchemas(service.properties.metadata)))
+    schemas.set(key, schema);
+
+  const compiled = new Map<string, ValidateFunction>();
+  return {
+    get(key) {
+      const schema = schemas.get(key);
+      if (schema === undefined) return undefined;
+      let validate = compiled.get(key);
+      if (validate === undefined) {
+        validate = ajv.compile(schema);
+        compiled.set(key, validate);
+      }
+      return validate;
+    },
+  };
+}
+
+/** Problems of one document against its schema; a kind without a schema is a problem. */
+export function schemaProblems(validators: Validators, doc: Manifest): string[] {
+  const validate = validators.get(gvk(doc.apiVersion, doc.kind));
+  if (validate === undefined) return [`no schema for ${doc.apiVersion} ${doc.kind}`];
+  if (validate(doc)) return [];
+  return (validate.errors ?? []).map(
+    (e) => `${e.instancePath || '/'} ${e.message ?? 'is invalid'}`,
+  );
+}
