@@ -1,21 +1,26 @@
-import type { ReadinessChecker } from '../lib/readiness';
-import { sendJson } from '../lib/respond';
+import type { ReadinessChecker, ReadinessReport } from '../lib/readiness';
+import { JSON_CONTENT_TYPE, sendText } from '../lib/respond';
 import { READ_METHODS, type Route } from '../lib/router';
 import { READY_PATH } from '../lib/types';
 
+function render({ ready, components }: ReadinessReport): { status: number; json: string } {
+  return ready
+    ? { status: 200, json: JSON.stringify({ status: 'ready', components }) }
+    : { status: 503, json: JSON.stringify({ detail: { status: 'degraded', components } }) };
+}
+
 /** Readiness: 200 when Vault and Ory are usable, else 503 with each component's state in `detail`. */
 export function healthReady(checker: ReadinessChecker): Route {
+  // Probes come every few milliseconds and the report changes once per TTL at most.
+  let last: { report: ReadinessReport; status: number; json: string } | undefined;
   return {
     name: 'healthReady',
     path: READY_PATH,
     methods: READ_METHODS,
     handler: async (_req, res) => {
-      const { ready, components } = await checker.check();
-      if (ready) {
-        sendJson(res, 200, { status: 'ready', components });
-      } else {
-        sendJson(res, 503, { detail: { status: 'degraded', components } });
-      }
+      const report = await checker.check();
+      if (last?.report !== report) last = { report, ...render(report) };
+      sendText(res, last.status, JSON_CONTENT_TYPE, last.json);
     },
   };
 }

@@ -1,4 +1,5 @@
 import type { Registry } from 'prom-client';
+import { sendText } from '../lib/respond';
 import { READ_METHODS, type Route } from '../lib/router';
 
 /** Prometheus exposition of the app's own registry, in the registry's content type. */
@@ -8,9 +9,7 @@ export function metrics(registry: Registry, path: string): Route {
     path,
     methods: READ_METHODS,
     handler: async (_req, res) => {
-      const body = await registry.metrics();
-      res.status(200).set({ 'Content-Type': registry.contentType, 'Cache-Control': 'no-store' });
-      res.send(body);
+      sendText(res, 200, registry.contentType, await registry.metrics());
     },
   };
 }

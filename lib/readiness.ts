@@ -50,6 +50,9 @@ export class ReadinessChecker {
   private readonly timeoutMs: number;
   private readonly now: () => number;
   private readonly onCheck: CheckListener | undefined;
+  /** Counts stored results; the last report is reused while no result has changed. */
+  private version = 0;
+  private lastReport: { version: number; report: ReadinessReport } | undefined;
 
   constructor(options: ReadinessCheckerOptions) {
     this.slots = Object.entries(options.components).map(([name, client]) => ({
@@ -71,10 +74,16 @@ export class ReadinessChecker {
 
   async check(): Promise<ReadinessReport> {
     const now = this.now();
+    if (
+      this.lastReport?.version === this.version &&
+      this.slots.every((slot) => this.isFresh(slot, now))
+    ) {
+      return this.lastReport.report;
+    }
     const components: Record<string, ComponentHealth> = {};
     const pending: { name: string; result: Promise<ComponentHealth> }[] = [];
     for (const slot of this.slots) {
-      if (slot.result !== undefined && now - slot.resultAt < this.ttlMs) {
+      if (this.isFresh(slot, now)) {
         components[slot.name] = slot.result;
       } else {
         pending.push({ name: slot.name, result: this.refresh(slot, now) });
@@ -87,7 +96,13 @@ export class ReadinessChecker {
       });
     }
     const ready = Object.values(components).every((c) => c.status === COMPONENT_OK);
-    return { ready, components };
+    const report = { ready, components };
+    if (pending.length === 0) this.lastReport = { version: this.version, report };
+    return report;
+  }
+
+  private isFresh(slot: Slot, now: number): slot is Slot & { result: ComponentHealth } {
+    return slot.result !== undefined && now - slot.resultAt < this.ttlMs;
   }
 
   /** Joins the check in flight, or starts one; a check older than the timeout is abandoned. */
@@ -105,6 +120,7 @@ export class ReadinessChecker {
           const previous = slot.result;
           slot.result = health;
           slot.resultAt = this.now();
+          this.version += 1;
           slot.inflight = undefined;
           this.onCheck?.(slot.name, health, previous);
         }

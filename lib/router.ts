@@ -50,7 +50,8 @@ export class Router {
     return (req: Request, res: Response) => this.handle(route, req, res);
   }
 
-  private async handle(route: Route | undefined, req: Request, res: Response): Promise<void> {
+  /** Stays synchronous for synchronous handlers: probes are the hot path. */
+  private handle(route: Route | undefined, req: Request, res: Response): void | Promise<void> {
     const started = process.hrtime.bigint();
     const { observe } = this.options;
     if (observe !== undefined) {
@@ -68,13 +69,23 @@ export class Router {
       return;
     }
     try {
-      await route.handler(req, res);
+      const result: unknown = route.handler(req, res);
+      if (result instanceof Promise) {
+        return result.then(undefined, (error: unknown) => {
+          this.fail(route, res, error);
+        });
+      }
     } catch (error) {
-      this.options.logger.error('request failed', {
-        route: route.path,
-        error: error instanceof Error ? `${error.name}: ${error.message}` : 'non-error thrown',
-      });
-      if (!res.headersSent) sendJson(res, 500, { error: 'internal error' });
+      this.fail(route, res, error);
     }
+    return undefined;
+  }
+
+  private fail(route: Route, res: Response, error: unknown): void {
+    this.options.logger.error('request failed', {
+      route: route.path,
+      error: error instanceof Error ? `${error.name}: ${error.message}` : 'non-error thrown',
+    });
+    if (!res.headersSent) sendJson(res, 500, { error: 'internal error' });
   }
 }

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the test suite uses beside npm's: prometheus (prometheus, promtool).
+# Installs the Debian packages the test suite uses beside npm's: prometheus (prometheus, promtool)
+# and wrk (the benchmark's and the soak's load generator).
 # Without them the tests that need them are skipped with a message, except under CI=true.
 set -euo pipefail
 
 packages=()
 command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || packages+=(prometheus)
+command -v wrk >/dev/null 2>&1 || packages+=(wrk)
 
 if [ ${#packages[@]} -eq 0 ]; then
   echo "install-tools: Debian packages already installed"

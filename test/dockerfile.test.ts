@@ -45,6 +45,18 @@ describe('Dockerfile', () => {
     expect(fs.existsSync(path.join(REPO_ROOT, cmd![1]!))).toBe(true);
   });
 
+  it('warms the compile cache as the runtime user with exactly the CMD', () => {
+    expect(envOf(runtime).NODE_COMPILE_CACHE).toMatch(/^\//);
+    const runs = argsOf(runtime, 'RUN');
+    const warm = runs.find((r) => r.includes('warm-compile-cache.js'));
+    expect(warm).toBeDefined();
+    expect(warm).toContain(`warm-compile-cache.js ${execCommand(runtime)!.join(' ')}`);
+    const position = (match: (i: { keyword: string; args: string }) => boolean) =>
+      runtime.instructions.findIndex(match);
+    expect(position((i) => i.keyword === 'USER')).toBeLessThan(position((i) => i.args === warm));
+    expect(fs.existsSync(path.join(REPO_ROOT, 'build', 'warm-compile-cache.js'))).toBe(true);
+  });
+
   it('keeps node_modules, tests and .git out of the build context', () => {
     const ignored = fs.readFileSync(path.join(REPO_ROOT, '.dockerignore'), 'utf8').split('\n');
     for (const entry of ['node_modules', 'test', '.git', 'dist']) expect(ignored).toContain(entry);

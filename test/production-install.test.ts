@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { envOf, execCommand, readDockerfile, runtimeCopies } from './support/dockerfile';
-import { REPO_ROOT, requireBuild, startProcess } from './support/process';
+import { REPO_ROOT, freePort, requireBuild, startProcess } from './support/process';
 import { absentUrl } from './support/standins';
 
 /**
@@ -45,10 +45,27 @@ describe('production install', () => {
 
     const [command, ...args] = execCommand(runtime)!;
     expect(command).toBe('node');
+    // The image's own cache path is outside this temp copy: warm one inside it, as the image does.
+    const env = { ...envOf(runtime), NODE_COMPILE_CACHE: path.join(dir, '.compile-cache') };
+    execFileSync(
+      process.execPath,
+      [path.join(REPO_ROOT, 'build', 'warm-compile-cache.js'), process.execPath, ...args],
+      {
+        cwd: dir,
+        env: { PATH: process.env.PATH, ...env, WARM_PORT: String(await freePort()) },
+        stdio: 'pipe',
+        timeout: 60_000,
+      },
+    );
+    if (Number(process.versions.node.split('.')[0]) >= 22) {
+      expect(fs.readdirSync(env.NODE_COMPILE_CACHE, { recursive: true }).length).toBeGreaterThan(
+        10,
+      );
+    }
     const running = await startProcess({
       args,
       cwd: dir,
-      env: { ...envOf(runtime), VAULT_ADDR: await absentUrl(), ORY_URL: await absentUrl() },
+      env: { ...env, VAULT_ADDR: await absentUrl(), ORY_URL: await absentUrl() },
     });
     try {
       const res = await fetch(`${running.url}/health/live`);

@@ -108,8 +108,8 @@ function coreSchemas(objectMeta: unknown): Record<string, object> {
 /** CRD patterns are Go RE2: (?i) is a flag there and a syntax error in JavaScript. */
 const goRegExp = Object.assign(
   (pattern: string, flags: string) =>
-    pattern.startsWith('(?i)')
-      ? new RegExp(pattern.slice(4), `${flags}i`)
+    pattern.includes('(?i)')
+      ? new RegExp(pattern.replaceAll('(?i)', ''), `${flags}i`)
       : new RegExp(pattern, flags),
   { code: 'new RegExp' },
 );

@@ -8,7 +8,7 @@ export const REPO_ROOT = path.resolve(__dirname, '..', '..');
 export const FRAMEWORK_MAIN = 'node_modules/@google-cloud/functions-framework/build/src/main.js';
 
 export function requireBuild(root = REPO_ROOT): void {
-  if (!fs.existsSync(path.join(root, 'dist', 'functions', 'index.js'))) {
+  if (!fs.existsSync(path.join(root, 'dist', 'coffeebuddy.cjs'))) {
     throw new Error(`${root}/dist is missing: run "npm run build" first (npm test does)`);
   }
 }
