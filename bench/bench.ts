@@ -1,0 +1,307 @@
+/**
+ * npm run bench [-- --quick] [-- --out FILE]
+ *
+ * Start-up, probe cost and memory of CoffeeBuddy beside two references measured in the same run:
+ * a bare Node http server (the floor) and a functions-framework hello world (the framework's
+ * floor). Variants alternate (A B C A B C …); figures are medians; ratios are against the
+ * references. Loopback only, every loop bounded in count and time.
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { envOf, execCommand, readDockerfile } from '../test/support/dockerfile';
+import { FRAMEWORK_MAIN, REPO_ROOT, freePort, requireBuild } from '../test/support/process';
+import { startOryStandIn, startVaultStandIn } from '../test/support/standins';
+import {
+  growth,
+  median,
+  requestsOn,
+  requireWrk,
+  round,
+  rssKb,
+  sleep,
+  start,
+  stop,
+  wrk,
+  type Load,
+  type Started,
+  type Variant,
+} from './harness';
+
+const quick = process.argv.includes('--quick');
+const outIndex = process.argv.indexOf('--out');
+const ROUNDS = quick ? 1 : 15;
+const LOAD_ROUNDS = quick ? 1 : 3;
+const LOAD_SECONDS = quick ? 1 : 5;
+const RSS_REQUESTS = quick ? 5_000 : 50_000;
+const WARMUP_REQUESTS = quick ? 500 : 5_000;
+const PROBE_SECONDS = quick ? 2 : 10;
+const PROBE_CONCURRENCY = 200;
+
+interface Ratios {
+  coldStartLiveVsHello: number;
+  liveRpsVsHello: number;
+  readyRpsVsHello: number;
+  readyP99VsLiveP99: number;
+  rssAfterStartVsHello: number;
+  rssGrowthPercent: number;
+  rssGrowthAfterWarmupPercent: number;
+  helloRssGrowthPercent: number;
+  rssGrowthSecondBatchPercent: number;
+  helloRssGrowthSecondBatchPercent: number;
+}
+
+interface Memory {
+  afterStartKb: number;
+  afterWarmupKb: number;
+  /** After RSS_REQUESTS requests in all. */
+  afterLoadKb: number;
+  /** After RSS_REQUESTS more. */
+  afterDoubleLoadKb: number;
+  requests: number;
+  totalRequests: number;
+}
+
+async function main(): Promise<void> {
+  requireBuild();
+  requireWrk();
+  const vault = await startVaultStandIn('active');
+  const ory = await startOryStandIn(true);
+  const runtime = readDockerfile().at(-1)!;
+  const image = execCommand(runtime)!;
+  // The image's compile cache, prepared the way its build does, in a directory of this run's.
+  const compileCache = fs.mkdtempSync(path.join(os.tmpdir(), 'coffeebuddy-compile-cache-'));
+  const imageEnv = {
+    ...envOf(runtime),
+    NODE_COMPILE_CACHE: compileCache,
+    VAULT_ADDR: vault.url,
+    ORY_URL: ory.url,
+  };
+  execFileSync(
+    process.execPath,
+    ['build/warm-compile-cache.js', process.execPath, ...image.slice(1)],
+    {
+      cwd: REPO_ROOT,
+      env: { PATH: process.env.PATH, ...imageEnv, WARM_PORT: String(await freePort()) },
+      stdio: 'inherit',
+      timeout: 60_000,
+    },
+  );
+  const variants: Variant[] = [
+    { name: 'bare-node', args: ['bench/fixtures/bare.js'], cwd: REPO_ROOT, env: {} },
+    {
+      name: 'ff-hello',
+      args: [FRAMEWORK_MAIN, '--target=hello', '--source=bench/fixtures/hello'],
+      cwd: REPO_ROOT,
+      env: { NODE_ENV: 'production' },
+    },
+    { name: 'coffeebuddy', args: image.slice(1), cwd: REPO_ROOT, env: imageEnv },
+  ];
+  const coffeebuddy = variants[2]!;
+
+  // Cold start, alternating variants so drift in machine load hits all of them alike.
+  const cold: Record<string, number[]> = {
+    'bare-node': [],
+    'ff-hello': [],
+    coffeebuddy: [],
+    'coffeebuddy-ready': [],
+  };
+  for (let round = 0; round < ROUNDS; round += 1) {
+    for (const variant of variants) {
+      const paths = variant === coffeebuddy ? ['/health/live', '/health/ready'] : ['/health/live'];
+      const started = await start(variant, paths);
+      cold[variant.name]!.push(started.firstOk['/health/live']!);
+      if (variant === coffeebuddy)
+        cold['coffeebuddy-ready']!.push(started.firstOk['/health/ready']!);
+      await stop(started.child);
+    }
+  }
+
+  // Throughput, latency and memory: every variant up at once; (variant, endpoint) pairs take
+  // turns round by round, so drift in machine load hits them alike; medians of the rounds.
+  const servers = new Map<Variant, Started>();
+  for (const variant of variants) servers.set(variant, await start(variant, ['/health/live']));
+  await sleep(500);
+  const memory = new Map<Variant, Partial<Memory> & { requests: number }>();
+  for (const [variant, server] of servers) {
+    memory.set(variant, { afterStartKb: rssKb(server.child.pid!), requests: 0 });
+  }
+  // V8 sizes its heap in the first thousands of requests.
+  for (const [variant, server] of servers) {
+    const m = memory.get(variant)!;
+    m.requests += await requestsOn(server.port, '/health/live', WARMUP_REQUESTS);
+    m.afterWarmupKb = rssKb(server.child.pid!);
+  }
+  const pairs: [Variant, string][] = [
+    ...variants.map((v): [Variant, string] => [v, '/health/live']),
+    [coffeebuddy, '/health/ready'],
+    [coffeebuddy, '/metrics'],
+  ];
+  const rounds = new Map<string, Load[]>();
+  for (let round = 0; round < LOAD_ROUNDS; round += 1) {
+    for (const [variant, endpoint] of pairs) {
+      const result = await wrk(servers.get(variant)!.port, endpoint, LOAD_SECONDS);
+      memory.get(variant)!.requests += result.requests;
+      const key = `${variant.name} ${endpoint}`;
+      rounds.set(key, [...(rounds.get(key) ?? []), result]);
+    }
+  }
+  const load: Record<string, Record<string, Load>> = {};
+  for (const [variant, endpoint] of pairs) {
+    const results = rounds.get(`${variant.name} ${endpoint}`)!;
+    load[variant.name] = {
+      ...load[variant.name],
+      [endpoint]: {
+        requests: results.reduce((sum, r) => sum + r.requests, 0),
+        rps: median(results.map((r) => r.rps)),
+        p50Ms: median(results.map((r) => r.p50Ms)),
+        p99Ms: median(results.map((r) => r.p99Ms)),
+        errors: results.reduce((sum, r) => sum + r.errors, 0),
+        wrongStatus: results.reduce((sum, r) => sum + r.wrongStatus, 0),
+        socket: {
+          connect: results.reduce((sum, r) => sum + r.socket.connect, 0),
+          read: results.reduce((sum, r) => sum + r.socket.read, 0),
+          write: results.reduce((sum, r) => sum + r.socket.write, 0),
+          timeout: results.reduce((sum, r) => sum + r.socket.timeout, 0),
+        },
+      },
+    };
+  }
+  // Top each up to RSS_REQUESTS, then RSS_REQUESTS more: a leak keeps growing, a sized heap stays.
+  const rss: Record<string, Memory> = {};
+  for (const [variant, server] of servers) {
+    const m = memory.get(variant)!;
+    const topUp = async (target: number) => {
+      const since = performance.now();
+      while (m.requests < target && performance.now() - since < 120_000) {
+        m.requests += (await wrk(server.port, '/health/live', 1)).requests;
+      }
+      await sleep(500);
+      return rssKb(server.child.pid!);
+    };
+    const afterLoadKb = await topUp(RSS_REQUESTS);
+    const requestsAtLoad = m.requests;
+    const afterDoubleLoadKb = await topUp(requestsAtLoad + RSS_REQUESTS);
+    rss[variant.name] = {
+      afterStartKb: m.afterStartKb!,
+      afterWarmupKb: m.afterWarmupKb!,
+      afterLoadKb,
+      afterDoubleLoadKb,
+      requests: requestsAtLoad,
+      totalRequests: m.requests,
+    };
+    await stop(server.child);
+  }
+
+  // Probe amplification: what 200 concurrent readiness probers cost Vault and Ory.
+  const prober = await start(coffeebuddy, ['/health/ready']);
+  vault.resetCounts();
+  ory.resetCounts();
+  const probes = await wrk(prober.port, '/health/ready', PROBE_SECONDS, PROBE_CONCURRENCY);
+  const ttlMs = Number(coffeebuddy.env.READINESS_CACHE_TTL_MS ?? 1000);
+  const amplification = {
+    seconds: PROBE_SECONDS,
+    probes: probes.requests,
+    probeErrors: probes.errors,
+    vaultRequests: vault.requests,
+    oryRequests: ory.requests,
+    allowedPerDependency: Math.ceil((PROBE_SECONDS * 1000) / ttlMs) + 1,
+  };
+  await stop(prober.child);
+  await Promise.all([vault.close(), ory.close()]);
+  fs.rmSync(compileCache, { recursive: true, force: true });
+
+  const coldMs = Object.fromEntries(Object.entries(cold).map(([k, v]) => [k, round(median(v))]));
+  const helloLive = load['ff-hello']!['/health/live']!;
+  const cbLoad = load.coffeebuddy!;
+  const ratios: Ratios = {
+    coldStartLiveVsHello: round(coldMs.coffeebuddy! / coldMs['ff-hello']!, 2),
+    liveRpsVsHello: round(cbLoad['/health/live']!.rps / helloLive.rps, 2),
+    readyRpsVsHello: round(cbLoad['/health/ready']!.rps / helloLive.rps, 2),
+    readyP99VsLiveP99: round(cbLoad['/health/ready']!.p99Ms / cbLoad['/health/live']!.p99Ms, 2),
+    rssAfterStartVsHello: round(rss.coffeebuddy!.afterStartKb / rss['ff-hello']!.afterStartKb, 2),
+    rssGrowthPercent: growth(rss.coffeebuddy!.afterStartKb, rss.coffeebuddy!.afterLoadKb),
+    rssGrowthAfterWarmupPercent: growth(
+      rss.coffeebuddy!.afterWarmupKb,
+      rss.coffeebuddy!.afterLoadKb,
+    ),
+    helloRssGrowthPercent: growth(rss['ff-hello']!.afterStartKb, rss['ff-hello']!.afterLoadKb),
+    rssGrowthSecondBatchPercent: growth(
+      rss.coffeebuddy!.afterLoadKb,
+      rss.coffeebuddy!.afterDoubleLoadKb,
+    ),
+    helloRssGrowthSecondBatchPercent: growth(
+      rss['ff-hello']!.afterLoadKb,
+      rss['ff-hello']!.afterDoubleLoadKb,
+    ),
+  };
+  const result = {
+    date: new Date().toISOString(),
+    node: process.version,
+    machine: `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${round(os.totalmem() / 2 ** 30, 0)} GiB, ${os.platform()} ${os.release()}`,
+    quick,
+    rounds: ROUNDS,
+    coldStartMedianMs: coldMs,
+    load,
+    rss,
+    amplification,
+    ratios,
+  };
+  printTable(result);
+  const out =
+    outIndex > 0
+      ? process.argv[outIndex + 1]!
+      : path.join(REPO_ROOT, 'bench', 'results', `node${process.versions.node.split('.')[0]}.json`);
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  fs.writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
+  console.log(`\nwrote ${path.relative(REPO_ROOT, out)}`);
+}
+
+function printTable(r: {
+  node: string;
+  machine: string;
+  rounds: number;
+  coldStartMedianMs: Record<string, number>;
+  load: Record<string, Record<string, Load>>;
+  rss: Record<string, Memory>;
+  amplification: Record<string, number>;
+  ratios: Ratios;
+}): void {
+  const lines = [
+    `Node ${r.node} on ${r.machine}; cold starts: median of ${r.rounds} alternating rounds`,
+    '',
+    '| variant | cold start → /health/live (ms) | endpoint | req/s | p50 (ms) | p99 (ms) | errors | RSS after start / warm-up / 50k / 100k requests (MB) |',
+    '|---|---|---|---|---|---|---|---|',
+  ];
+  for (const [name, endpoints] of Object.entries(r.load)) {
+    for (const [endpoint, l] of Object.entries(endpoints)) {
+      const mem = r.rss[name]!;
+      lines.push(
+        `| ${name} | ${r.coldStartMedianMs[name]} | ${endpoint} | ${Math.round(l.rps)} | ${round(l.p50Ms, 2)} | ${round(l.p99Ms, 2)} | ${l.errors} | ${[mem.afterStartKb, mem.afterWarmupKb, mem.afterLoadKb, mem.afterDoubleLoadKb].map((kb) => round(kb / 1024)).join(' / ')} |`,
+      );
+    }
+  }
+  lines.push(
+    '',
+    `coffeebuddy cold start → first 200 on /health/ready: ${r.coldStartMedianMs['coffeebuddy-ready']} ms`,
+    `probe amplification: ${r.amplification.probes} probes in ${r.amplification.seconds} s reached Vault ${r.amplification.vaultRequests}× and Ory ${r.amplification.oryRequests}× (allowed ≤ ${r.amplification.allowedPerDependency} each)`,
+    '',
+    '| ratio | value | target |',
+    '|---|---|---|',
+    `| cold start /health/live vs ff hello | ${r.ratios.coldStartLiveVsHello} | ≤ 1.0 |`,
+    `| /health/live req/s vs ff hello | ${r.ratios.liveRpsVsHello} | ≥ 0.9 |`,
+    `| cached /health/ready req/s vs ff hello /health/live | ${r.ratios.readyRpsVsHello} | ≥ 0.9 |`,
+    `| cached /health/ready p99 vs /health/live p99 | ${r.ratios.readyP99VsLiveP99} | ≤ 1.2 |`,
+    `| RSS after start vs ff hello | ${r.ratios.rssAfterStartVsHello} | ≤ 1.1 |`,
+    `| RSS growth after load, from start (%) | ${r.ratios.rssGrowthPercent} (ff hello: ${r.ratios.helloRssGrowthPercent}) | < 10 |`,
+    `| RSS growth after load, from warm-up (%) | ${r.ratios.rssGrowthAfterWarmupPercent} | |`,
+    `| RSS growth over a second 50k requests (%) | ${r.ratios.rssGrowthSecondBatchPercent} (ff hello: ${r.ratios.helloRssGrowthSecondBatchPercent}) | |`,
+  );
+  console.log(lines.join('\n'));
+}
+
+main().catch((error: unknown) => {
+  console.error(error instanceof Error ? error.message : error);
+  process.exit(1);
+});

@@ -1,0 +1,208 @@
+/** Process, load and memory helpers shared by the benchmark and the soak. Loopback only. */
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { freePort } from '../test/support/process';
+
+const START_DEADLINE_MS = 20_000;
+export const CONCURRENCY = 50;
+
+export interface Variant {
+  name: string;
+  args: string[];
+  cwd: string;
+  env: NodeJS.ProcessEnv;
+}
+
+export const median = (values: number[]): number => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+};
+export const round = (value: number, digits = 1) => Number(value.toFixed(digits));
+export const growth = (beforeKb: number, afterKb: number) =>
+  round((afterKb / beforeKb - 1) * 100, 1);
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** One GET on a fresh connection; the status, or 0 when nothing answers. */
+export function status(port: number, urlPath: string): Promise<number> {
+  return new Promise((resolve) => {
+    const req = http.get(
+      { host: '127.0.0.1', port, path: urlPath, agent: false, timeout: 1000 },
+      (res) => {
+        res.resume();
+        res.on('end', () => {
+          resolve(res.statusCode ?? 0);
+        });
+      },
+    );
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => {
+      resolve(0);
+    });
+  });
+}
+
+export function rssKb(pid: number): number {
+  const line = fs
+    .readFileSync(`/proc/${pid}/status`, 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('VmRSS:'));
+  return Number(/(\d+)/.exec(line ?? '')?.[1] ?? 0);
+}
+
+export interface Started {
+  child: ChildProcess;
+  port: number;
+  /** ms from spawn to the first 200 on each path asked for. */
+  firstOk: Record<string, number>;
+}
+
+export async function start(variant: Variant, paths: string[]): Promise<Started> {
+  const port = await freePort();
+  const spawnedAt = performance.now();
+  const child = spawn(process.execPath, variant.args, {
+    cwd: variant.cwd,
+    env: { PATH: process.env.PATH, ...variant.env, PORT: String(port) },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const firstOk: Record<string, number> = {};
+  for (const urlPath of paths) {
+    while (firstOk[urlPath] === undefined) {
+      if (child.exitCode !== null) throw new Error(`${variant.name} exited with ${child.exitCode}`);
+      if (performance.now() - spawnedAt > START_DEADLINE_MS) {
+        child.kill('SIGKILL');
+        throw new Error(`${variant.name} gave no 200 on ${urlPath} within ${START_DEADLINE_MS} ms`);
+      }
+      if ((await status(port, urlPath)) === 200) firstOk[urlPath] = performance.now() - spawnedAt;
+      else await sleep(2);
+    }
+  }
+  return { child, port, firstOk };
+}
+
+export async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** `count` sequential keep-alive GETs (bounded by count and by 60 s); returns how many were made. */
+export async function requestsOn(port: number, urlPath: string, count: number): Promise<number> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+  const deadline = performance.now() + 60_000;
+  let made = 0;
+  const worker = async () => {
+    while (made < count && performance.now() < deadline) {
+      made += 1;
+      await new Promise<void>((resolve) => {
+        http
+          .get({ host: '127.0.0.1', port, path: urlPath, agent }, (res) => {
+            res.resume();
+            res.on('end', resolve);
+          })
+          .on('error', () => {
+            resolve();
+          });
+      });
+    }
+  };
+  await Promise.all(Array.from({ length: 8 }, worker));
+  agent.destroy();
+  return made;
+}
+
+export interface Load {
+  requests: number;
+  rps: number;
+  p50Ms: number;
+  p99Ms: number;
+  errors: number;
+  /** errors, broken down: wrong status, then wrk's socket errors. */
+  wrongStatus: number;
+  socket: { connect: number; read: number; write: number; timeout: number };
+}
+
+const execFileAsync = promisify(execFile);
+
+const EXPECT_STATUS_SCRIPT = path.join(__dirname, 'expect-status.lua');
+
+/**
+ * wrk at fixed concurrency for a fixed time (both bounded); latencies from its --latency table.
+ * With expectStatus, errors are answers of any other status (checked by a Lua script) plus socket
+ * errors; without it, non-2xx answers plus socket errors. Asynchronous: the Vault and Ory
+ * stand-ins live on this process's event loop.
+ */
+export async function wrk(
+  port: number,
+  urlPath: string,
+  seconds: number,
+  connections = CONCURRENCY,
+  expectStatus?: number,
+  threads = 2,
+): Promise<Load> {
+  const script = expectStatus === undefined ? [] : ['-s', EXPECT_STATUS_SCRIPT];
+  const { stdout: out } = await execFileAsync(
+    'wrk',
+    [
+      `-t${threads}`,
+      `-c${connections}`,
+      `-d${seconds}s`,
+      '--timeout',
+      '2s',
+      '--latency',
+      ...script,
+      `http://127.0.0.1:${port}${urlPath}`,
+    ],
+    {
+      encoding: 'utf8',
+      timeout: (seconds + 30) * 1000,
+      env: { ...process.env, EXPECT_STATUS: String(expectStatus ?? '') },
+    },
+  );
+  const ms = (label: string) => {
+    const m = new RegExp(`^\\s*${label}\\s+([\\d.]+)(us|ms|s)`, 'm').exec(out);
+    if (m === null) return Number.NaN;
+    const factor = m[2] === 'us' ? 0.001 : m[2] === 's' ? 1000 : 1;
+    return Number(m[1]) * factor;
+  };
+  const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? 0);
+  const wrongStatus =
+    expectStatus === undefined
+      ? Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0)
+      : Number(/unexpected_status (\d+)/.exec(out)?.[1] ?? Number.NaN);
+  const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(
+    out,
+  );
+  const [connect = 0, read = 0, write = 0, timeout = 0] = (socketErrors?.slice(1) ?? []).map(
+    Number,
+  );
+  const errors = wrongStatus + connect + read + write + timeout;
+  return {
+    requests,
+    rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0),
+    p50Ms: ms('50%'),
+    p99Ms: ms('99%'),
+    errors,
+    wrongStatus,
+    socket: { connect, read, write, timeout },
+  };
+}
+
+export function requireWrk(): void {
+  try {
+    execFileSync('wrk', ['--version'], { stdio: 'ignore' });
+  } catch (error) {
+    // wrk --version exits 1 after printing its version; only a missing binary is fatal.
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new Error('wrk not found: install it with "apt-get install wrk" (npm run setup does)', {
+        cause: error,
+      });
+    }
+  }
+}

@@ -1,0 +1,168 @@
+/**
+ * npm run soak [-- --seconds N] [-- --out FILE]
+ *
+ * 100k+ mixed requests at high concurrency against CoffeeBuddy started as the image starts it:
+ * /health/live, /health/ready, /metrics and unknown paths at once, each from its own wrk, against
+ * Vault and Ory stand-ins. Reports errors, p50/p99 per endpoint, RSS, and the checks the
+ * stand-ins saw. Loopback only; bounded in time (and so in count).
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { loadSettings } from '../lib/settings';
+import { envOf, execCommand, readDockerfile } from '../test/support/dockerfile';
+import { REPO_ROOT, freePort, requireBuild } from '../test/support/process';
+import { startOryStandIn, startVaultStandIn } from '../test/support/standins';
+import {
+  growth,
+  requestsOn,
+  requireWrk,
+  round,
+  rssKb,
+  sleep,
+  start,
+  stop,
+  wrk,
+  type Load,
+} from './harness';
+
+const secondsIndex = process.argv.indexOf('--seconds');
+const SECONDS = secondsIndex > 0 ? Number(process.argv[secondsIndex + 1]) : 40;
+const outIndex = process.argv.indexOf('--out');
+const TARGET_REQUESTS = 100_000;
+const WARMUP_REQUESTS = 5_000;
+
+/**
+ * Endpoint, wrk connections, expected status. Two continuous scrapers are still hundreds of
+ * scrapes a second (Prometheus scrapes a pod every 15 s or so). Past about this load the server
+ * saturates and Node starves some connections for seconds, the hello world as much as CoffeeBuddy
+ * (BENCHMARKS.md, "Saturation").
+ */
+const MIX: [string, number, number][] = [
+  ['/health/live', 32, 200],
+  ['/health/ready', 32, 200],
+  ['/metrics', 2, 200],
+  ['/no/such/path', 16, 404],
+];
+
+async function main(): Promise<void> {
+  requireBuild();
+  requireWrk();
+  const vault = await startVaultStandIn('active');
+  const ory = await startOryStandIn(true);
+  const runtime = readDockerfile().at(-1)!;
+  const image = execCommand(runtime)!;
+  const compileCache = fs.mkdtempSync(path.join(os.tmpdir(), 'coffeebuddy-compile-cache-'));
+  const env = {
+    ...envOf(runtime),
+    NODE_COMPILE_CACHE: compileCache,
+    VAULT_ADDR: vault.url,
+    ORY_URL: ory.url,
+  };
+  execFileSync(
+    process.execPath,
+    ['build/warm-compile-cache.js', process.execPath, ...image.slice(1)],
+    {
+      cwd: REPO_ROOT,
+      env: { PATH: process.env.PATH, ...env, WARM_PORT: String(await freePort()) },
+      stdio: 'inherit',
+      timeout: 60_000,
+    },
+  );
+
+  const server = await start({ name: 'coffeebuddy', args: image.slice(1), cwd: REPO_ROOT, env }, [
+    '/health/ready',
+  ]);
+  const pid = server.child.pid!;
+  await sleep(500);
+  const rssStartKb = rssKb(pid);
+  await requestsOn(server.port, '/health/live', WARMUP_REQUESTS);
+  const rssWarmKb = rssKb(pid);
+  vault.resetCounts();
+  ory.resetCounts();
+
+  const results = await Promise.all(
+    MIX.map(([endpoint, connections, status]) =>
+      wrk(server.port, endpoint, SECONDS, connections, status),
+    ),
+  );
+  await sleep(1000);
+  const rssEndKb = rssKb(pid);
+  const alive = server.child.exitCode === null;
+  await stop(server.child);
+  await Promise.all([vault.close(), ory.close()]);
+  fs.rmSync(compileCache, { recursive: true, force: true });
+
+  const total = results.reduce((sum, r) => sum + r.requests, 0);
+  const ttlMs = loadSettings(env).READINESS_CACHE_TTL_MS;
+  const result = {
+    date: new Date().toISOString(),
+    node: process.version,
+    machine: `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${round(os.totalmem() / 2 ** 30, 0)} GiB`,
+    seconds: SECONDS,
+    totalRequests: total,
+    endpoints: Object.fromEntries(
+      MIX.map(([endpoint, connections], i) => [endpoint, { connections, ...(results[i] as Load) }]),
+    ),
+    rssMb: {
+      afterStart: round(rssStartKb / 1024),
+      afterWarmup: round(rssWarmKb / 1024),
+      afterSoak: round(rssEndKb / 1024),
+    },
+    rssGrowthPercent: {
+      fromStart: growth(rssStartKb, rssEndKb),
+      fromWarmup: growth(rssWarmKb, rssEndKb),
+    },
+    dependencyChecks: {
+      vault: vault.requests,
+      ory: ory.requests,
+      aboutOnePerTtl: Math.ceil((SECONDS * 1000) / ttlMs),
+    },
+    processAlive: alive,
+  };
+
+  const lines = [
+    `Node ${result.node} on ${result.machine}; ${SECONDS} s, ${total} requests`,
+    '',
+    '| endpoint | connections | requests | req/s | p50 (ms) | p99 (ms) | errors (wrong status / connect / read / write / timeout) |',
+    '|---|---|---|---|---|---|---|',
+    ...MIX.map(([endpoint, connections], i) => {
+      const r = results[i]!;
+      return `| ${endpoint} | ${connections} | ${r.requests} | ${Math.round(r.rps)} | ${round(r.p50Ms, 2)} | ${round(r.p99Ms, 2)} | ${r.errors} (${[r.wrongStatus, r.socket.connect, r.socket.read, r.socket.write, r.socket.timeout].join(' / ')}) |`;
+    }),
+    '',
+    `RSS: ${result.rssMb.afterStart} MB after start, ${result.rssMb.afterWarmup} MB after ${WARMUP_REQUESTS} warm-up requests, ${result.rssMb.afterSoak} MB after the soak (growth ${result.rssGrowthPercent.fromStart} % from start, ${result.rssGrowthPercent.fromWarmup} % from warm-up)`,
+    `checks seen by the stand-ins: Vault ${vault.requests}, Ory ${ory.requests} (duration / TTL = ${result.dependencyChecks.aboutOnePerTtl})`,
+    `process alive at the end: ${alive}`,
+  ];
+  console.log(lines.join('\n'));
+  const out =
+    outIndex > 0
+      ? process.argv[outIndex + 1]!
+      : path.join(
+          REPO_ROOT,
+          'bench',
+          'results',
+          `soak-node${process.versions.node.split('.')[0]}.json`,
+        );
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  fs.writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
+
+  const failures = [
+    ...(total < TARGET_REQUESTS
+      ? [`only ${total} requests (< ${TARGET_REQUESTS}): raise --seconds`]
+      : []),
+    ...results.flatMap((r, i) => (r.errors > 0 ? [`${r.errors} errors on ${MIX[i]![0]}`] : [])),
+    ...(alive ? [] : ['the process died']),
+  ];
+  if (failures.length > 0) {
+    console.error(`\nsoak failed: ${failures.join('; ')}`);
+    process.exitCode = 1;
+  }
+}
+
+main().catch((error: unknown) => {
+  console.error(error instanceof Error ? error.message : error);
+  process.exit(1);
+});
