@@ -30,6 +30,9 @@ export interface StandIn {
   readonly connections: number;
   fault: Fault;
   resetCounts(): void;
+  /** Stops listening (connections are refused) until comeBack(), on the same port. */
+  goAway(): Promise<void>;
+  comeBack(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -87,6 +90,14 @@ async function startStandIn(answer: Answer): Promise<StandIn> {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
 
+  const stopListening = () =>
+    new Promise<void>((resolve) => {
+      for (const socket of sockets) socket.destroy();
+      server.close(() => {
+        resolve();
+      });
+    });
+
   return {
     url: `http://127.0.0.1:${port}`,
     get requests() {
@@ -105,13 +116,12 @@ async function startStandIn(answer: Answer): Promise<StandIn> {
       counts.requests = 0;
       counts.connections = 0;
     },
-    close: () =>
+    goAway: stopListening,
+    comeBack: () =>
       new Promise<void>((resolve) => {
-        for (const socket of sockets) socket.destroy();
-        server.close(() => {
-          resolve();
-        });
+        server.listen(port, '127.0.0.1', resolve);
       }),
+    close: () => (server.listening ? stopListening() : Promise.resolve()),
   };
 }
 

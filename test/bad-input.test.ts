@@ -1,0 +1,309 @@
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import { FRAMEWORK_MAIN, requireBuild, startProcess, type RunningProcess } from './support/process';
+import {
+  startOryStandIn,
+  startVaultStandIn,
+  type OryStandIn,
+  type VaultStandIn,
+} from './support/standins';
+
+/**
+ * What a hostile or broken client can send, against the production server. Bodies cannot be
+ * refused by the app before they are read: functions-framework buffers up to 1 GB before any
+ * handler runs. Kong's request-size-limiting (64 KB) stops them in front; past the framework's own
+ * limit the body is discarded as it arrives.
+ */
+
+const PROBE_PATHS = ['/health/live', '/health/ready', '/metrics'];
+
+interface Answer {
+  status: number;
+  body: string;
+}
+
+/** One request over a raw socket, bytes as given: nothing normalises the path. */
+function raw(port: number, text: string | Buffer, timeoutMs = 5000): Promise<Answer | 'closed'> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1');
+    let received = '';
+    const timer = setTimeout(() => socket.destroy(), timeoutMs);
+    socket.on('data', (chunk) => {
+      received += chunk.toString('latin1');
+      const [head = '', body = ''] = received.split('\r\n\r\n');
+      const length = Number(/content-length: (\d+)/i.exec(head)?.[1] ?? -1);
+      if (length >= 0 && Buffer.byteLength(body, 'latin1') >= length) socket.end();
+    });
+    socket.on('close', () => {
+      clearTimeout(timer);
+      const status = /^HTTP\/1\.1 (\d{3})/.exec(received);
+      resolve(
+        status
+          ? {
+              status: Number(status[1]),
+              body: received.split('\r\n\r\n').slice(1).join('\r\n\r\n'),
+            }
+          : 'closed',
+      );
+    });
+    socket.on('error', () => undefined);
+    socket.write(text);
+  });
+}
+
+const get = (path: string, extra = '') =>
+  `GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n${extra}\r\n`;
+
+function request(
+  port: number,
+  options: {
+    method: string;
+    path: string;
+    headers?: http.OutgoingHttpHeaders;
+    body?: Buffer | string;
+  },
+): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, agent: false, ...options }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (body += chunk));
+      res.on('end', () => {
+        resolve({ status: res.statusCode ?? 0, body });
+      });
+    });
+    req.on('error', reject);
+    req.setTimeout(15_000, () => req.destroy(new Error('timeout')));
+    req.end(options.body);
+  });
+}
+
+function rssMb(pid: number): number {
+  const line = fs
+    .readFileSync(`/proc/${pid}/status`, 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('VmRSS:'));
+  return Number(/(\d+)/.exec(line ?? '')?.[1] ?? 0) / 1024;
+}
+
+describe('bad input against the production server', () => {
+  let vault: VaultStandIn;
+  let ory: OryStandIn;
+  let server: RunningProcess;
+  let port: number;
+  let rssBeforeMb = 0;
+
+  beforeAll(async () => {
+    requireBuild();
+    vault = await startVaultStandIn();
+    ory = await startOryStandIn();
+    server = await startProcess({
+      args: [FRAMEWORK_MAIN, '--target=coffeebuddy'],
+      env: { NODE_ENV: 'production', VAULT_ADDR: vault.url, ORY_URL: ory.url },
+    });
+    port = server.port;
+    for (const path of PROBE_PATHS) await request(port, { method: 'GET', path });
+    rssBeforeMb = rssMb(server.child.pid!);
+  });
+
+  afterAll(async () => {
+    await server.stop();
+    await Promise.all([vault.close(), ory.close()]);
+  });
+
+  afterEach(async () => {
+    // After every kind of abuse: the process lives and the probes still answer.
+    expect(server.child.exitCode).toBeNull();
+    for (const path of PROBE_PATHS) {
+      expect((await request(port, { method: 'GET', path })).status).toBe(200);
+    }
+  });
+
+  it('answers bodies of 10 MB and more with a 4xx, reading them without harm', async () => {
+    const big = Buffer.alloc(12 * 1024 * 1024, 'a');
+    const cases: [string, string, string, number][] = [
+      ['/health/live', 'application/octet-stream', big.toString('latin1'), 405],
+      ['/nope', 'text/plain', big.toString('latin1'), 404],
+      ['/health/ready', 'application/json', `{"a":"${'x'.repeat(11 * 1024 * 1024)}"}`, 405],
+      ['/metrics', 'application/x-www-form-urlencoded', `a=${'b'.repeat(10 * 1024 * 1024)}`, 405],
+    ];
+    for (const [path, type, body, status] of cases) {
+      const answer = await request(port, {
+        method: 'POST',
+        path,
+        headers: { 'Content-Type': type },
+        body,
+      });
+      expect(answer.status).toBe(status);
+    }
+  });
+
+  it('discards a declared body over the framework limit (1 GB) instead of buffering it', async () => {
+    // The framework's parser refuses it at once but Express answers 413 only after the client has
+    // sent it all, so such clients are stopped in front (Kong) and bounded by Node's requestTimeout.
+    const chunk = Buffer.alloc(1024 * 1024, 'x');
+    const sockets = await Promise.all(
+      Array.from(
+        { length: 5 },
+        () =>
+          new Promise<net.Socket>((resolve) => {
+            const socket = net.connect(port, '127.0.0.1', () => {
+              socket.write(
+                'POST /health/live HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2000000000\r\n\r\n',
+              );
+              resolve(socket);
+            });
+            socket.on('error', () => undefined);
+          }),
+      ),
+    );
+    try {
+      const before = rssMb(server.child.pid!);
+      for (let i = 0; i < 20; i += 1) {
+        await Promise.all(
+          sockets.map((socket) => new Promise((resolve) => socket.write(chunk, resolve))),
+        );
+      }
+      // 100 MB sent in all: none of it is kept.
+      expect(rssMb(server.child.pid!)).toBeLessThan(before + 50);
+      const started = performance.now();
+      expect((await request(port, { method: 'GET', path: '/health/live' })).status).toBe(200);
+      expect(performance.now() - started).toBeLessThan(1000);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+    }
+  });
+
+  it('answers malformed bodies and wrong content types with a 4xx', async () => {
+    const cases: [string, string][] = [
+      ['application/json', '{"unterminated'],
+      ['application/json', '\u0000\u0001\u0002'],
+      ['application/json; charset=utf-7', '{}'],
+      [
+        'application/x-www-form-urlencoded',
+        Array.from({ length: 5000 }, (_, i) => `k${i}=v`).join('&'),
+      ],
+      ['text/xml', '<a><b></a>'],
+      ['multipart/form-data; boundary=zzz', '--zzz\r\nnonsense'],
+    ];
+    for (const [type, body] of cases) {
+      const answer = await request(port, {
+        method: 'POST',
+        path: '/health/live',
+        headers: { 'Content-Type': type },
+        body,
+      });
+      expect(answer.status).toBeGreaterThanOrEqual(400);
+      expect(answer.status).toBeLessThan(500);
+    }
+  });
+
+  it.each(['PUT', 'DELETE', 'TRACE', 'OPTIONS', 'PATCH', 'CONNECT'])(
+    'answers %s on the probe paths with 405 and Allow',
+    async (method) => {
+      for (const path of PROBE_PATHS) {
+        const answer = await raw(
+          port,
+          `${method} ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`,
+        );
+        if (method === 'CONNECT') {
+          // Node answers CONNECT itself (the server has no 'connect' listener): no 5xx, no crash.
+          expect(answer === 'closed' || answer.status < 500).toBe(true);
+        } else {
+          expect(answer).toMatchObject({ status: 405 });
+        }
+      }
+    },
+  );
+
+  it('handles long URLs: 8 KB answered, past Node’s 16 KB header limit refused with 431', async () => {
+    expect(await raw(port, get(`/health/live?q=${'x'.repeat(8200)}`))).toMatchObject({
+      status: 200,
+    });
+    expect(await raw(port, get(`/${'a'.repeat(8200)}`))).toMatchObject({ status: 404 });
+    expect(await raw(port, get(`/health/live?q=${'x'.repeat(20_000)}`))).toMatchObject({
+      status: 431,
+    });
+  });
+
+  it('survives header floods', async () => {
+    const many = (count: number, size: number) =>
+      Array.from({ length: count }, (_, i) => `F${i}: ${'v'.repeat(size)}\r\n`).join('');
+    expect(await raw(port, get('/health/live', many(100, 100)))).toMatchObject({ status: 200 });
+    expect(await raw(port, get('/health/live', many(1500, 1)))).toMatchObject({ status: 200 });
+    expect(await raw(port, get('/health/live', many(300, 100)))).toMatchObject({ status: 431 });
+  });
+
+  it.each([
+    '/health/../metrics',
+    '/health/%2e%2e/metrics',
+    '/health/%2E%2E/metrics',
+    '/health/..%2fmetrics',
+    '/%2e%2e/health/live',
+    '/health/live/../../metrics',
+    '/metrics/../health/live',
+    '/./metrics',
+    '//metrics',
+    '/METRICS',
+    '/metrics%00',
+    '/health/live%20',
+    '/health/ready;x',
+  ])('answers the traversal attempt %s with 404 and no metrics', async (path) => {
+    const answer = await raw(port, get(path));
+    expect(answer).toMatchObject({ status: 404, body: '{"error":"not found"}' });
+  });
+
+  it('keeps answering while slow clients hold partial requests open', async () => {
+    const sockets = await Promise.all(
+      Array.from(
+        { length: 100 },
+        () =>
+          new Promise<net.Socket>((resolve) => {
+            const socket = net.connect(port, '127.0.0.1', () => {
+              socket.write('GET /health/live HTTP/1.1\r\nHost: x\r\nX-Slow: ');
+              resolve(socket);
+            });
+            socket.on('error', () => undefined);
+          }),
+      ),
+    );
+    try {
+      for (let i = 0; i < 20; i += 1) {
+        const started = performance.now();
+        expect((await request(port, { method: 'GET', path: '/health/live' })).status).toBe(200);
+        expect(performance.now() - started).toBeLessThan(1000);
+      }
+    } finally {
+      for (const socket of sockets) socket.destroy();
+    }
+  });
+
+  it('never answers a probe path with 5xx during mixed storms, and memory does not accumulate', async () => {
+    const afterStorm: number[] = [];
+    for (let round = 0; round < 3; round += 1) {
+      const storm: Promise<unknown>[] = [];
+      const probes: Promise<Answer>[] = [];
+      for (let i = 0; i < 20; i += 1) {
+        storm.push(
+          request(port, {
+            method: 'POST',
+            path: '/health/live',
+            headers: { 'Content-Type': 'application/json' },
+            body: `{"x":"${'y'.repeat(2 * 1024 * 1024)}`,
+          }),
+        );
+        storm.push(raw(port, get(`/health/%2e%2e/${i}`)));
+        for (const path of PROBE_PATHS) probes.push(request(port, { method: 'GET', path }));
+      }
+      await Promise.all(storm);
+      const answers = await Promise.all(probes);
+      expect(answers.filter((a) => a.status >= 500)).toEqual([]);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      afterStorm.push(rssMb(server.child.pid!));
+    }
+    // The first storm sizes V8's heap; the same storm again must not need more.
+    expect(afterStorm[2]!).toBeLessThan(afterStorm[0]! + 40);
+    expect(afterStorm[2]!).toBeLessThan(rssBeforeMb + 400);
+  });
+});

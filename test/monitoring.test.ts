@@ -1,0 +1,120 @@
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import request from 'supertest';
+import { parse } from 'yaml';
+import { createApp } from '../lib/app';
+import { createLogger } from '../lib/logger';
+import { loadSettings } from '../lib/settings';
+import { FakeClient } from './support/fakes';
+import { loadValidators, schemaProblems, type Manifest } from './support/manifests';
+import { REPO_ROOT } from './support/process';
+import { exportedNames, metricNames } from './support/promql';
+import { serveFunction } from './support/server';
+import { itWithCommand } from './support/tools';
+
+const dir = path.join(REPO_ROOT, 'monitoring');
+const read = (name: string) => fs.readFileSync(path.join(dir, name), 'utf8');
+const rules = parse(read('rules.yaml'));
+const prometheusRule = parse(read('prometheusrule.yaml')) as Manifest & {
+  spec: { groups: unknown };
+};
+const dashboard = JSON.parse(read('dashboard.json'));
+
+const promtool = (...args: string[]) => {
+  const result = spawnSync('promtool', args, { cwd: dir, encoding: 'utf8' });
+  return { status: result.status, output: `${result.stdout}${result.stderr}` };
+};
+
+const ruleExpressions = (): string[] =>
+  rules.groups.flatMap((g: { rules: { expr: string }[] }) => g.rules.map((r) => r.expr));
+
+const dashboardExpressions = (): string[] =>
+  dashboard.panels.flatMap((p: { targets?: { expr: string }[] }) =>
+    (p.targets ?? []).map((t) => t.expr),
+  );
+
+describe('alerting rules', () => {
+  itWithCommand('promtool', 'apt-get install prometheus')('pass promtool check rules', () => {
+    expect(promtool('check', 'rules', 'rules.yaml')).toMatchObject({ status: 0 });
+  });
+
+  itWithCommand('promtool', 'apt-get install prometheus')(
+    'pass their promtool unit tests: each alert fires when it should and not otherwise',
+    () => {
+      const result = promtool('test', 'rules', 'rules.test.yaml');
+      expect(result.output).toContain('SUCCESS');
+      expect(result.status).toBe(0);
+    },
+  );
+
+  it('cover every alert an operator needs, each tested', () => {
+    const alerts = rules.groups.flatMap((g: { rules: { alert: string }[] }) =>
+      g.rules.map((r) => r.alert),
+    );
+    expect(alerts.sort()).toEqual(
+      [
+        'CoffeeBuddyDependencyDown',
+        'CoffeeBuddyEventLoopLag',
+        'CoffeeBuddyHighErrorRate',
+        'CoffeeBuddyNotReady',
+        'CoffeeBuddyRestarting',
+      ].sort(),
+    );
+    const tests = parse(read('rules.test.yaml'));
+    const tested = tests.tests.flatMap(
+      (t: { alert_rule_test: { alertname: string; exp_alerts: unknown[] }[] }) => t.alert_rule_test,
+    );
+    for (const alert of alerts) {
+      const cases = tested.filter((c: { alertname: string }) => c.alertname === alert);
+      expect(cases.some((c: { exp_alerts: unknown[] }) => c.exp_alerts.length > 0)).toBe(true);
+      expect(cases.some((c: { exp_alerts: unknown[] }) => c.exp_alerts.length === 0)).toBe(true);
+    }
+  });
+
+  it('ship as a PrometheusRule with the same groups, valid against its CRD', () => {
+    expect(prometheusRule.spec.groups).toEqual(rules.groups);
+    expect(schemaProblems(loadValidators(), prometheusRule)).toEqual([]);
+  });
+});
+
+describe('metric names in the dashboard and the rules', () => {
+  it('are all exported by the app', async () => {
+    const app = createApp({
+      settings: loadSettings({}),
+      vaultClientFactory: () => new FakeClient(),
+      oryClientFactory: () => new FakeClient(),
+      logger: createLogger('error'),
+    });
+    try {
+      const server = serveFunction(app.functions.coffeebuddy!);
+      await request(server).get('/health/ready');
+      const exported = exportedNames((await request(server).get('/metrics').expect(200)).text);
+      const used = new Set([...ruleExpressions(), ...dashboardExpressions()].flatMap(metricNames));
+      expect(used.size).toBeGreaterThan(8);
+      expect([...used].filter((name) => !exported.has(name))).toEqual([]);
+    } finally {
+      app.close();
+    }
+  });
+
+  it('are found by the extractor, which ignores functions, labels and keywords', () => {
+    expect(
+      metricNames(
+        'sum by (le, route) (rate(a_bucket{job=~"$job", x="y"}[5m])) / on (instance) group_left b and bool c > 0.5',
+      ).sort(),
+    ).toEqual(['a_bucket', 'b', 'c']);
+  });
+});
+
+describe('the dashboard', () => {
+  it('is a Grafana dashboard with a panel for requests, latency, dependencies and the runtime', () => {
+    const titles: string[] = dashboard.panels.map((p: { title: string }) => p.title);
+    expect(dashboard.uid).toBe('coffeebuddy-runtime');
+    for (const word of ['Requests', 'Latency', 'Dependency up', 'Event-loop', 'Memory', 'CPU']) {
+      expect(titles.some((t) => t.includes(word))).toBe(true);
+    }
+    const ids = dashboard.panels.map((p: { id: number }) => p.id);
+    expect(new Set(ids).size).toBe(ids.length);
+  });
+});
