@@ -1,3 +1,4 @@
+import type { Response } from '@google-cloud/functions-framework';
 import type { ReadinessChecker, ReadinessReport } from '../lib/readiness';
 import { JSON_CONTENT_TYPE, sendText } from '../lib/respond';
 import { READ_METHODS, type Route } from '../lib/router';
@@ -11,16 +12,26 @@ function render({ ready, components }: ReadinessReport): { status: number; json:
 
 /** Readiness: 200 when Vault and Ory are usable, else 503 with each component's state in `detail`. */
 export function healthReady(checker: ReadinessChecker): Route {
-  // Probes come every few milliseconds and the report changes once per TTL at most.
+  // Probes come every few milliseconds and the report changes once per TTL at most: a fresh
+  // report is answered at once, rendered once.
   let last: { report: ReadinessReport; status: number; json: string } | undefined;
+  const answer = (res: Response, report: ReadinessReport) => {
+    if (last?.report !== report) last = { report, ...render(report) };
+    sendText(res, last.status, JSON_CONTENT_TYPE, last.json);
+  };
   return {
     name: 'healthReady',
     path: READY_PATH,
     methods: READ_METHODS,
-    handler: async (_req, res) => {
-      const report = await checker.check();
-      if (last?.report !== report) last = { report, ...render(report) };
-      sendText(res, last.status, JSON_CONTENT_TYPE, last.json);
+    handler: (_req, res) => {
+      const fresh = checker.peek();
+      if (fresh !== undefined) {
+        answer(res, fresh);
+        return undefined;
+      }
+      return checker.check().then((report) => {
+        answer(res, report);
+      });
     },
   };
 }

@@ -72,14 +72,18 @@ export class ReadinessChecker {
     return this.slots.map((slot) => slot.name);
   }
 
-  async check(): Promise<ReadinessReport> {
+  /** The last report while every result in it is fresh, at once; otherwise undefined. */
+  peek(): ReadinessReport | undefined {
     const now = this.now();
-    if (
-      this.lastReport?.version === this.version &&
-      this.slots.every((slot) => this.isFresh(slot, now))
-    ) {
-      return this.lastReport.report;
-    }
+    const last = this.lastReport;
+    if (last?.version !== this.version) return undefined;
+    return this.slots.every((slot) => this.isFresh(slot, now)) ? last.report : undefined;
+  }
+
+  async check(): Promise<ReadinessReport> {
+    const cached = this.peek();
+    if (cached !== undefined) return cached;
+    const now = this.now();
     const components: Record<string, ComponentHealth> = {};
     const pending: { name: string; result: Promise<ComponentHealth> }[] = [];
     for (const slot of this.slots) {
@@ -97,7 +101,10 @@ export class ReadinessChecker {
     }
     const ready = Object.values(components).every((c) => c.status === COMPONENT_OK);
     const report = { ready, components };
-    if (pending.length === 0) this.lastReport = { version: this.version, report };
+    // Kept for peek() only if it shows exactly the stored results: no timeout stands in for one.
+    if (this.slots.every((slot) => components[slot.name] === slot.result)) {
+      this.lastReport = { version: this.version, report };
+    }
     return report;
   }
 

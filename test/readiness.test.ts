@@ -167,6 +167,19 @@ describe('ReadinessChecker', () => {
     ]);
   });
 
+  it('peeks at a fresh report at once, and at nothing once a result is stale or missing', async () => {
+    const { checker, clock } = makeChecker();
+    expect(checker.peek()).toBeUndefined();
+    const report = await checker.check();
+    expect(checker.peek()).toBe(report);
+    expect(await checker.check()).toBe(report);
+    clock.now = 1000;
+    expect(checker.peek()).toBeUndefined();
+    const next = await checker.check();
+    expect(next).not.toBe(report);
+    expect(checker.peek()).toBe(next);
+  });
+
   it('lists its components', () => {
     expect(makeChecker().checker.componentNames).toEqual(['vault', 'ory']);
   });
