@@ -4,14 +4,21 @@ import type { Route } from '../lib/router';
 import { healthLive } from './healthLive';
 import { healthReady } from './healthReady';
 import { metrics } from './metrics';
+import { slackRoutes, type SlackDependencies } from './slack';
 
 export interface CoffeebuddyDependencies {
   checker: ReadinessChecker;
   registry: Registry;
   metricsPath: string;
+  slack: SlackDependencies;
 }
 
-/** Every endpoint the `coffeebuddy` entry serves; each is also a function of its own. */
+/** Every endpoint the `coffeebuddy` entry serves; routes sharing a name form one function. */
 export function coffeebuddyRoutes(deps: CoffeebuddyDependencies): Route[] {
-  return [healthLive(), healthReady(deps.checker), metrics(deps.registry, deps.metricsPath)];
+  return [
+    healthLive(),
+    healthReady(deps.checker),
+    metrics(deps.registry, deps.metricsPath),
+    ...slackRoutes(deps.slack),
+  ];
 }

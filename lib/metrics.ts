@@ -28,6 +28,7 @@ export interface MetricsOptions {
 export interface RuntimeMetrics {
   observeRequest: (method: string, route: string, status: number, seconds: number) => void;
   observeCheck: (component: string, health: ComponentHealth) => void;
+  observeSlack: (kind: string, outcome: string) => void;
 }
 
 /** Registers CoffeeBuddy's metrics, and Node's default ones if missing, on `registry`. */
@@ -74,6 +75,12 @@ export function createMetrics(registry: Registry, options: MetricsOptions): Runt
       await options.readiness();
     },
   });
+  const slackRequests = new Counter({
+    name: `${METRIC_PREFIX}slack_requests_total`,
+    help: 'Requests from Slack, by kind (commands, events, interactions) and outcome.',
+    labelNames: ['kind', 'outcome'] as const,
+    registers,
+  });
   new Gauge({
     name: `${METRIC_PREFIX}build_info`,
     help: 'Build of the running CoffeeBuddy runtime; always 1.',
@@ -89,6 +96,9 @@ export function createMetrics(registry: Registry, options: MetricsOptions): Runt
     },
     observeCheck: (component, health) => {
       checkDuration.observe({ component }, health.latencyMs / 1000);
+    },
+    observeSlack: (kind, outcome) => {
+      slackRequests.inc({ kind, outcome });
     },
   };
 }

@@ -81,10 +81,49 @@ const urlPath: convict.Format = {
   },
 };
 
+const absoluteFile: convict.Format = {
+  name: 'absolute-file',
+  validate: (value: unknown) => {
+    if (typeof value !== 'string' || (value !== '' && !value.startsWith('/'))) {
+      throw new Error('must be an absolute file path');
+    }
+  },
+};
+
+const VAULT_NAME = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
+const vaultName: convict.Format = {
+  name: 'vault-name',
+  validate: (value: unknown) => {
+    if (typeof value !== 'string' || (value !== '' && !VAULT_NAME.test(value))) {
+      throw new Error('must be a Vault path like "coffeebuddy/slack": no leading "/", no spaces');
+    }
+  },
+};
+
+const anyText: convict.Format = {
+  name: 'any-text',
+  validate: (value: unknown) => {
+    if (typeof value !== 'string') throw new Error('must be text');
+  },
+};
+
 const port = strictInteger(1, 65535);
 const timeoutMs = strictInteger(1, 60_000);
 const ttlMs = strictInteger(0, 3_600_000);
-const FORMATS = [port, timeoutMs, ttlMs, httpUrl, urlPath];
+const secretTtlMs = strictInteger(1000, 86_400_000);
+const bodyBytes = strictInteger(1024, 10 * 1024 * 1024);
+const FORMATS = [
+  port,
+  timeoutMs,
+  ttlMs,
+  secretTtlMs,
+  bodyBytes,
+  httpUrl,
+  urlPath,
+  absoluteFile,
+  vaultName,
+  anyText,
+];
 
 const schema = {
   PORT: { doc: 'Listen port', format: port.name, default: 8080, env: 'PORT' },
@@ -126,7 +165,110 @@ const schema = {
     default: 'info' as LogLevel,
     env: 'LOG_LEVEL',
   },
+  VAULT_TOKEN: {
+    doc: 'A Vault token',
+    format: anyText.name,
+    default: '',
+    env: 'VAULT_TOKEN',
+    sensitive: true,
+  },
+  VAULT_TOKEN_FILE: {
+    doc: 'File holding a Vault token (Vault Agent sink)',
+    format: absoluteFile.name,
+    default: '',
+    env: 'VAULT_TOKEN_FILE',
+  },
+  VAULT_K8S_ROLE: {
+    doc: 'Vault role for Kubernetes auth',
+    format: vaultName.name,
+    default: '',
+    env: 'VAULT_K8S_ROLE',
+  },
+  VAULT_K8S_MOUNT: {
+    doc: 'Mount of the Kubernetes auth method',
+    format: vaultName.name,
+    default: 'kubernetes',
+    env: 'VAULT_K8S_MOUNT',
+  },
+  VAULT_K8S_JWT_FILE: {
+    doc: 'The service-account token used for Kubernetes auth',
+    format: absoluteFile.name,
+    default: '/var/run/secrets/kubernetes.io/serviceaccount/token',
+    env: 'VAULT_K8S_JWT_FILE',
+  },
+  VAULT_KV_MOUNT: {
+    doc: 'Mount of the KV v2 secrets engine',
+    format: vaultName.name,
+    default: 'secret',
+    env: 'VAULT_KV_MOUNT',
+  },
+  SLACK_SIGNING_SECRET: {
+    doc: 'Slack signing secret, outside production only',
+    format: anyText.name,
+    default: '',
+    env: 'SLACK_SIGNING_SECRET',
+    sensitive: true,
+  },
+  SLACK_SIGNING_SECRET_VAULT_PATH: {
+    doc: 'KV v2 path of the secret holding the Slack signing secret',
+    format: vaultName.name,
+    default: '',
+    env: 'SLACK_SIGNING_SECRET_VAULT_PATH',
+  },
+  SLACK_SIGNING_SECRET_VAULT_KEY: {
+    doc: 'Key of the signing secret inside that secret',
+    format: vaultName.name,
+    default: 'signing_secret',
+    env: 'SLACK_SIGNING_SECRET_VAULT_KEY',
+  },
+  SLACK_SECRET_TTL_MS: {
+    doc: 'How long the signing secret (and a Vault token file) is reused before it is read again',
+    format: secretTtlMs.name,
+    default: 300_000,
+    env: 'SLACK_SECRET_TTL_MS',
+  },
+  SLACK_MAX_BODY_BYTES: {
+    doc: 'Largest Slack request body accepted',
+    format: bodyBytes.name,
+    default: 65_536,
+    env: 'SLACK_MAX_BODY_BYTES',
+  },
 };
+
+const VAULT_AUTH_SETTINGS = ['VAULT_TOKEN', 'VAULT_TOKEN_FILE', 'VAULT_K8S_ROLE'] as const;
+
+/** The rules between settings that no single format can express. */
+function crossProblems(settings: Settings): string[] {
+  const problems: string[] = [];
+  const metricsPath = settings.METRICS_PATH;
+  if (
+    metricsPath === HEALTH_PATH_PREFIX.slice(0, -1) ||
+    metricsPath.startsWith(HEALTH_PATH_PREFIX)
+  ) {
+    problems.push(`METRICS_PATH: must not be /health or under ${HEALTH_PATH_PREFIX}`);
+  }
+  const auth = VAULT_AUTH_SETTINGS.filter((name) => settings[name] !== '');
+  if (auth.length > 1) {
+    problems.push(`${auth.join(', ')}: set only one Vault authentication method`);
+  }
+  const vaultPath = settings.SLACK_SIGNING_SECRET_VAULT_PATH !== '';
+  if (settings.SLACK_SIGNING_SECRET !== '') {
+    if (settings.NODE_ENV === 'production') {
+      problems.push(
+        'SLACK_SIGNING_SECRET: not allowed in production; set SLACK_SIGNING_SECRET_VAULT_PATH',
+      );
+    }
+    if (vaultPath) {
+      problems.push('SLACK_SIGNING_SECRET, SLACK_SIGNING_SECRET_VAULT_PATH: set only one');
+    }
+  }
+  if (vaultPath && auth.length === 0) {
+    problems.push(
+      `SLACK_SIGNING_SECRET_VAULT_PATH: needs one of ${VAULT_AUTH_SETTINGS.join(', ')}`,
+    );
+  }
+  return problems;
+}
 
 /** Defaults that apply only outside production, where a local Vault and Ory are the norm. */
 export const DEVELOPMENT_URLS = {
@@ -164,13 +306,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
       Object.assign(settings, { [name]: DEVELOPMENT_URLS[name as keyof typeof DEVELOPMENT_URLS] });
     }
   }
-  const metricsPath = settings.METRICS_PATH;
-  if (
-    metricsPath === HEALTH_PATH_PREFIX.slice(0, -1) ||
-    metricsPath.startsWith(HEALTH_PATH_PREFIX)
-  ) {
-    problems.push(`METRICS_PATH: must not be /health or under ${HEALTH_PATH_PREFIX}`);
-  }
+  problems.push(...crossProblems(settings));
 
   if (problems.length > 0) throw new SettingsError(problems);
   return Object.freeze(settings);

@@ -12,6 +12,17 @@ export interface Settings {
   readonly READINESS_TIMEOUT_MS: number;
   readonly READINESS_CACHE_TTL_MS: number;
   readonly LOG_LEVEL: LogLevel;
+  readonly VAULT_TOKEN: string;
+  readonly VAULT_TOKEN_FILE: string;
+  readonly VAULT_K8S_ROLE: string;
+  readonly VAULT_K8S_MOUNT: string;
+  readonly VAULT_K8S_JWT_FILE: string;
+  readonly VAULT_KV_MOUNT: string;
+  readonly SLACK_SIGNING_SECRET: string;
+  readonly SLACK_SIGNING_SECRET_VAULT_PATH: string;
+  readonly SLACK_SIGNING_SECRET_VAULT_KEY: string;
+  readonly SLACK_SECRET_TTL_MS: number;
+  readonly SLACK_MAX_BODY_BYTES: number;
 }
 
 export const HEALTH_PATH_PREFIX = '/health/';
@@ -39,7 +50,10 @@ export interface HealthCheckClient {
   close?(): void;
 }
 
-export type VaultClient = HealthCheckClient;
+export interface VaultClient extends HealthCheckClient {
+  /** The data of a KV v2 secret; rejects with a reason that holds no secret or token. */
+  readSecret(path: string): Promise<Record<string, unknown>>;
+}
 export type OryClient = HealthCheckClient;
 
 export type VaultClientFactory = (settings: Settings) => VaultClient;

@@ -328,7 +328,7 @@ describe('functions deployed alone', () => {
 
   it('the coffeebuddy entry and every endpoint are functions of the app', () => {
     expect(Object.keys(harness().app.functions).sort()).toEqual(
-      ['coffeebuddy', 'healthLive', 'healthReady', 'metrics'].sort(),
+      ['coffeebuddy', 'healthLive', 'healthReady', 'metrics', 'slack'].sort(),
     );
   });
 });

@@ -158,8 +158,10 @@ describe('the Knative Service passes the admission rules the schema lacks', () =
     expect(container.resources.requests).toBeDefined();
     expect(container.resources.limits).toBeDefined();
     expect(container.startupProbe).toBeUndefined();
-    expect(ksvc.spec.template.spec.automountServiceAccountToken).toBe(false);
-    expect(one('ServiceAccount').automountServiceAccountToken).toBe(false);
+    // The token is mounted only for Vault's Kubernetes auth.
+    const mounted = containerEnvironment().VAULT_K8S_ROLE !== undefined;
+    expect(ksvc.spec.template.spec.automountServiceAccountToken).toBe(mounted);
+    expect(one('ServiceAccount').automountServiceAccountToken).toBe(mounted);
     expect(ksvc.spec.template.spec.serviceAccountName).toBe(one('ServiceAccount').metadata.name);
   });
 
@@ -173,18 +175,18 @@ describe('the Knative Service passes the admission rules the schema lacks', () =
   });
 });
 
-describe('the manifests agree with the code', () => {
-  const app = createApp({
-    settings: defaults,
-    vaultClientFactory: () => new FakeClient(),
-    oryClientFactory: () => new FakeClient(),
-    logger: createLogger('error'),
-  });
-  const server = serveFunction(app.functions.coffeebuddy!);
-  afterAll(() => {
-    app.close();
-  });
+const app = createApp({
+  settings: defaults,
+  vaultClientFactory: () => new FakeClient(),
+  oryClientFactory: () => new FakeClient(),
+  logger: createLogger('error'),
+});
+const server = serveFunction(app.functions.coffeebuddy!);
+afterAll(() => {
+  app.close();
+});
 
+describe('the manifests agree with the code', () => {
   it('probes and scrapes paths the app serves', async () => {
     const annotations = ksvc.spec.template.metadata.annotations;
     await request(server).get(container.readinessProbe.httpGet.path).expect(200);
@@ -243,10 +245,18 @@ describe('the Kong route', () => {
     expect(route.spec.hostnames.length).toBeGreaterThan(0);
   });
 
-  it('matches only POST under /slack/', () => {
-    expect(exposed('POST', '/slack/commands')).toBe(true);
-    expect(exposed('GET', '/slack/commands')).toBe(false);
-    expect(exposed('POST', '/slackers')).toBe(false);
+  it('matches exactly POST on the Slack paths the app serves', async () => {
+    const slackPaths = ['/slack/commands', '/slack/events', '/slack/interactions'];
+    for (const path of slackPaths) {
+      expect(exposed('POST', path)).toBe(true);
+      expect(exposed('GET', path)).toBe(false);
+      // A route the app serves: unsigned, it is refused (401/503), never 404.
+      const res = await request(server).post(path).send('x');
+      expect(res.status).not.toBe(404);
+    }
+    for (const path of ['/slack', '/slack/', '/slack/other', '/slackers', '/slack/commands/x']) {
+      expect(exposed('POST', path)).toBe(false);
+    }
     for (const m of matches) expect(m.method).toBe('POST');
   });
 

@@ -28,6 +28,17 @@ describe('loadSettings', () => {
       READINESS_TIMEOUT_MS: 800,
       READINESS_CACHE_TTL_MS: 1000,
       LOG_LEVEL: 'info',
+      VAULT_TOKEN: '',
+      VAULT_TOKEN_FILE: '',
+      VAULT_K8S_ROLE: '',
+      VAULT_K8S_MOUNT: 'kubernetes',
+      VAULT_K8S_JWT_FILE: '/var/run/secrets/kubernetes.io/serviceaccount/token',
+      VAULT_KV_MOUNT: 'secret',
+      SLACK_SIGNING_SECRET: '',
+      SLACK_SIGNING_SECRET_VAULT_PATH: '',
+      SLACK_SIGNING_SECRET_VAULT_KEY: 'signing_secret',
+      SLACK_SECRET_TTL_MS: 300_000,
+      SLACK_MAX_BODY_BYTES: 65_536,
     });
   });
 
@@ -42,6 +53,17 @@ describe('loadSettings', () => {
       READINESS_TIMEOUT_MS: '250',
       READINESS_CACHE_TTL_MS: '0',
       LOG_LEVEL: 'debug',
+      VAULT_TOKEN: '',
+      VAULT_TOKEN_FILE: '',
+      VAULT_K8S_ROLE: 'coffeebuddy',
+      VAULT_K8S_MOUNT: 'k8s/prod',
+      VAULT_K8S_JWT_FILE: '/var/run/secrets/tokens/vault',
+      VAULT_KV_MOUNT: 'kv',
+      SLACK_SIGNING_SECRET: '',
+      SLACK_SIGNING_SECRET_VAULT_PATH: 'coffeebuddy/slack',
+      SLACK_SIGNING_SECRET_VAULT_KEY: 'signing-secret',
+      SLACK_SECRET_TTL_MS: '60000',
+      SLACK_MAX_BODY_BYTES: '32768',
     };
     const settings = loadSettings(env);
     expect(settings).toEqual({
@@ -49,6 +71,8 @@ describe('loadSettings', () => {
       PORT: 9000,
       READINESS_TIMEOUT_MS: 250,
       READINESS_CACHE_TTL_MS: 0,
+      SLACK_SECRET_TTL_MS: 60_000,
+      SLACK_MAX_BODY_BYTES: 32_768,
     });
     expect(Object.keys(settings).sort()).toEqual([...SETTING_NAMES].sort());
     expect(Object.isFrozen(settings)).toBe(true);
@@ -81,11 +105,48 @@ describe('loadSettings', () => {
     ['READINESS_TIMEOUT_MS', '0', 'must be between 1 and 60000'],
     ['READINESS_CACHE_TTL_MS', '1e3', 'must be a whole number of plain digits'],
     ['LOG_LEVEL', 'verbose', 'must be one of the possible values'],
+    ['VAULT_TOKEN_FILE', 'token.txt', 'must be an absolute file path'],
+    ['VAULT_K8S_JWT_FILE', 'jwt', 'must be an absolute file path'],
+    ['VAULT_K8S_ROLE', 'has space', 'must be a Vault path'],
+    ['VAULT_KV_MOUNT', '/secret', 'must be a Vault path'],
+    [
+      'SLACK_SIGNING_SECRET_VAULT_PATH',
+      'coffeebuddy/slack',
+      'needs one of VAULT_TOKEN, VAULT_TOKEN_FILE, VAULT_K8S_ROLE',
+    ],
+    ['SLACK_SECRET_TTL_MS', '10', 'must be between 1000 and 86400000'],
+    ['SLACK_MAX_BODY_BYTES', '64kb', 'must be a whole number of plain digits'],
   ])('rejects %s=%s', (name, value, reason) => {
     const problems = problemsOf({ [name]: value });
     expect(problems).toHaveLength(1);
     expect(problems[0]).toMatch(new RegExp(`^${name}: `));
     expect(problems[0]).toContain(reason);
+  });
+
+  it('allows one Vault authentication method and one source of the signing secret', () => {
+    expect(problemsOf({ VAULT_TOKEN: 't', VAULT_K8S_ROLE: 'r' })).toEqual([
+      'VAULT_TOKEN, VAULT_K8S_ROLE: set only one Vault authentication method',
+    ]);
+    expect(
+      problemsOf({
+        SLACK_SIGNING_SECRET: 's',
+        SLACK_SIGNING_SECRET_VAULT_PATH: 'p',
+        VAULT_TOKEN: 't',
+      }),
+    ).toEqual(['SLACK_SIGNING_SECRET, SLACK_SIGNING_SECRET_VAULT_PATH: set only one']);
+    expect(
+      problemsOf({
+        NODE_ENV: 'production',
+        VAULT_ADDR: 'http://v',
+        ORY_URL: 'http://o',
+        SLACK_SIGNING_SECRET: 's',
+      }),
+    ).toEqual([
+      'SLACK_SIGNING_SECRET: not allowed in production; set SLACK_SIGNING_SECRET_VAULT_PATH',
+    ]);
+    expect(loadSettings({ SLACK_SIGNING_SECRET: 'local-only' }).SLACK_SIGNING_SECRET).toBe(
+      'local-only',
+    );
   });
 
   it('names every bad variable in one error', () => {

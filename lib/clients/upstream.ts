@@ -9,6 +9,19 @@ const MAX_BODY_BYTES = 64 * 1024;
 /** Idle keep-alive sockets are dropped before typical server idle timeouts close them under us. */
 const FREE_SOCKET_TIMEOUT_MS = 4000;
 
+/** A request that got no usable answer; the message is a reason a person can act on. */
+export class UpstreamError extends Error {
+  constructor(reason: string) {
+    super(reason);
+    this.name = 'UpstreamError';
+  }
+}
+
+export interface UpstreamResponse {
+  status: number;
+  body: Buffer;
+}
+
 /** Turns the HTTP status of a health endpoint into a reason it is unusable, or undefined if usable. */
 export type StatusJudge = (status: number) => string | undefined;
 
@@ -66,23 +79,43 @@ export class Upstream {
     this.agent = url.protocol === 'https:' ? new https.Agent(options) : new http.Agent(options);
   }
 
-  /** GETs `path` under the base URL and judges the status; never rejects. */
-  async check(path: string, judge: StatusJudge): Promise<ComponentHealth> {
-    const started = performance.now();
-    let problem: string | undefined;
+  /**
+   * One request under the base URL, body read to its end (which returns the socket to the
+   * keep-alive pool), within the timeout. Network failures reject with an UpstreamError.
+   */
+  async request(
+    method: 'GET' | 'POST',
+    path: string,
+    options: { headers?: Record<string, string>; json?: unknown } = {},
+  ): Promise<UpstreamResponse> {
     try {
       const response = await fetch(`${this.baseUrl}${path}`, {
+        method,
         agent: this.agent,
         signal: AbortSignal.timeout(this.timeoutMs),
         redirect: 'manual',
         size: MAX_BODY_BYTES,
-        headers: { accept: 'application/json' },
+        headers: {
+          accept: 'application/json',
+          ...(options.json === undefined ? {} : { 'content-type': 'application/json' }),
+          ...options.headers,
+        },
+        ...(options.json === undefined ? {} : { body: JSON.stringify(options.json) }),
       });
-      // Reading the body to its end returns the socket to the keep-alive pool.
-      await response.arrayBuffer();
-      problem = judge(response.status);
+      return { status: response.status, body: Buffer.from(await response.arrayBuffer()) };
     } catch (error) {
-      problem = describeFailure(error, this.host, this.timeoutMs);
+      throw new UpstreamError(describeFailure(error, this.host, this.timeoutMs));
+    }
+  }
+
+  /** GETs `path` and judges the status; never rejects. */
+  async check(path: string, judge: StatusJudge): Promise<ComponentHealth> {
+    const started = performance.now();
+    let problem: string | undefined;
+    try {
+      problem = judge((await this.request('GET', path)).status);
+    } catch (error) {
+      problem = error instanceof UpstreamError ? error.message : 'request failed';
     }
     return {
       status: problem === undefined ? COMPONENT_OK : COMPONENT_UNAVAILABLE,

@@ -1,5 +1,6 @@
 import type { Settings, VaultClient } from '../types';
-import { Upstream, type StatusJudge } from './upstream';
+import { FileToken, KubernetesLogin, StaticToken, type VaultTokenSource } from './vault-auth';
+import { Upstream, UpstreamError, type StatusJudge } from './upstream';
 
 /** Standbys answer 200 with these flags: they serve (or forward) requests, so they count as up. */
 export const VAULT_HEALTH_PATH = '/v1/sys/health?standbyok=true&perfstandbyok=true';
@@ -19,16 +20,49 @@ const VAULT_PROBLEMS: Readonly<Record<number, string | undefined>> = {
 export const judgeVaultStatus: StatusJudge = (status) =>
   status in VAULT_PROBLEMS ? VAULT_PROBLEMS[status] : `unexpected status ${status}`;
 
-/** Checks Vault's sys/health endpoint, which needs no token. */
+export interface VaultClientOptions {
+  /** Builds the token source over this client's connection; none means no secrets can be read. */
+  tokens?: (upstream: Upstream) => VaultTokenSource;
+  /** Mount of the KV version 2 secrets engine. */
+  kvMount?: string;
+}
+
+/** Checks Vault's sys/health endpoint (no token) and reads KV v2 secrets (with one). */
 export class HttpVaultClient implements VaultClient {
   private readonly upstream: Upstream;
+  private readonly tokens: VaultTokenSource | undefined;
+  private readonly kvMount: string;
 
-  constructor(vaultAddr: string, timeoutMs: number) {
+  constructor(vaultAddr: string, timeoutMs: number, options: VaultClientOptions = {}) {
     this.upstream = new Upstream(vaultAddr, timeoutMs);
+    this.tokens = options.tokens?.(this.upstream);
+    this.kvMount = options.kvMount ?? 'secret';
   }
 
   healthCheck() {
     return this.upstream.check(VAULT_HEALTH_PATH, judgeVaultStatus);
+  }
+
+  /**
+   * The data of the latest version of a KV v2 secret. A 403 (token expired or revoked) makes the
+   * token source read or log in again, once, before the read is retried.
+   */
+  async readSecret(path: string): Promise<Record<string, unknown>> {
+    if (this.tokens === undefined) throw new UpstreamError('no Vault token is configured');
+    const where = `${this.kvMount}/${path}`;
+    const url = `/v1/${this.kvMount}/data/${path.split('/').map(encodeURIComponent).join('/')}`;
+    for (let attempt = 1; ; attempt += 1) {
+      const token = await this.tokens.token();
+      const res = await this.upstream.request('GET', url, { headers: { 'X-Vault-Token': token } });
+      if (res.status === 403 && attempt === 1) {
+        this.tokens.invalidate();
+        continue;
+      }
+      if (res.status === 200) return secretData(res.body, where);
+      if (res.status === 404) throw new UpstreamError(`no secret at ${where}`);
+      if (res.status === 403) throw new UpstreamError(`permission denied reading ${where}`);
+      throw new UpstreamError(`unexpected status ${res.status} reading ${where}`);
+    }
   }
 
   close(): void {
@@ -36,6 +70,36 @@ export class HttpVaultClient implements VaultClient {
   }
 }
 
+function secretData(body: Buffer, where: string): Record<string, unknown> {
+  try {
+    const data = (JSON.parse(body.toString('utf8')) as { data?: { data?: unknown } }).data?.data;
+    if (data !== null && typeof data === 'object') return data as Record<string, unknown>;
+  } catch {
+    // reported below, without the body
+  }
+  throw new UpstreamError(`unreadable secret at ${where}`);
+}
+
+/** The token source the settings name; settings validation allows at most one. */
+function tokenSource(settings: Settings): VaultClientOptions['tokens'] {
+  if (settings.VAULT_TOKEN !== '') return () => new StaticToken(settings.VAULT_TOKEN);
+  if (settings.VAULT_TOKEN_FILE !== '') {
+    return () => new FileToken(settings.VAULT_TOKEN_FILE, settings.SLACK_SECRET_TTL_MS);
+  }
+  if (settings.VAULT_K8S_ROLE !== '') {
+    return (upstream) =>
+      new KubernetesLogin(upstream, {
+        mount: settings.VAULT_K8S_MOUNT,
+        role: settings.VAULT_K8S_ROLE,
+        jwtFile: settings.VAULT_K8S_JWT_FILE,
+      });
+  }
+  return undefined;
+}
+
 export function buildVaultClient(settings: Settings): VaultClient {
-  return new HttpVaultClient(settings.VAULT_ADDR, settings.READINESS_TIMEOUT_MS);
+  return new HttpVaultClient(settings.VAULT_ADDR, settings.READINESS_TIMEOUT_MS, {
+    tokens: tokenSource(settings),
+    kvMount: settings.VAULT_KV_MOUNT,
+  });
 }

@@ -1,7 +1,7 @@
-import type { ComponentHealth, HealthCheckClient } from '../../lib/types';
+import type { ComponentHealth, VaultClient } from '../../lib/types';
 
 /** A dependency whose answers the test controls, counting how often it is asked. */
-export class FakeClient implements HealthCheckClient {
+export class FakeClient implements VaultClient {
   calls = 0;
   status: ComponentHealth['status'] = 'ok';
   error: string | undefined;
@@ -23,6 +23,18 @@ export class FakeClient implements HealthCheckClient {
         resolve(answer());
       });
     });
+  }
+
+  /** Secrets readSecret() answers with, by path; a missing path rejects. */
+  secrets: Record<string, Record<string, unknown>> = {};
+  secretReads = 0;
+
+  readSecret(path: string): Promise<Record<string, unknown>> {
+    this.secretReads += 1;
+    const secret = this.secrets[path];
+    return secret === undefined
+      ? Promise.reject(new Error(`no secret at ${path}`))
+      : Promise.resolve(secret);
   }
 
   release(): void {

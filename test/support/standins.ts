@@ -36,7 +36,11 @@ export interface StandIn {
   close(): Promise<void>;
 }
 
-type Answer = (req: http.IncomingMessage, url: URL) => { status: number; body?: unknown };
+type Answer = (
+  req: http.IncomingMessage,
+  url: URL,
+  body: string,
+) => { status: number; body?: unknown };
 
 async function startStandIn(answer: Answer): Promise<StandIn> {
   const sockets = new Set<Socket>();
@@ -44,6 +48,14 @@ async function startStandIn(answer: Answer): Promise<StandIn> {
   const state: { fault: Fault } = { fault: { kind: 'none' } };
 
   const server = http.createServer((req, res) => {
+    let received = '';
+    req.setEncoding('utf8');
+    req.on('data', (chunk: string) => (received += chunk));
+    req.on('end', () => {
+      respond(req, res, received);
+    });
+  });
+  const respond = (req: http.IncomingMessage, res: http.ServerResponse, received: string) => {
     counts.requests += 1;
     const fault = state.fault;
     const reply = (status: number, body?: unknown) => {
@@ -68,7 +80,7 @@ async function startStandIn(answer: Answer): Promise<StandIn> {
         return;
       case 'slow': {
         const timer = setTimeout(() => {
-          const { status, body } = answer(req, new URL(req.url ?? '/', 'http://standin'));
+          const { status, body } = answer(req, new URL(req.url ?? '/', 'http://standin'), received);
           reply(status, body);
         }, fault.delayMs);
         res.on('close', () => {
@@ -77,11 +89,11 @@ async function startStandIn(answer: Answer): Promise<StandIn> {
         return;
       }
       case 'none': {
-        const { status, body } = answer(req, new URL(req.url ?? '/', 'http://standin'));
+        const { status, body } = answer(req, new URL(req.url ?? '/', 'http://standin'), received);
         reply(status, body);
       }
     }
-  });
+  };
   server.on('connection', (socket) => {
     counts.connections += 1;
     sockets.add(socket);
@@ -140,6 +152,13 @@ export type VaultState = (typeof VAULT_STATES)[number];
 
 export interface VaultStandIn extends StandIn {
   state: VaultState;
+  /** KV v2 secrets under the mount "secret", by path. */
+  secrets: Record<string, Record<string, string>>;
+  /** Tokens Vault accepts, with the time (ms since epoch) each stops being accepted. */
+  tokens: Map<string, number>;
+  /** The Kubernetes auth method: the role and service-account JWT it accepts. */
+  kubernetes: { role: string; jwt: string; leaseSeconds: number; logins: number };
+  secretReads: number;
 }
 
 function queryCode(url: URL, name: string, fallback: number): number {
@@ -170,8 +189,44 @@ function vaultHealthCode(state: VaultState, url: URL): number {
 }
 
 export async function startVaultStandIn(initial: VaultState = 'active'): Promise<VaultStandIn> {
-  const vault = { state: initial };
-  const standIn = await startStandIn((req, url) => {
+  const vault = {
+    state: initial,
+    secrets: {} as Record<string, Record<string, string>>,
+    tokens: new Map<string, number>(),
+    kubernetes: { role: '', jwt: '', leaseSeconds: 3600, logins: 0 },
+    secretReads: 0,
+  };
+  const denied = { status: 403, body: { errors: ['permission denied'] } };
+  const standIn = await startStandIn((req, url, received) => {
+    if (url.pathname === '/v1/auth/kubernetes/login' && req.method === 'POST') {
+      const login = JSON.parse(received || '{}') as { role?: string; jwt?: string };
+      if (login.role !== vault.kubernetes.role || login.jwt !== vault.kubernetes.jwt) return denied;
+      vault.kubernetes.logins += 1;
+      const token = `hvs.k8s-${vault.kubernetes.logins}-${UPSTREAM_CANARY}`;
+      vault.tokens.set(token, Date.now() + vault.kubernetes.leaseSeconds * 1000);
+      return {
+        status: 200,
+        body: {
+          auth: {
+            client_token: token,
+            accessor: 'accessor',
+            policies: ['coffeebuddy'],
+            lease_duration: vault.kubernetes.leaseSeconds,
+            renewable: true,
+          },
+        },
+      };
+    }
+    const kv = /^\/v1\/secret\/data\/(.+)$/.exec(url.pathname);
+    if (kv !== null && req.method === 'GET') {
+      vault.secretReads += 1;
+      const token = req.headers['x-vault-token'];
+      const expires = typeof token === 'string' ? vault.tokens.get(token) : undefined;
+      if (expires === undefined || expires < Date.now()) return denied;
+      const data = vault.secrets[decodeURIComponent(kv[1] ?? '')];
+      if (data === undefined) return { status: 404, body: { errors: [] } };
+      return { status: 200, body: { data: { data, metadata: { version: 1, destroyed: false } } } };
+    }
     if (url.pathname !== '/v1/sys/health' || (req.method !== 'GET' && req.method !== 'HEAD')) {
       return { status: 404, body: { errors: [] } };
     }
@@ -189,11 +244,17 @@ export async function startVaultStandIn(initial: VaultState = 'active'): Promise
       },
     };
   });
-  return Object.defineProperty(standIn, 'state', {
-    get: () => vault.state,
-    set: (state: VaultState) => {
-      vault.state = state;
+  return Object.defineProperties(standIn, {
+    state: {
+      get: () => vault.state,
+      set: (state: VaultState) => {
+        vault.state = state;
+      },
     },
+    secrets: { get: () => vault.secrets },
+    tokens: { get: () => vault.tokens },
+    kubernetes: { get: () => vault.kubernetes },
+    secretReads: { get: () => vault.secretReads },
   }) as VaultStandIn;
 }
 

@@ -1,0 +1,38 @@
+import crypto from 'node:crypto';
+
+/** Slack rejects, and so do we, requests signed more than five minutes from now. */
+export const MAX_CLOCK_SKEW_SECONDS = 300;
+
+export type SignatureVerdict = 'ok' | 'unsigned' | 'stale' | 'bad_signature';
+
+/** Slack's v0 signature: "v0=" + hex HMAC-SHA256(secret, "v0:{timestamp}:{raw body}"). */
+export function signSlackRequest(secret: string, timestamp: string, body: Buffer | string): string {
+  const hmac = crypto.createHmac('sha256', secret);
+  hmac.update(`v0:${timestamp}:`);
+  hmac.update(body);
+  return `v0=${hmac.digest('hex')}`;
+}
+
+export interface SignedRequest {
+  timestamp: string | undefined;
+  signature: string | undefined;
+  /** The raw body bytes, exactly as received. */
+  body: Buffer;
+}
+
+/** Verifies a request's signature in constant time; `nowSeconds` is injectable for tests. */
+export function verifySlackSignature(
+  secret: string,
+  request: SignedRequest,
+  nowSeconds: number,
+): SignatureVerdict {
+  const { timestamp, signature, body } = request;
+  if (timestamp === undefined || signature === undefined) return 'unsigned';
+  if (!/^\d{1,12}$/.test(timestamp)) return 'bad_signature';
+  if (Math.abs(nowSeconds - Number(timestamp)) > MAX_CLOCK_SKEW_SECONDS) return 'stale';
+  const expected = Buffer.from(signSlackRequest(secret, timestamp, body));
+  const given = Buffer.from(signature);
+  // Lengths differ only for malformed signatures; equal lengths are compared in constant time.
+  if (given.length !== expected.length) return 'bad_signature';
+  return crypto.timingSafeEqual(given, expected) ? 'ok' : 'bad_signature';
+}

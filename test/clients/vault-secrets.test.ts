@@ -1,0 +1,194 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Upstream, UpstreamError } from '../../lib/clients/upstream';
+import { buildVaultClient, HttpVaultClient } from '../../lib/clients/vault';
+import { FileToken, KubernetesLogin, StaticToken } from '../../lib/clients/vault-auth';
+import { loadSettings } from '../../lib/settings';
+import { UPSTREAM_CANARY, startVaultStandIn, type VaultStandIn } from '../support/standins';
+
+const SECRET = { signing_secret: 'slack-signing-secret-value' };
+
+describe('reading KV v2 secrets from Vault', () => {
+  let vault: VaultStandIn;
+  let dir: string;
+  const opened: { close(): void }[] = [];
+  const track = <T extends { close(): void }>(client: T): T => {
+    opened.push(client);
+    return client;
+  };
+
+  beforeAll(async () => {
+    vault = await startVaultStandIn();
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vault-tokens-'));
+  });
+  beforeEach(() => {
+    vault.tokens.clear();
+    vault.secrets['coffeebuddy/slack'] = { ...SECRET };
+    Object.assign(vault.kubernetes, {
+      role: 'coffeebuddy',
+      jwt: 'service-account-jwt',
+      leaseSeconds: 3600,
+      logins: 0,
+    });
+  });
+  afterEach(() => {
+    for (const client of opened.splice(0)) client.close();
+  });
+  afterAll(async () => {
+    await vault.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('reads a secret with VAULT_TOKEN', async () => {
+    vault.tokens.set('hvs.env-token', Date.now() + 60_000);
+    const client = track(
+      new HttpVaultClient(vault.url, 1000, { tokens: () => new StaticToken('hvs.env-token') }),
+    );
+    expect(await client.readSecret('coffeebuddy/slack')).toEqual(SECRET);
+  });
+
+  it('names a missing secret, a refused token and a client without a token', async () => {
+    vault.tokens.set('hvs.env-token', Date.now() + 60_000);
+    const client = track(
+      new HttpVaultClient(vault.url, 1000, { tokens: () => new StaticToken('hvs.env-token') }),
+    );
+    await expect(client.readSecret('coffeebuddy/none')).rejects.toThrow(
+      'no secret at secret/coffeebuddy/none',
+    );
+    const refused = track(
+      new HttpVaultClient(vault.url, 1000, { tokens: () => new StaticToken('hvs.revoked') }),
+    );
+    await expect(refused.readSecret('coffeebuddy/slack')).rejects.toThrow(
+      'permission denied reading secret/coffeebuddy/slack',
+    );
+    const tokenless = track(new HttpVaultClient(vault.url, 1000));
+    await expect(tokenless.readSecret('coffeebuddy/slack')).rejects.toThrow(
+      'no Vault token is configured',
+    );
+  });
+
+  it('reads the token from VAULT_TOKEN_FILE again when Vault refuses it (Agent rewrote it)', async () => {
+    const file = path.join(dir, 'token');
+    fs.writeFileSync(file, 'hvs.first\n');
+    vault.tokens.set('hvs.first', Date.now() + 60_000);
+    const client = track(
+      new HttpVaultClient(vault.url, 1000, { tokens: () => new FileToken(file, 60_000) }),
+    );
+    expect(await client.readSecret('coffeebuddy/slack')).toEqual(SECRET);
+    vault.tokens.delete('hvs.first');
+    vault.tokens.set('hvs.second', Date.now() + 60_000);
+    fs.writeFileSync(file, 'hvs.second\n');
+    expect(await client.readSecret('coffeebuddy/slack')).toEqual(SECRET);
+  });
+
+  it('reads VAULT_TOKEN_FILE again after its re-read interval', async () => {
+    const file = path.join(dir, 'token-interval');
+    fs.writeFileSync(file, 'one');
+    const clock = { now: 0 };
+    const tokens = new FileToken(file, 1000, () => clock.now);
+    expect(await tokens.token()).toBe('one');
+    fs.writeFileSync(file, 'two');
+    expect(await tokens.token()).toBe('one');
+    clock.now = 1000;
+    expect(await tokens.token()).toBe('two');
+  });
+
+  it('names an unreadable or empty token file without its content', async () => {
+    await expect(new FileToken(path.join(dir, 'absent'), 1000).token()).rejects.toThrow(
+      `cannot read VAULT_TOKEN_FILE ${path.join(dir, 'absent')} (ENOENT)`,
+    );
+    fs.writeFileSync(path.join(dir, 'empty'), '\n');
+    await expect(new FileToken(path.join(dir, 'empty'), 1000).token()).rejects.toThrow('is empty');
+  });
+
+  describe('Kubernetes auth', () => {
+    const jwtFile = () => {
+      const file = path.join(dir, 'sa-token');
+      fs.writeFileSync(file, vault.kubernetes.jwt);
+      return file;
+    };
+
+    it('logs in with the service-account JWT and reuses the token', async () => {
+      const client = track(
+        new HttpVaultClient(vault.url, 1000, {
+          tokens: (upstream) =>
+            new KubernetesLogin(upstream, {
+              mount: 'kubernetes',
+              role: 'coffeebuddy',
+              jwtFile: jwtFile(),
+            }),
+        }),
+      );
+      for (let i = 0; i < 3; i += 1)
+        expect(await client.readSecret('coffeebuddy/slack')).toEqual(SECRET);
+      expect(vault.kubernetes.logins).toBe(1);
+    });
+
+    it('logs in again after a 403 (token revoked)', async () => {
+      const client = track(
+        new HttpVaultClient(vault.url, 1000, {
+          tokens: (upstream) =>
+            new KubernetesLogin(upstream, {
+              mount: 'kubernetes',
+              role: 'coffeebuddy',
+              jwtFile: jwtFile(),
+            }),
+        }),
+      );
+      await client.readSecret('coffeebuddy/slack');
+      vault.tokens.clear();
+      expect(await client.readSecret('coffeebuddy/slack')).toEqual(SECRET);
+      expect(vault.kubernetes.logins).toBe(2);
+    });
+
+    it('logs in again at two thirds of the lease, and once for concurrent callers', async () => {
+      const upstream = track(new Upstream(vault.url, 1000));
+      const clock = { now: 0 };
+      vault.kubernetes.leaseSeconds = 30;
+      const tokens = new KubernetesLogin(
+        upstream,
+        { mount: 'kubernetes', role: 'coffeebuddy', jwtFile: jwtFile() },
+        () => clock.now,
+      );
+      const [a, b] = await Promise.all([tokens.token(), tokens.token()]);
+      expect(a).toBe(b);
+      expect(vault.kubernetes.logins).toBe(1);
+      clock.now = 19_999;
+      expect(await tokens.token()).toBe(a);
+      clock.now = 20_000;
+      expect(await tokens.token()).not.toBe(a);
+      expect(vault.kubernetes.logins).toBe(2);
+    });
+
+    it('names a refused login without echoing the JWT or Vault’s answer', async () => {
+      const upstream = track(new Upstream(vault.url, 1000));
+      vault.kubernetes.role = 'other-role';
+      const tokens = new KubernetesLogin(upstream, {
+        mount: 'kubernetes',
+        role: 'coffeebuddy',
+        jwtFile: jwtFile(),
+      });
+      const error = await tokens.token().catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(UpstreamError);
+      expect((error as Error).message).toBe('Kubernetes login to Vault failed (status 403)');
+      expect((error as Error).message).not.toContain(UPSTREAM_CANARY);
+    });
+  });
+
+  it('builds the token source the settings name', async () => {
+    vault.tokens.set('hvs.from-settings', Date.now() + 60_000);
+    const client = buildVaultClient(
+      loadSettings({
+        VAULT_ADDR: vault.url,
+        VAULT_TOKEN: 'hvs.from-settings',
+        SLACK_SIGNING_SECRET_VAULT_PATH: 'coffeebuddy/slack',
+      }),
+    );
+    try {
+      expect(await client.readSecret('coffeebuddy/slack')).toEqual(SECRET);
+    } finally {
+      client.close?.();
+    }
+  });
+});

@@ -1,0 +1,153 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Registry } from 'prom-client';
+import request from 'supertest';
+import { createApp } from '../lib/app';
+import { createLogger } from '../lib/logger';
+import { SETTING_NAMES, SettingsError, loadSettings } from '../lib/settings';
+import { signSlackRequest } from '../lib/slack/signature';
+import { FRAMEWORK_MAIN, requireBuild, runToExit } from './support/process';
+import { serveFunction } from './support/server';
+import { startOryStandIn, startVaultStandIn } from './support/standins';
+
+/** Canary values planted in every secret: none may come out anywhere. */
+const CANARIES = {
+  VAULT_TOKEN: 'canary-vault-token-4c1f',
+  SLACK_SIGNING_SECRET: 'canary-signing-secret-9b2e',
+  vaultStoredSecret: 'canary-vault-stored-secret-77d0',
+  jwt: 'canary-service-account-jwt-3a8e',
+};
+const SENSITIVE = ['VAULT_TOKEN', 'SLACK_SIGNING_SECRET'];
+
+function expectNoCanary(where: string, text: string): void {
+  for (const [name, canary] of Object.entries(CANARIES)) {
+    if (text.includes(canary)) throw new Error(`${name} leaked into ${where}`);
+  }
+}
+
+describe('secrets never leave', () => {
+  it('every token and secret setting is sensitive, and masked by convict', () => {
+    const settingsSource = fs.readFileSync(
+      path.join(__dirname, '..', 'lib', 'settings.ts'),
+      'utf8',
+    );
+    for (const name of SETTING_NAMES.filter((n) => /TOKEN$|SECRET$/.test(n))) {
+      expect(SENSITIVE).toContain(name);
+      expect(settingsSource).toMatch(new RegExp(`${name}: \\{[^}]*sensitive: true`, 's'));
+    }
+  });
+
+  it('not in settings errors', () => {
+    const error = (() => {
+      try {
+        loadSettings({
+          NODE_ENV: 'production',
+          VAULT_TOKEN: CANARIES.VAULT_TOKEN,
+          VAULT_TOKEN_FILE: 'relative/path',
+          VAULT_K8S_ROLE: 'role',
+          SLACK_SIGNING_SECRET: CANARIES.SLACK_SIGNING_SECRET,
+          SLACK_SIGNING_SECRET_VAULT_PATH: 'coffeebuddy/slack',
+        });
+      } catch (e) {
+        return e as SettingsError;
+      }
+      throw new Error('expected a SettingsError');
+    })();
+    expect(error.problems.length).toBeGreaterThanOrEqual(4);
+    expectNoCanary('a settings error', error.message);
+  });
+
+  it('not in a failed start-up’s output', async () => {
+    requireBuild();
+    const { code, stdout, stderr } = await runToExit([FRAMEWORK_MAIN, '--target=coffeebuddy'], {
+      NODE_ENV: 'production',
+      VAULT_ADDR: 'http://127.0.0.1:9',
+      ORY_URL: 'http://127.0.0.1:9',
+      VAULT_TOKEN: CANARIES.VAULT_TOKEN,
+      VAULT_K8S_ROLE: 'coffeebuddy',
+      SLACK_SIGNING_SECRET: CANARIES.SLACK_SIGNING_SECRET,
+    });
+    expect(code).toBe(78);
+    expect(stderr).toContain('SLACK_SIGNING_SECRET: not allowed in production');
+    expectNoCanary('start-up output', stdout + stderr);
+  });
+
+  it('not in responses, headers, logs or metrics, whatever requests come', async () => {
+    const vault = await startVaultStandIn();
+    const ory = await startOryStandIn();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'canary-'));
+    const logs: string[] = [];
+    try {
+      vault.tokens.set(CANARIES.VAULT_TOKEN, Date.now() + 600_000);
+      vault.secrets['coffeebuddy/slack'] = { signing_secret: CANARIES.vaultStoredSecret };
+      const apps = [
+        createApp({
+          settings: loadSettings({
+            VAULT_ADDR: vault.url,
+            ORY_URL: ory.url,
+            VAULT_TOKEN: CANARIES.VAULT_TOKEN,
+            SLACK_SIGNING_SECRET_VAULT_PATH: 'coffeebuddy/slack',
+          }),
+          registry: new Registry(),
+          logger: createLogger('debug', (line) => logs.push(line)),
+        }),
+        createApp({
+          settings: loadSettings({
+            VAULT_ADDR: vault.url,
+            ORY_URL: ory.url,
+            SLACK_SIGNING_SECRET: CANARIES.SLACK_SIGNING_SECRET,
+          }),
+          registry: new Registry(),
+          logger: createLogger('debug', (line) => logs.push(line)),
+        }),
+      ];
+      const outputs: string[] = [];
+      for (const [i, app] of apps.entries()) {
+        const server = serveFunction(app.functions.coffeebuddy!);
+        const secret = i === 0 ? CANARIES.vaultStoredSecret : CANARIES.SLACK_SIGNING_SECRET;
+        const body = new URLSearchParams({ command: '/coffee', text: 'help' }).toString();
+        const ts = String(Math.floor(Date.now() / 1000));
+        const answers = [
+          await request(server)
+            .post('/slack/commands')
+            .type('form')
+            .set('X-Slack-Request-Timestamp', ts)
+            .set('X-Slack-Signature', signSlackRequest(secret, ts, body))
+            .send(body),
+          await request(server)
+            .post('/slack/commands')
+            .type('form')
+            .set('X-Slack-Request-Timestamp', ts)
+            .set('X-Slack-Signature', 'v0=00')
+            .send(body),
+          await request(server)
+            .post('/slack/events')
+            .type('json')
+            .send('{"type":"url_verification","challenge":"x"}'),
+          await request(server).get('/health/ready'),
+          await request(server).get('/metrics'),
+        ];
+        // Vault down, then the secret gone: the failure paths too.
+        vault.secrets['coffeebuddy/slack'] = {};
+        answers.push(await request(server).get('/health/ready'));
+        vault.state = 'sealed';
+        answers.push(
+          await request(server).get('/health/ready'),
+          await request(server).get('/metrics'),
+        );
+        vault.state = 'active';
+        vault.secrets['coffeebuddy/slack'] = { signing_secret: CANARIES.vaultStoredSecret };
+        for (const answer of answers) outputs.push(JSON.stringify(answer.headers), answer.text);
+        app.close();
+      }
+      expect(outputs.join('').length).toBeGreaterThan(1000);
+      expectNoCanary('responses', outputs.join('\n'));
+      expectNoCanary('logs', logs.join('\n'));
+      expect(logs.length).toBeGreaterThan(0);
+    } finally {
+      await Promise.all([vault.close(), ory.close()]);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,0 +1,387 @@
+import type http from 'node:http';
+import { Registry } from 'prom-client';
+import request from 'supertest';
+import { createApp, type App, type CreateAppOptions } from '../lib/app';
+import { createLogger } from '../lib/logger';
+import { loadSettings } from '../lib/settings';
+import { SlackRegistry } from '../lib/slack/registry';
+import { signSlackRequest } from '../lib/slack/signature';
+import { FakeClient } from './support/fakes';
+import { serveFunction } from './support/server';
+import {
+  startOryStandIn,
+  startVaultStandIn,
+  type OryStandIn,
+  type VaultStandIn,
+} from './support/standins';
+
+const SECRET = 'test-signing-secret';
+const NOW = 1_800_000_000;
+const FORM = 'application/x-www-form-urlencoded';
+
+interface Harness {
+  app: App;
+  server: http.Server;
+  logs: Record<string, unknown>[];
+  registry: SlackRegistry;
+  events: Record<string, unknown>[];
+  interactions: Record<string, unknown>[];
+}
+
+const opened: App[] = [];
+afterEach(() => {
+  for (const app of opened.splice(0)) app.close();
+});
+
+function harness(
+  env: NodeJS.ProcessEnv = { SLACK_SIGNING_SECRET: SECRET },
+  options: CreateAppOptions = {},
+): Harness {
+  const logs: Record<string, unknown>[] = [];
+  const events: Record<string, unknown>[] = [];
+  const interactions: Record<string, unknown>[] = [];
+  const registry = new SlackRegistry()
+    .addSubcommand('echo', { description: 'say it back', run: (args) => `echo: ${args}` })
+    .addSubcommand('slow', {
+      description: 'takes too long',
+      run: () =>
+        new Promise((resolve) =>
+          setTimeout(() => {
+            resolve('late');
+          }, 4000).unref(),
+        ),
+    })
+    .addSubcommand('broken', {
+      description: 'fails',
+      run: () => {
+        throw new Error('internal detail');
+      },
+    })
+    .onEvent('app_mention', (event) => {
+      events.push(event);
+    })
+    .onInteraction('block_actions', (payload) => {
+      interactions.push(payload);
+    });
+  const app = createApp({
+    settings: loadSettings({ READINESS_TIMEOUT_MS: '300', SLACK_MAX_BODY_BYTES: '4096', ...env }),
+    vaultClientFactory: () => new FakeClient(),
+    oryClientFactory: () => new FakeClient(),
+    registry: new Registry(),
+    logger: createLogger('debug', (line) => logs.push(JSON.parse(line) as Record<string, unknown>)),
+    slackRegistry: registry,
+    nowSeconds: () => NOW,
+    ...options,
+  });
+  opened.push(app);
+  return {
+    app,
+    server: serveFunction(app.functions.coffeebuddy!),
+    logs,
+    registry,
+    events,
+    interactions,
+  };
+}
+
+function post(
+  server: http.Server,
+  path: string,
+  body: string,
+  type: string,
+  sign: { secret?: string; timestamp?: number } | false = {},
+) {
+  let req = request(server).post(path).set('Content-Type', type);
+  if (sign !== false) {
+    const timestamp = String(sign.timestamp ?? NOW);
+    req = req
+      .set('X-Slack-Request-Timestamp', timestamp)
+      .set('X-Slack-Signature', signSlackRequest(sign.secret ?? SECRET, timestamp, body));
+  }
+  return req.send(body);
+}
+
+const commandBody = (text: string, command = '/coffee') =>
+  new URLSearchParams({
+    command,
+    text,
+    user_id: 'U1',
+    channel_id: 'C1',
+    team_id: 'T1',
+    response_url: 'https://hooks.slack.com/x',
+  }).toString();
+const eventBody = (id: string) =>
+  JSON.stringify({
+    type: 'event_callback',
+    event_id: id,
+    event: { type: 'app_mention', text: 'hi' },
+  });
+const interactionBody = (payload: unknown) =>
+  new URLSearchParams({ payload: JSON.stringify(payload) }).toString();
+
+async function slackCount(app: App, kind: string, outcome: string): Promise<number> {
+  const text = await app.registry.metrics();
+  const line = new RegExp(
+    `^coffeebuddy_slack_requests_total\\{kind="${kind}",outcome="${outcome}"\\} (\\d+)$`,
+    'm',
+  ).exec(text);
+  return Number(line?.[1] ?? 0);
+}
+
+describe('POST /slack/commands', () => {
+  it('answers /coffee help with an ephemeral list of what is available', async () => {
+    const { server, app } = harness();
+    const res = await post(server, '/slack/commands', commandBody('help'), FORM).expect(200);
+    expect(res.body.response_type).toBe('ephemeral');
+    expect(res.body.text).toContain('`/coffee help`');
+    expect(res.body.text).toContain('`/coffee echo`: say it back');
+    expect(await slackCount(app, 'commands', 'ok')).toBe(1);
+  });
+
+  it('dispatches subcommands through the registry', async () => {
+    const { server } = harness();
+    const res = await post(server, '/slack/commands', commandBody('echo hello there'), FORM).expect(
+      200,
+    );
+    expect(res.body).toEqual({ response_type: 'ephemeral', text: 'echo: hello there' });
+  });
+
+  it('answers within Slack’s 3 seconds even when a subcommand is slow', async () => {
+    const { server } = harness();
+    const started = Date.now();
+    const res = await post(server, '/slack/commands', commandBody('slow'), FORM).expect(200);
+    expect(Date.now() - started).toBeLessThan(3000);
+    expect(res.body.text).toContain('longer than Slack waits');
+  });
+
+  it('answers a failing subcommand without its error, and counts it', async () => {
+    const { server, app, logs } = harness();
+    const res = await post(server, '/slack/commands', commandBody('broken'), FORM).expect(200);
+    expect(res.body.text).toBe('Sorry, something went wrong.');
+    expect(JSON.stringify(res.body) + JSON.stringify(logs)).not.toContain('internal detail');
+    expect(await slackCount(app, 'commands', 'handler_error')).toBe(1);
+  });
+
+  it('answers Slack’s unsigned ssl_check with an empty 200 and nothing else', async () => {
+    const { server, app } = harness();
+    const res = await post(server, '/slack/commands', 'ssl_check=1&token=x', FORM, false).expect(
+      200,
+    );
+    expect(res.text).toBe('');
+    expect(await slackCount(app, 'commands', 'ssl_check')).toBe(1);
+  });
+
+  it('refuses a body over SLACK_MAX_BODY_BYTES with 413 before any signature work', async () => {
+    const { server, app } = harness();
+    const res = await post(
+      server,
+      '/slack/commands',
+      `text=${'x'.repeat(5000)}`,
+      FORM,
+      false,
+    ).expect(413);
+    expect(res.body).toEqual({ error: 'request too large' });
+    expect(await slackCount(app, 'commands', 'too_large')).toBe(1);
+  });
+});
+
+describe('refused requests', () => {
+  it.each([
+    ['missing headers', false as const, 'unsigned'],
+    ['another secret', { secret: 'not-the-secret' }, 'bad_signature'],
+    ['a stale timestamp', { timestamp: NOW - 301 }, 'stale'],
+    ['a future timestamp', { timestamp: NOW + 301 }, 'stale'],
+  ])(
+    'answers %s with the same 401, counted and logged without body or secret',
+    async (_name, sign, outcome) => {
+      const { server, app, logs } = harness();
+      const body = commandBody('echo private words');
+      const res = await post(server, '/slack/commands', body, FORM, sign).expect(401);
+      expect(res.body).toEqual({ error: 'invalid request' });
+      expect(await slackCount(app, 'commands', outcome)).toBe(1);
+      expect(logs).toContainEqual(
+        expect.objectContaining({ level: 'warn', kind: 'commands', outcome }),
+      );
+      const logged = JSON.stringify(logs);
+      expect(logged).not.toContain('private words');
+      expect(logged).not.toContain(SECRET);
+    },
+  );
+
+  it('refuses a body changed after signing', async () => {
+    const { server } = harness();
+    const timestamp = String(NOW);
+    await request(server)
+      .post('/slack/commands')
+      .set('Content-Type', FORM)
+      .set('X-Slack-Request-Timestamp', timestamp)
+      .set('X-Slack-Signature', signSlackRequest(SECRET, timestamp, commandBody('echo a')))
+      .send(commandBody('echo b'))
+      .expect(401);
+  });
+
+  it('answers other methods with 405 and Allow: POST', async () => {
+    const { server } = harness();
+    const res = await request(server).get('/slack/events').expect(405);
+    expect(res.headers.allow).toBe('POST');
+  });
+
+  it('answers 503 when no signing secret is configured', async () => {
+    const { server } = harness({});
+    const res = await post(server, '/slack/events', eventBody('Ev1'), 'application/json').expect(
+      503,
+    );
+    expect(res.body).toEqual({ error: 'slack is not configured' });
+  });
+});
+
+describe('POST /slack/events', () => {
+  it('answers url_verification with the challenge', async () => {
+    const { server, app } = harness();
+    const body = JSON.stringify({ type: 'url_verification', token: 't', challenge: 'c-123' });
+    const res = await post(server, '/slack/events', body, 'application/json').expect(200);
+    expect(res.body).toEqual({ challenge: 'c-123' });
+    expect(await slackCount(app, 'events', 'url_verification')).toBe(1);
+  });
+
+  it('acknowledges an event with an empty 200 and dispatches it', async () => {
+    const { server, events } = harness();
+    const res = await post(server, '/slack/events', eventBody('Ev1'), 'application/json').expect(
+      200,
+    );
+    expect(res.text).toBe('');
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(events).toEqual([{ type: 'app_mention', text: 'hi' }]);
+  });
+
+  it('acknowledges a retry of an event already seen without dispatching it again', async () => {
+    const { server, app, events } = harness();
+    await post(server, '/slack/events', eventBody('Ev2'), 'application/json').expect(200);
+    const timestamp = String(NOW);
+    await request(server)
+      .post('/slack/events')
+      .set('Content-Type', 'application/json')
+      .set('X-Slack-Request-Timestamp', timestamp)
+      .set('X-Slack-Signature', signSlackRequest(SECRET, timestamp, eventBody('Ev2')))
+      .set('X-Slack-Retry-Num', '1')
+      .set('X-Slack-Retry-Reason', 'http_timeout')
+      .send(eventBody('Ev2'))
+      .expect(200);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(events).toHaveLength(1);
+    expect(await slackCount(app, 'events', 'retry_duplicate')).toBe(1);
+  });
+
+  it('answers an envelope it cannot read with 400', async () => {
+    const { server } = harness();
+    await post(
+      server,
+      '/slack/events',
+      JSON.stringify({ type: 'event_callback' }),
+      'application/json',
+    ).expect(400);
+  });
+
+  it('survives a failing event handler after the acknowledgement', async () => {
+    const { server, registry, app } = harness();
+    registry.onEvent('app_mention', () => Promise.reject(new Error('boom')));
+    await post(server, '/slack/events', eventBody('Ev3'), 'application/json').expect(200);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(await slackCount(app, 'events', 'handler_error')).toBe(1);
+  });
+});
+
+describe('POST /slack/interactions', () => {
+  it('acknowledges and dispatches the JSON payload', async () => {
+    const { server, interactions } = harness();
+    const payload = { type: 'block_actions', actions: [{ action_id: 'a' }] };
+    const res = await post(server, '/slack/interactions', interactionBody(payload), FORM).expect(
+      200,
+    );
+    expect(res.text).toBe('');
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(interactions).toEqual([payload]);
+  });
+
+  it('answers a payload that is not JSON with 400', async () => {
+    const { server, app } = harness();
+    await post(server, '/slack/interactions', 'payload=%7Bnot-json', FORM).expect(400);
+    expect(await slackCount(app, 'interactions', 'invalid_payload')).toBe(1);
+  });
+});
+
+describe('the slack function deployed alone', () => {
+  it('serves the three Slack paths and nothing else', async () => {
+    const { app } = harness();
+    const server = serveFunction(app.functions.slack!);
+    await post(server, '/slack/commands', commandBody('help'), FORM).expect(200);
+    await request(server).get('/health/live').expect(404);
+  });
+});
+
+describe('the signing secret from Vault', () => {
+  let vault: VaultStandIn;
+  let ory: OryStandIn;
+
+  beforeAll(async () => {
+    vault = await startVaultStandIn();
+    ory = await startOryStandIn();
+  });
+  afterAll(() => Promise.all([vault.close(), ory.close()]));
+
+  function vaultHarness() {
+    vault.tokens.set('hvs.test', Date.now() + 600_000);
+    vault.secrets['coffeebuddy/slack'] = { signing_secret: 'from-vault-1' };
+    return harness(
+      {
+        VAULT_ADDR: vault.url,
+        ORY_URL: ory.url,
+        VAULT_TOKEN: 'hvs.test',
+        SLACK_SIGNING_SECRET_VAULT_PATH: 'coffeebuddy/slack',
+      },
+      { vaultClientFactory: undefined, oryClientFactory: undefined },
+    );
+  }
+
+  it('verifies with the secret read from Vault, and picks up a rotation at once', async () => {
+    const { server } = vaultHarness();
+    await post(server, '/slack/commands', commandBody('help'), FORM, {
+      secret: 'from-vault-1',
+    }).expect(200);
+    vault.secrets['coffeebuddy/slack'] = { signing_secret: 'from-vault-2' };
+    const reads = vault.secretReads;
+    await post(server, '/slack/commands', commandBody('help'), FORM, {
+      secret: 'from-vault-2',
+    }).expect(200);
+    expect(vault.secretReads).toBe(reads + 1);
+    // Bad signatures cannot drive reads: one forced read per TTL.
+    for (let i = 0; i < 5; i += 1) {
+      await post(server, '/slack/commands', commandBody('help'), FORM, { secret: 'forged' }).expect(
+        401,
+      );
+    }
+    expect(vault.secretReads).toBe(reads + 1);
+  });
+
+  it('adds a slack component to readiness: unavailable while the secret cannot be read', async () => {
+    const { server } = vaultHarness();
+    const ok = await request(server).get('/health/ready').expect(200);
+    expect(ok.body.components.slack).toMatchObject({ status: 'ok' });
+    delete vault.secrets['coffeebuddy/slack'];
+    const { server: fresh } = vaultHarness();
+    delete vault.secrets['coffeebuddy/slack'];
+    const res = await request(fresh).get('/health/ready').expect(503);
+    expect(res.body.detail.components.slack).toMatchObject({
+      status: 'unavailable',
+      error: 'cannot read the signing secret: no secret at secret/coffeebuddy/slack',
+    });
+    const refused = await post(fresh, '/slack/commands', commandBody('help'), FORM).expect(503);
+    expect(refused.body).toEqual({ error: 'temporarily unavailable' });
+  });
+
+  it('has no slack component when Slack is not configured', async () => {
+    const { server } = harness({});
+    const res = await request(server).get('/health/ready').expect(200);
+    expect(Object.keys(res.body.components).sort()).toEqual(['ory', 'vault']);
+  });
+});
