@@ -28,7 +28,7 @@ import {
 } from './harness';
 
 const secondsIndex = process.argv.indexOf('--seconds');
-const SECONDS = secondsIndex > 0 ? Number(process.argv[secondsIndex + 1]) : 40;
+const SECONDS = secondsIndex > 0 ? Number(process.argv[secondsIndex + 1]) : 60;
 const outIndex = process.argv.indexOf('--out');
 const TARGET_REQUESTS = 100_000;
 const WARMUP_REQUESTS = 5_000;
