@@ -6,15 +6,14 @@
  * floor). Variants alternate (A B C A B C …); figures are medians; ratios are against the
  * references. Loopback only, every loop bounded in count and time.
  */
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { envOf, execCommand, readDockerfile } from '../test/support/dockerfile';
-import { FRAMEWORK_MAIN, REPO_ROOT, freePort, requireBuild } from '../test/support/process';
+import { FRAMEWORK_MAIN, REPO_ROOT, requireBuild } from '../test/support/process';
 import { startOryStandIn, startVaultStandIn } from '../test/support/standins';
 import {
   growth,
+  imageLike,
   median,
   requestsOn,
   requireWrk,
@@ -68,26 +67,7 @@ async function main(): Promise<void> {
   requireWrk();
   const vault = await startVaultStandIn('active');
   const ory = await startOryStandIn(true);
-  const runtime = readDockerfile().at(-1)!;
-  const image = execCommand(runtime)!;
-  // The image's compile cache, prepared the way its build does, in a directory of this run's.
-  const compileCache = fs.mkdtempSync(path.join(os.tmpdir(), 'coffeebuddy-compile-cache-'));
-  const imageEnv = {
-    ...envOf(runtime),
-    NODE_COMPILE_CACHE: compileCache,
-    VAULT_ADDR: vault.url,
-    ORY_URL: ory.url,
-  };
-  execFileSync(
-    process.execPath,
-    ['build/warm-compile-cache.js', process.execPath, ...image.slice(1)],
-    {
-      cwd: REPO_ROOT,
-      env: { PATH: process.env.PATH, ...imageEnv, WARM_PORT: String(await freePort()) },
-      stdio: 'inherit',
-      timeout: 60_000,
-    },
-  );
+  const image = await imageLike(vault.url, ory.url);
   const variants: Variant[] = [
     { name: 'bare-node', args: ['bench/fixtures/bare.js'], cwd: REPO_ROOT, env: {} },
     {
@@ -96,7 +76,7 @@ async function main(): Promise<void> {
       cwd: REPO_ROOT,
       env: { NODE_ENV: 'production' },
     },
-    { name: 'coffeebuddy', args: image.slice(1), cwd: REPO_ROOT, env: imageEnv },
+    image.variant,
   ];
   const coffeebuddy = variants[2]!;
 
@@ -210,7 +190,7 @@ async function main(): Promise<void> {
   };
   await stop(prober.child);
   await Promise.all([vault.close(), ory.close()]);
-  fs.rmSync(compileCache, { recursive: true, force: true });
+  image.cleanUp();
 
   const coldMs = Object.fromEntries(Object.entries(cold).map(([k, v]) => [k, round(median(v))]));
   const helloLive = load['ff-hello']!['/health/live']!;

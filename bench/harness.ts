@@ -4,7 +4,9 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { freePort } from '../test/support/process';
+import os from 'node:os';
+import { envOf, execCommand, readDockerfile } from '../test/support/dockerfile';
+import { REPO_ROOT, freePort } from '../test/support/process';
 
 const START_DEADLINE_MS = 20_000;
 export const CONCURRENCY = 50;
@@ -205,4 +207,39 @@ export function requireWrk(): void {
       });
     }
   }
+}
+
+/** CoffeeBuddy as the image runs it, against the given Vault and Ory. */
+export interface ImageLike {
+  variant: Variant;
+  /** Removes the compile cache made for this run. */
+  cleanUp(): void;
+}
+
+/**
+ * The Dockerfile's CMD and ENV, with a compile cache prepared the way the image build prepares
+ * it (build/warm-compile-cache.js), in a directory of this run's.
+ */
+export async function imageLike(vaultUrl: string, oryUrl: string): Promise<ImageLike> {
+  const runtime = readDockerfile().at(-1)!;
+  const [, ...args] = execCommand(runtime)!;
+  const compileCache = fs.mkdtempSync(path.join(os.tmpdir(), 'coffeebuddy-compile-cache-'));
+  const env = {
+    ...envOf(runtime),
+    NODE_COMPILE_CACHE: compileCache,
+    VAULT_ADDR: vaultUrl,
+    ORY_URL: oryUrl,
+  };
+  execFileSync(process.execPath, ['build/warm-compile-cache.js', process.execPath, ...args], {
+    cwd: REPO_ROOT,
+    env: { PATH: process.env.PATH, ...env, WARM_PORT: String(await freePort()) },
+    stdio: 'inherit',
+    timeout: 60_000,
+  });
+  return {
+    variant: { name: 'coffeebuddy', args, cwd: REPO_ROOT, env },
+    cleanUp: () => {
+      fs.rmSync(compileCache, { recursive: true, force: true });
+    },
+  };
 }

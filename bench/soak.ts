@@ -6,16 +6,15 @@
  * Vault and Ory stand-ins. Reports errors, p50/p99 per endpoint, RSS, and the checks the
  * stand-ins saw. Loopback only; bounded in time (and so in count).
  */
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { loadSettings } from '../lib/settings';
-import { envOf, execCommand, readDockerfile } from '../test/support/dockerfile';
-import { REPO_ROOT, freePort, requireBuild } from '../test/support/process';
+import { REPO_ROOT, requireBuild } from '../test/support/process';
 import { startOryStandIn, startVaultStandIn } from '../test/support/standins';
 import {
   growth,
+  imageLike,
   requestsOn,
   requireWrk,
   round,
@@ -51,29 +50,10 @@ async function main(): Promise<void> {
   requireWrk();
   const vault = await startVaultStandIn('active');
   const ory = await startOryStandIn(true);
-  const runtime = readDockerfile().at(-1)!;
-  const image = execCommand(runtime)!;
-  const compileCache = fs.mkdtempSync(path.join(os.tmpdir(), 'coffeebuddy-compile-cache-'));
-  const env = {
-    ...envOf(runtime),
-    NODE_COMPILE_CACHE: compileCache,
-    VAULT_ADDR: vault.url,
-    ORY_URL: ory.url,
-  };
-  execFileSync(
-    process.execPath,
-    ['build/warm-compile-cache.js', process.execPath, ...image.slice(1)],
-    {
-      cwd: REPO_ROOT,
-      env: { PATH: process.env.PATH, ...env, WARM_PORT: String(await freePort()) },
-      stdio: 'inherit',
-      timeout: 60_000,
-    },
-  );
+  const image = await imageLike(vault.url, ory.url);
+  const { env } = image.variant;
 
-  const server = await start({ name: 'coffeebuddy', args: image.slice(1), cwd: REPO_ROOT, env }, [
-    '/health/ready',
-  ]);
+  const server = await start(image.variant, ['/health/ready']);
   const pid = server.child.pid!;
   await sleep(500);
   const rssStartKb = rssKb(pid);
@@ -92,7 +72,7 @@ async function main(): Promise<void> {
   const alive = server.child.exitCode === null;
   await stop(server.child);
   await Promise.all([vault.close(), ory.close()]);
-  fs.rmSync(compileCache, { recursive: true, force: true });
+  image.cleanUp();
 
   const total = results.reduce((sum, r) => sum + r.requests, 0);
   const ttlMs = loadSettings(env).READINESS_CACHE_TTL_MS;
