@@ -3,6 +3,7 @@ import { Registry } from 'prom-client';
 import { coffeebuddyRoutes } from '../functions/coffeebuddy';
 import { version } from '../package.json';
 import { buildOryClient } from './clients/ory';
+import { UpstreamError } from './clients/upstream';
 import { buildVaultClient } from './clients/vault';
 import { createLogger } from './logger';
 import { createMetrics } from './metrics';
@@ -12,7 +13,6 @@ import { getSettings } from './settings';
 import { RecentIds } from './slack/recent-ids';
 import { SlackRegistry } from './slack/registry';
 import { SigningSecret } from './slack/signing-secret';
-import { UpstreamError } from './clients/upstream';
 import {
   COMPONENT_OK,
   type Logger,

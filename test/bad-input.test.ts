@@ -238,7 +238,10 @@ describe('bad input against the production server', () => {
     const many = (count: number, size: number) =>
       Array.from({ length: count }, (_, i) => `F${i}: ${'v'.repeat(size)}\r\n`).join('');
     expect(await raw(port, get('/health/live', many(100, 100)))).toMatchObject({ status: 200 });
-    expect(await raw(port, get('/health/live', many(1500, 1)))).toMatchObject({ status: 200 });
+    expect(await raw(port, get('/health/live', many(400, 1)))).toMatchObject({ status: 200 });
+    // Thousands of tiny headers: Node 20 serves them, Node 24 refuses the count with 431.
+    const thousands = await raw(port, get('/health/live', many(1500, 1)));
+    expect([200, 431]).toContain(thousands === 'closed' ? 0 : thousands.status);
     expect(await raw(port, get('/health/live', many(300, 100)))).toMatchObject({ status: 431 });
   });
 
