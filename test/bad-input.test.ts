@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
-import { FRAMEWORK_MAIN, requireBuild, startProcess, type RunningProcess } from './support/process';
+import { requireBuild, startCoffeebuddy, type RunningProcess } from './support/process';
 import {
   startOryStandIn,
   startVaultStandIn,
@@ -100,14 +100,8 @@ describe('bad input against the production server', () => {
     requireBuild();
     vault = await startVaultStandIn();
     ory = await startOryStandIn();
-    server = await startProcess({
-      args: [FRAMEWORK_MAIN, '--target=coffeebuddy'],
-      env: {
-        NODE_ENV: 'production',
-        VAULT_ADDR: vault.url,
-        ORY_URL: ory.url,
-        NODE_OPTIONS: `--max-old-space-size=${HEAP_CAP_MB}`,
-      },
+    server = await startCoffeebuddy(vault.url, ory.url, {
+      NODE_OPTIONS: `--max-old-space-size=${HEAP_CAP_MB}`,
     });
     port = server.port;
     for (const path of PROBE_PATHS) await request(port, { method: 'GET', path });

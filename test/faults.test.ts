@@ -1,4 +1,4 @@
-import { FRAMEWORK_MAIN, requireBuild, startProcess, type RunningProcess } from './support/process';
+import { requireBuild, startCoffeebuddy, type RunningProcess } from './support/process';
 import {
   VAULT_STATES,
   startOryStandIn,
@@ -134,15 +134,9 @@ describe('faults', () => {
     let server: RunningProcess;
 
     beforeAll(async () => {
-      server = await startProcess({
-        args: [FRAMEWORK_MAIN, '--target=coffeebuddy'],
-        env: {
-          NODE_ENV: 'production',
-          VAULT_ADDR: vault.url,
-          ORY_URL: ory.url,
-          READINESS_TIMEOUT_MS: String(TIMEOUT_MS),
-          READINESS_CACHE_TTL_MS: '0',
-        },
+      server = await startCoffeebuddy(vault.url, ory.url, {
+        READINESS_TIMEOUT_MS: String(TIMEOUT_MS),
+        READINESS_CACHE_TTL_MS: '0',
       });
     });
     afterAll(() => server.stop());
@@ -185,15 +179,9 @@ describe('faults', () => {
 
     beforeAll(async () => {
       await reset();
-      server = await startProcess({
-        args: [FRAMEWORK_MAIN, '--target=coffeebuddy'],
-        env: {
-          NODE_ENV: 'production',
-          VAULT_ADDR: vault.url,
-          ORY_URL: ory.url,
-          READINESS_TIMEOUT_MS: String(TIMEOUT_MS),
-          READINESS_CACHE_TTL_MS: String(TTL_MS),
-        },
+      server = await startCoffeebuddy(vault.url, ory.url, {
+        READINESS_TIMEOUT_MS: String(TIMEOUT_MS),
+        READINESS_CACHE_TTL_MS: String(TTL_MS),
       });
     });
     beforeEach(() => reset());

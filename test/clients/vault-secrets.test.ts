@@ -108,9 +108,8 @@ describe('reading KV v2 secrets from Vault', () => {
       fs.writeFileSync(file, vault.kubernetes.jwt);
       return file;
     };
-
-    it('logs in with the service-account JWT and reuses the token', async () => {
-      const client = track(
+    const kubernetesClient = () =>
+      track(
         new HttpVaultClient(vault.url, 1000, {
           tokens: (upstream) =>
             new KubernetesLogin(upstream, {
@@ -120,22 +119,16 @@ describe('reading KV v2 secrets from Vault', () => {
             }),
         }),
       );
+
+    it('logs in with the service-account JWT and reuses the token', async () => {
+      const client = kubernetesClient();
       for (let i = 0; i < 3; i += 1)
         expect(await client.readSecret('coffeebuddy/slack')).toEqual(SECRET);
       expect(vault.kubernetes.logins).toBe(1);
     });
 
     it('logs in again after a 403 (token revoked)', async () => {
-      const client = track(
-        new HttpVaultClient(vault.url, 1000, {
-          tokens: (upstream) =>
-            new KubernetesLogin(upstream, {
-              mount: 'kubernetes',
-              role: 'coffeebuddy',
-              jwtFile: jwtFile(),
-            }),
-        }),
-      );
+      const client = kubernetesClient();
       await client.readSecret('coffeebuddy/slack');
       vault.tokens.clear();
       expect(await client.readSecret('coffeebuddy/slack')).toEqual(SECRET);

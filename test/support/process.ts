@@ -120,3 +120,15 @@ export async function runToExit(
   clearTimeout(timer);
   return { code, stdout, stderr };
 }
+
+/** The built `coffeebuddy` function in production mode against the given Vault and Ory. */
+export function startCoffeebuddy(
+  vaultUrl: string,
+  oryUrl: string,
+  env: NodeJS.ProcessEnv = {},
+): Promise<RunningProcess> {
+  return startProcess({
+    args: [FRAMEWORK_MAIN, '--target=coffeebuddy'],
+    env: { NODE_ENV: 'production', VAULT_ADDR: vaultUrl, ORY_URL: oryUrl, ...env },
+  });
+}
