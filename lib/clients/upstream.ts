@@ -9,6 +9,8 @@ const MAX_BODY_BYTES = 64 * 1024;
 /** Idle keep-alive sockets are dropped before typical server idle timeouts close them under us. */
 const FREE_SOCKET_TIMEOUT_MS = 4000;
 
+const CONNECTION_RESET = 'connection reset';
+
 /** A request that got no usable answer; the message is a reason a person can act on. */
 export class UpstreamError extends Error {
   constructor(reason: string) {
@@ -41,7 +43,7 @@ export function describeFailure(error: unknown, host: string, timeoutMs: number)
       return `DNS lookup failed for ${host}`;
     case 'ECONNRESET':
     case 'EPIPE':
-      return 'connection reset';
+      return CONNECTION_RESET;
     case 'ETIMEDOUT':
       return 'connection timed out';
     case 'EHOSTUNREACH':
@@ -81,30 +83,37 @@ export class Upstream {
 
   /**
    * One request under the base URL, body read to its end (which returns the socket to the
-   * keep-alive pool), within the timeout. Network failures reject with an UpstreamError.
+   * keep-alive pool), within the timeout. A GET whose connection is reset is sent once more within
+   * the same timeout: a pooled connection the server has just closed fails that way, and must not
+   * read as the server being down. Network failures reject with an UpstreamError.
    */
   async request(
     method: 'GET' | 'POST',
     path: string,
     options: { headers?: Record<string, string>; json?: unknown } = {},
   ): Promise<UpstreamResponse> {
-    try {
-      const response = await fetch(`${this.baseUrl}${path}`, {
-        method,
-        agent: this.agent,
-        signal: AbortSignal.timeout(this.timeoutMs),
-        redirect: 'manual',
-        size: MAX_BODY_BYTES,
-        headers: {
-          accept: 'application/json',
-          ...(options.json === undefined ? {} : { 'content-type': 'application/json' }),
-          ...options.headers,
-        },
-        ...(options.json === undefined ? {} : { body: JSON.stringify(options.json) }),
-      });
-      return { status: response.status, body: Buffer.from(await response.arrayBuffer()) };
-    } catch (error) {
-      throw new UpstreamError(describeFailure(error, this.host, this.timeoutMs));
+    const signal = AbortSignal.timeout(this.timeoutMs);
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        const response = await fetch(`${this.baseUrl}${path}`, {
+          method,
+          agent: this.agent,
+          signal,
+          redirect: 'manual',
+          size: MAX_BODY_BYTES,
+          headers: {
+            accept: 'application/json',
+            ...(options.json === undefined ? {} : { 'content-type': 'application/json' }),
+            ...options.headers,
+          },
+          ...(options.json === undefined ? {} : { body: JSON.stringify(options.json) }),
+        });
+        return { status: response.status, body: Buffer.from(await response.arrayBuffer()) };
+      } catch (error) {
+        const reason = describeFailure(error, this.host, this.timeoutMs);
+        const retry = method === 'GET' && attempt === 1 && reason === CONNECTION_RESET;
+        if (!retry || signal.aborted) throw new UpstreamError(reason);
+      }
     }
   }
 

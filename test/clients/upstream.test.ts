@@ -38,10 +38,34 @@ describe('Upstream.check network failures', () => {
     expect(elapsed).toBeLessThan(1000);
   });
 
-  it('names a reset connection', async () => {
+  it('names a reset connection, after one more try', async () => {
     ory.fault = { kind: 'reset' };
+    ory.resetCounts();
     const health = await upstream(ory.url, 500).check('/health/ready', okOn200);
     expect(health).toMatchObject({ status: 'unavailable', error: 'connection reset' });
+    expect(ory.requests).toBe(2);
+  });
+
+  it('does not call a server down because it reset one pooled connection', async () => {
+    const client = upstream(ory.url, 500);
+    expect((await client.check('/health/ready', okOn200)).status).toBe('ok');
+    ory.fault = { kind: 'resetOnce' };
+    ory.resetCounts();
+    expect((await client.check('/health/ready', okOn200)).status).toBe('ok');
+    expect(ory.requests).toBe(2);
+  });
+
+  it('calls a server that went away refused, not reset', async () => {
+    const client = upstream(ory.url, 500);
+    expect((await client.check('/health/ready', okOn200)).status).toBe('ok');
+    await ory.goAway();
+    try {
+      expect(await client.check('/health/ready', okOn200)).toMatchObject({
+        error: 'connection refused',
+      });
+    } finally {
+      await ory.comeBack();
+    }
   });
 
   it('names an answer that is not HTTP', async () => {

@@ -15,6 +15,8 @@ export type Fault =
   | { kind: 'hang' }
   /** Accepts, then destroys the socket without an answer. */
   | { kind: 'reset' }
+  /** Resets the next request only, as a server closing a pooled connection would. */
+  | { kind: 'resetOnce' }
   /** Answers normally after a delay. */
   | { kind: 'slow'; delayMs: number }
   /** Answers bytes that are not HTTP. */
@@ -70,6 +72,10 @@ async function startStandIn(answer: Answer): Promise<StandIn> {
       case 'hang':
         return;
       case 'reset':
+        req.socket.destroy();
+        return;
+      case 'resetOnce':
+        state.fault = { kind: 'none' };
         req.socket.destroy();
         return;
       case 'garbage':
