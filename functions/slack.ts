@@ -3,7 +3,8 @@ import { sendJson, sendText } from '../lib/respond';
 import type { Route } from '../lib/router';
 import type { RecentIds } from '../lib/slack/recent-ids';
 import type { SlackRegistry, SlashCommand } from '../lib/slack/registry';
-import { describe, type SigningSecret } from '../lib/slack/signing-secret';
+import { reasonOf } from '../lib/clients/upstream';
+import type { SigningSecret } from '../lib/slack/signing-secret';
 import { verifySlackSignature, type SignatureVerdict } from '../lib/slack/signature';
 import type { Logger } from '../lib/types';
 
@@ -90,7 +91,7 @@ async function verified(
   try {
     secret = await deps.secret.current();
   } catch (error) {
-    return refuse(503, 'secret_unavailable', 'temporarily unavailable', describe(error));
+    return refuse(503, 'secret_unavailable', 'temporarily unavailable', reasonOf(error));
   }
   const request = {
     timestamp: header(req, 'x-slack-request-timestamp'),

@@ -1,6 +1,6 @@
 import {
   COMPONENT_OK,
-  COMPONENT_UNAVAILABLE,
+  componentHealth,
   type ComponentHealth,
   type HealthCheckClient,
 } from './types';
@@ -121,7 +121,7 @@ export class ReadinessChecker {
     slot.inflightAt = now;
     const run = Promise.resolve()
       .then(() => slot.client.healthCheck())
-      .catch(() => unavailable('health check failed', 0))
+      .catch(() => componentHealth(0, 'health check failed'))
       .then((health) => {
         if (slot.generation === generation) {
           const previous = slot.result;
@@ -153,15 +153,6 @@ export class ReadinessChecker {
   }
 
   private timedOut(): ComponentHealth {
-    return unavailable(`timeout after ${this.timeoutMs} ms`, this.timeoutMs);
+    return componentHealth(this.timeoutMs, `timeout after ${this.timeoutMs} ms`);
   }
-}
-
-function unavailable(reason: string, latencyMs: number): ComponentHealth {
-  return {
-    status: COMPONENT_UNAVAILABLE,
-    latencyMs,
-    checkedAt: new Date().toISOString(),
-    error: reason,
-  };
 }

@@ -43,6 +43,16 @@ export interface ComponentHealth {
   error?: string;
 }
 
+/** A finished check: ok without a problem, else unavailable with the problem as its reason. */
+export function componentHealth(latencyMs: number, problem?: string): ComponentHealth {
+  return {
+    status: problem === undefined ? COMPONENT_OK : COMPONENT_UNAVAILABLE,
+    latencyMs: Math.round(latencyMs),
+    checkedAt: new Date().toISOString(),
+    ...(problem === undefined ? {} : { error: problem }),
+  };
+}
+
 /** A dependency the readiness checker can ask. */
 export interface HealthCheckClient {
   healthCheck(): Promise<ComponentHealth>;

@@ -2,7 +2,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { performance } from 'node:perf_hooks';
 import fetch from 'node-fetch';
-import { COMPONENT_OK, COMPONENT_UNAVAILABLE, type ComponentHealth } from '../types';
+import { componentHealth, type ComponentHealth } from '../types';
 
 /** Health bodies are a few hundred bytes; anything far larger is not a health endpoint. */
 const MAX_BODY_BYTES = 64 * 1024;
@@ -22,6 +22,11 @@ export class UpstreamError extends Error {
 export interface UpstreamResponse {
   status: number;
   body: Buffer;
+}
+
+/** The reason an operation failed, from our own errors only: others may carry what must not leak. */
+export function reasonOf(error: unknown): string {
+  return error instanceof UpstreamError ? error.message : 'request failed';
 }
 
 /** Turns the HTTP status of a health endpoint into a reason it is unusable, or undefined if usable. */
@@ -124,14 +129,9 @@ export class Upstream {
     try {
       problem = judge((await this.request('GET', path)).status);
     } catch (error) {
-      problem = error instanceof UpstreamError ? error.message : 'request failed';
+      problem = reasonOf(error);
     }
-    return {
-      status: problem === undefined ? COMPONENT_OK : COMPONENT_UNAVAILABLE,
-      latencyMs: Math.round(performance.now() - started),
-      checkedAt: new Date().toISOString(),
-      ...(problem === undefined ? {} : { error: problem }),
-    };
+    return componentHealth(performance.now() - started, problem);
   }
 
   close(): void {

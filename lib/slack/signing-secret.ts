@@ -1,5 +1,5 @@
-import { UpstreamError } from '../clients/upstream';
-import { COMPONENT_OK, COMPONENT_UNAVAILABLE, type ComponentHealth } from '../types';
+import { reasonOf } from '../clients/upstream';
+import { componentHealth, type ComponentHealth } from '../types';
 
 /**
  * The Slack signing secret, read through `load` (Vault, or a setting outside production) and
@@ -37,18 +37,13 @@ export class SigningSecret {
   /** For readiness: whether the secret can be read now (through the cache). */
   async healthCheck(): Promise<ComponentHealth> {
     const started = performance.now();
-    let error: string | undefined;
+    let problem: string | undefined;
     try {
       await this.current();
-    } catch (e) {
-      error = `cannot read the signing secret: ${describe(e)}`;
+    } catch (error) {
+      problem = `cannot read the signing secret: ${reasonOf(error)}`;
     }
-    return {
-      status: error === undefined ? COMPONENT_OK : COMPONENT_UNAVAILABLE,
-      latencyMs: Math.round(performance.now() - started),
-      checkedAt: new Date().toISOString(),
-      ...(error === undefined ? {} : { error }),
-    };
+    return componentHealth(performance.now() - started, problem);
   }
 
   private reload(): Promise<string> {
@@ -62,9 +57,4 @@ export class SigningSecret {
       });
     return this.pending;
   }
-}
-
-/** Reasons come only from our own errors: anything else may carry a value it should not. */
-export function describe(error: unknown): string {
-  return error instanceof UpstreamError ? error.message : 'read failed';
 }

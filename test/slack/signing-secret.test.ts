@@ -63,6 +63,8 @@ describe('SigningSecret', () => {
 
   it('does not repeat messages of errors it does not know', async () => {
     const secret = new SigningSecret(() => Promise.reject(new Error('token=hvs.leak')), 1000);
-    expect((await secret.healthCheck()).error).toBe('cannot read the signing secret: read failed');
+    expect((await secret.healthCheck()).error).toBe(
+      'cannot read the signing secret: request failed',
+    );
   });
 });
