@@ -1,8 +1,22 @@
+// Two projects: `unit` runs in-process and has no wall-clock or memory bounds; `system` starts
+// the production entry, real tools and load, and holds the few deadline checks, each within
+// SYSTEM_TOLERANCE_MS (test/system/tolerance.ts). `npm test` runs both.
+const common = {
+  testEnvironment: 'node',
+  transform: { '^.+\\.ts$': ['@swc/jest'] },
+  testMatch: ['**/*.test.ts'],
+};
+
 /** @type {import('jest').Config} */
 module.exports = {
-  testEnvironment: 'node',
-  roots: ['<rootDir>/test'],
-  testMatch: ['**/*.test.ts'],
-  transform: { '^.+\\.ts$': ['@swc/jest'] },
   testTimeout: 20000,
+  projects: [
+    {
+      ...common,
+      displayName: 'unit',
+      roots: ['<rootDir>/test'],
+      testPathIgnorePatterns: ['/node_modules/', '<rootDir>/test/system/'],
+    },
+    { ...common, displayName: 'system', roots: ['<rootDir>/test/system'] },
+  ],
 };

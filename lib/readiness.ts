@@ -68,10 +68,6 @@ export class ReadinessChecker {
     this.onCheck = options.onCheck;
   }
 
-  get componentNames(): string[] {
-    return this.slots.map((slot) => slot.name);
-  }
-
   /** The last report while every result in it is fresh, at once; otherwise undefined. */
   peek(): ReadinessReport | undefined {
     const now = this.now();

