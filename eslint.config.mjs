@@ -15,8 +15,25 @@ export default tseslint.config(
     },
   },
   {
+    // Layers run one way: lib/ is shared by the functions and imports nothing above it.
+    files: ['lib/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['**/functions', '**/functions/**', '**/testing/**', '**/test/**'],
+              message: 'lib/ must not import from functions/, testing/ or test/.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
     // Tests and the benchmark read untyped data (response bodies, YAML, tool output).
-    files: ['test/**/*.ts', 'bench/**/*.ts'],
+    files: ['test/**/*.ts', 'testing/**/*.ts', 'bench/**/*.ts'],
     rules: {
       '@typescript-eslint/no-explicit-any': 'off',
       '@typescript-eslint/no-unsafe-argument': 'off',

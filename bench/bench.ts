@@ -9,8 +9,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { FRAMEWORK_MAIN, REPO_ROOT, requireBuild } from '../test/support/process';
-import { startOryStandIn, startVaultStandIn } from '../test/support/standins';
+import { FRAMEWORK_MAIN, REPO_ROOT, requireBuild } from '../testing/process';
+import { startOryStandIn, startVaultStandIn } from '../testing/standins';
 import {
   growth,
   imageLike,
@@ -27,9 +27,9 @@ import {
   type Started,
   type Variant,
 } from './harness';
+import { benchArgs } from './args';
 
-const quick = process.argv.includes('--quick');
-const outIndex = process.argv.indexOf('--out');
+const { quick, out: outArg } = benchArgs(1);
 const ROUNDS = quick ? 1 : 15;
 const LOAD_ROUNDS = quick ? 1 : 3;
 const LOAD_SECONDS = quick ? 1 : 5;
@@ -230,9 +230,8 @@ async function main(): Promise<void> {
   };
   printTable(result);
   const out =
-    outIndex > 0
-      ? process.argv[outIndex + 1]!
-      : path.join(REPO_ROOT, 'bench', 'results', `node${process.versions.node.split('.')[0]}.json`);
+    outArg ??
+    path.join(REPO_ROOT, 'bench', 'results', `node${process.versions.node.split('.')[0]}.json`);
   fs.mkdirSync(path.dirname(out), { recursive: true });
   fs.writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
   console.log(`\nwrote ${path.relative(REPO_ROOT, out)}`);

@@ -5,8 +5,8 @@ import http from 'node:http';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import os from 'node:os';
-import { envOf, execCommand, readDockerfile } from '../test/support/dockerfile';
-import { REPO_ROOT, freePort } from '../test/support/process';
+import { envOf, execCommand, readDockerfile } from '../testing/dockerfile';
+import { REPO_ROOT, freePort } from '../testing/process';
 
 const START_DEADLINE_MS = 20_000;
 export const CONCURRENCY = 50;

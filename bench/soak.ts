@@ -9,9 +9,9 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { loadSettings } from '../lib/settings';
-import { REPO_ROOT, requireBuild } from '../test/support/process';
-import { startOryStandIn, startVaultStandIn } from '../test/support/standins';
+import { loadSettings } from '../lib/config/settings';
+import { REPO_ROOT, requireBuild } from '../testing/process';
+import { startOryStandIn, startVaultStandIn } from '../testing/standins';
 import {
   growth,
   imageLike,
@@ -25,10 +25,9 @@ import {
   wrk,
   type Load,
 } from './harness';
+import { benchArgs } from './args';
 
-const secondsIndex = process.argv.indexOf('--seconds');
-const SECONDS = secondsIndex > 0 ? Number(process.argv[secondsIndex + 1]) : 60;
-const outIndex = process.argv.indexOf('--out');
+const { seconds: SECONDS, out: outArg } = benchArgs(60);
 const TARGET_REQUESTS = 100_000;
 const WARMUP_REQUESTS = 5_000;
 
@@ -118,14 +117,13 @@ async function main(): Promise<void> {
   ];
   console.log(lines.join('\n'));
   const out =
-    outIndex > 0
-      ? process.argv[outIndex + 1]!
-      : path.join(
-          REPO_ROOT,
-          'bench',
-          'results',
-          `soak-node${process.versions.node.split('.')[0]}.json`,
-        );
+    outArg ??
+    path.join(
+      REPO_ROOT,
+      'bench',
+      'results',
+      `soak-node${process.versions.node.split('.')[0]}.json`,
+    );
   fs.mkdirSync(path.dirname(out), { recursive: true });
   fs.writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
 

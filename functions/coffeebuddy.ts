@@ -1,6 +1,6 @@
 import type { Registry } from 'prom-client';
 import type { ReadinessChecker } from '../lib/readiness';
-import type { Route } from '../lib/router';
+import type { Route } from '../lib/http/router';
 import { healthLive } from './healthLive';
 import { healthReady } from './healthReady';
 import { metrics } from './metrics';

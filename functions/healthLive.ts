@@ -1,6 +1,6 @@
-import { sendJson } from '../lib/respond';
-import { READ_METHODS, type Route } from '../lib/router';
-import { LIVE_PATH } from '../lib/types';
+import { sendJson } from '../lib/http/respond';
+import { READ_METHODS, type Route } from '../lib/http/router';
+import { LIVE_PATH } from '../lib/health';
 
 /** Liveness: answers from memory alone, so a slow or absent dependency never restarts the pod. */
 export function healthLive(): Route {

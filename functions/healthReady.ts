@@ -1,8 +1,8 @@
 import type { Response } from '@google-cloud/functions-framework';
 import type { ReadinessChecker, ReadinessReport } from '../lib/readiness';
-import { JSON_CONTENT_TYPE, sendText } from '../lib/respond';
-import { READ_METHODS, type Route } from '../lib/router';
-import { READY_PATH } from '../lib/types';
+import { JSON_CONTENT_TYPE, sendText } from '../lib/http/respond';
+import { READ_METHODS, type Route } from '../lib/http/router';
+import { READY_PATH } from '../lib/health';
 
 function render({ ready, components }: ReadinessReport): { status: number; json: string } {
   return ready

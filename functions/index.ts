@@ -1,6 +1,6 @@
 import * as functionsFramework from '@google-cloud/functions-framework';
-import { createApp, type App } from '../lib/app';
-import { SettingsError } from '../lib/settings';
+import { createApp, type App } from './app';
+import { SettingsError } from '../lib/config/settings';
 
 /** Exit status for bad configuration (sysexits EX_CONFIG). */
 const EXIT_CONFIG = 78;

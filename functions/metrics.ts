@@ -1,6 +1,6 @@
 import type { Registry } from 'prom-client';
-import { sendText } from '../lib/respond';
-import { READ_METHODS, type Route } from '../lib/router';
+import { sendText } from '../lib/http/respond';
+import { READ_METHODS, type Route } from '../lib/http/router';
 
 /** Prometheus exposition of the app's own registry, in the registry's content type. */
 export function metrics(registry: Registry, path: string): Route {

@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ReadinessReport } from './readiness';
-import { COMPONENT_OK, type ComponentHealth } from './types';
+import type { SlackKind, SlackOutcome } from './slack/outcomes';
+import { COMPONENT_OK, type ComponentHealth } from './health';
 
 export const METRIC_PREFIX = 'coffeebuddy_';
 /** Probe and scrape answers take microseconds to milliseconds; Slack allows 3 s. */
@@ -21,18 +22,22 @@ const MISNAMED_DEFAULT_GAUGES = [
 
 export interface MetricsOptions {
   version: string;
-  /** Answers readiness (cached); run at each scrape so dependency_up is current. */
-  readiness: () => Promise<ReadinessReport>;
 }
 
 export interface RuntimeMetrics {
   observeRequest: (method: string, route: string, status: number, seconds: number) => void;
   observeCheck: (component: string, health: ComponentHealth) => void;
-  observeSlack: (kind: string, outcome: string) => void;
+  observeSlack: (kind: SlackKind, outcome: SlackOutcome) => void;
+  /**
+   * Where dependency_up comes from: readiness (cached) is asked at each scrape, so the gauge is
+   * current. Until this is called, scrapes show no dependency_up.
+   */
+  collectReadinessFrom: (readiness: () => Promise<ReadinessReport>) => void;
 }
 
 /** Registers CoffeeBuddy's metrics, and Node's default ones if missing, on `registry`. */
 export function createMetrics(registry: Registry, options: MetricsOptions): RuntimeMetrics {
+  let readiness: (() => Promise<ReadinessReport>) | undefined;
   if (registry.getSingleMetric(DEFAULT_METRICS_MARKER) === undefined) {
     collectDefaultMetrics({ register: registry });
     for (const name of MISNAMED_DEFAULT_GAUGES) registry.removeSingleMetric(name);
@@ -58,7 +63,8 @@ export function createMetrics(registry: Registry, options: MetricsOptions): Runt
     labelNames: ['component'] as const,
     registers,
     async collect() {
-      const report = await options.readiness();
+      if (readiness === undefined) return;
+      const report = await readiness();
       for (const [component, health] of Object.entries(report.components)) {
         dependencyUp.set({ component }, health.status === COMPONENT_OK ? 1 : 0);
       }
@@ -72,7 +78,7 @@ export function createMetrics(registry: Registry, options: MetricsOptions): Runt
     registers,
     // Families are collected in parallel: wait for the same (shared) check dependency_up runs.
     async collect() {
-      await options.readiness();
+      await readiness?.();
     },
   });
   const slackRequests = new Counter({
@@ -99,6 +105,9 @@ export function createMetrics(registry: Registry, options: MetricsOptions): Runt
     },
     observeSlack: (kind, outcome) => {
       slackRequests.inc({ kind, outcome });
+    },
+    collectReadinessFrom: (source) => {
+      readiness = source;
     },
   };
 }

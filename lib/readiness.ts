@@ -3,7 +3,7 @@ import {
   componentHealth,
   type ComponentHealth,
   type HealthCheckClient,
-} from './types';
+} from './health';
 
 export interface ReadinessReport {
   ready: boolean;

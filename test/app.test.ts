@@ -1,48 +1,18 @@
-import type http from 'node:http';
 import { Counter, Gauge, Registry, register as globalRegistry } from 'prom-client';
 import request from 'supertest';
-import { createApp, type App, type CreateAppOptions } from '../lib/app';
-import { createLogger } from '../lib/logger';
-import { loadSettings } from '../lib/settings';
-import type { Settings } from '../lib/types';
-import { FakeClient } from './support/fakes';
-import { serveFunction } from './support/server';
-import { itWithCommand, promtoolCheckMetrics } from './support/tools';
-import { startOryStandIn, startVaultStandIn } from './support/standins';
+import { buildOryClient } from '../lib/clients/ory';
+import { buildVaultClient } from '../lib/clients/vault';
+import { loadSettings } from '../lib/config/settings';
+import type { Settings } from '../lib/config/settings';
+import { appHarness, type HarnessOptions } from '../testing/app';
+import { itWithCommand, promtoolCheckMetrics } from '../testing/tools';
+import { startOryStandIn, startVaultStandIn } from '../testing/standins';
 
+const TEST_ENV = { READINESS_TIMEOUT_MS: '200', READINESS_CACHE_TTL_MS: '0' };
 const testSettings = (env: NodeJS.ProcessEnv = {}): Settings =>
-  loadSettings({ READINESS_TIMEOUT_MS: '200', READINESS_CACHE_TTL_MS: '0', ...env });
-
-interface Harness {
-  app: App;
-  server: http.Server;
-  vault: FakeClient;
-  ory: FakeClient;
-  logs: Record<string, unknown>[];
-}
-
-const opened: App[] = [];
-
-function harness(options: CreateAppOptions = {}, fn = 'coffeebuddy'): Harness {
-  const vault = new FakeClient();
-  const ory = new FakeClient();
-  const logs: Record<string, unknown>[] = [];
-  const app = createApp({
-    settings: testSettings(),
-    vaultClientFactory: () => vault,
-    oryClientFactory: () => ory,
-    logger: createLogger('debug', (line) => logs.push(JSON.parse(line) as Record<string, unknown>)),
-    ...options,
-  });
-  opened.push(app);
-  const handler = app.functions[fn];
-  if (handler === undefined) throw new Error(`no function ${fn}`);
-  return { app, server: serveFunction(handler), vault, ory, logs };
-}
-
-afterEach(() => {
-  for (const app of opened.splice(0)) app.close();
-});
+  loadSettings({ ...TEST_ENV, ...env });
+const build = appHarness({ env: TEST_ENV });
+const harness = (options: HarnessOptions = {}, fn = 'coffeebuddy') => build({ ...options, fn });
 
 describe('GET /health/live', () => {
   it('answers 200 live', async () => {
@@ -162,13 +132,11 @@ describe('GET /health/ready', () => {
     const vault = await startVaultStandIn('standby');
     const ory = await startOryStandIn(true);
     try {
-      const app = createApp({
-        settings: testSettings({ VAULT_ADDR: vault.url, ORY_URL: ory.url }),
-        registry: new Registry(),
-        logger: createLogger('error'),
+      const { server } = harness({
+        env: { VAULT_ADDR: vault.url, ORY_URL: ory.url },
+        vaultClientFactory: buildVaultClient,
+        oryClientFactory: buildOryClient,
       });
-      opened.push(app);
-      const server = serveFunction(app.functions.coffeebuddy!);
       await request(server).get('/health/ready').expect(200);
       vault.state = 'sealed';
       const res = await request(server).get('/health/ready').expect(503);

@@ -1,8 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { loadManifests } from './support/manifests';
-import { argsOf, envOf, execCommand, readDockerfile } from './support/dockerfile';
-import { REPO_ROOT } from './support/process';
+import { argsOf, envOf, execCommand, readDockerfile } from '../testing/dockerfile';
+import { REPO_ROOT } from '../testing/process';
 
 const stages = readDockerfile();
 const runtime = stages.at(-1)!;

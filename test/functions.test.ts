@@ -1,5 +1,5 @@
-import { FRAMEWORK_MAIN, requireBuild, runToExit, startProcess } from './support/process';
-import { absentUrl } from './support/standins';
+import { FRAMEWORK_MAIN, requireBuild, runToExit, startProcess } from '../testing/process';
+import { absentUrl } from '../testing/standins';
 
 const target = (name: string) => [FRAMEWORK_MAIN, `--target=${name}`];
 

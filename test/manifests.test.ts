@@ -1,8 +1,8 @@
 import request from 'supertest';
-import { createApp } from '../lib/app';
+import { createApp } from '../functions/app';
 import { createLogger } from '../lib/logger';
-import { REQUIRED_IN_PRODUCTION, SETTING_NAMES, loadSettings } from '../lib/settings';
-import { FakeClient } from './support/fakes';
+import { REQUIRED_IN_PRODUCTION, SETTING_NAMES, loadSettings } from '../lib/config/settings';
+import { FakeClient } from '../testing/fakes';
 import { knativeAdmissionProblems } from './support/knative-rules';
 import {
   FORBIDDEN_PLUGINS,
@@ -20,8 +20,8 @@ import {
   type LoadedManifest,
   type Manifest,
 } from './support/manifests';
-import { serveFunction } from './support/server';
-import { itWhen } from './support/tools';
+import { serveFunction } from '../testing/server';
+import { itWhen } from '../testing/tools';
 
 type Obj = Record<string, any>;
 

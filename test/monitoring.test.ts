@@ -3,10 +3,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import request from 'supertest';
 import { parse } from 'yaml';
-import { createApp } from '../lib/app';
+import { createApp } from '../functions/app';
 import { createLogger } from '../lib/logger';
-import { loadSettings } from '../lib/settings';
-import { FakeClient } from './support/fakes';
+import { loadSettings } from '../lib/config/settings';
+import { FakeClient } from '../testing/fakes';
 import {
   SCHEMAS_DIR,
   SCHEMAS_PRESENT,
@@ -15,10 +15,10 @@ import {
   schemaProblems,
   type Manifest,
 } from './support/manifests';
-import { REPO_ROOT } from './support/process';
+import { REPO_ROOT } from '../testing/process';
 import { exportedNames, metricNames } from './support/promql';
-import { serveFunction } from './support/server';
-import { itWhen, itWithCommand } from './support/tools';
+import { serveFunction } from '../testing/server';
+import { itWhen, itWithCommand } from '../testing/tools';
 
 const dir = path.join(REPO_ROOT, 'monitoring');
 const read = (name: string) => fs.readFileSync(path.join(dir, name), 'utf8');

@@ -1,6 +1,6 @@
 import { ReadinessChecker, type ReadinessCheckerOptions } from '../lib/readiness';
-import type { HealthCheckClient } from '../lib/types';
-import { FakeClient } from './support/fakes';
+import type { HealthCheckClient } from '../lib/health';
+import { FakeClient } from '../testing/fakes';
 
 function makeChecker(overrides: Partial<ReadinessCheckerOptions> = {}) {
   const clock = { now: 0 };

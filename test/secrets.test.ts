@@ -3,13 +3,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { Registry } from 'prom-client';
 import request from 'supertest';
-import { createApp } from '../lib/app';
+import { createApp } from '../functions/app';
 import { createLogger } from '../lib/logger';
-import { SETTING_NAMES, SettingsError, loadSettings } from '../lib/settings';
+import { SETTING_NAMES, SettingsError, loadSettings } from '../lib/config/settings';
 import { signSlackRequest } from '../lib/slack/signature';
-import { FRAMEWORK_MAIN, requireBuild, runToExit } from './support/process';
-import { serveFunction } from './support/server';
-import { startOryStandIn, startVaultStandIn } from './support/standins';
+import { FRAMEWORK_MAIN, requireBuild, runToExit } from '../testing/process';
+import { serveFunction } from '../testing/server';
+import { startOryStandIn, startVaultStandIn } from '../testing/standins';
 
 /** Canary values planted in every secret: none may come out anywhere. */
 const CANARIES = {

@@ -1,47 +1,34 @@
 import type http from 'node:http';
-import { Registry } from 'prom-client';
 import request from 'supertest';
-import { createApp, type App, type CreateAppOptions } from '../lib/app';
-import { createLogger } from '../lib/logger';
-import { loadSettings } from '../lib/settings';
-import { SlackRegistry } from '../lib/slack/registry';
+import { SlackHandlers } from '../lib/slack/handlers';
 import { signSlackRequest } from '../lib/slack/signature';
-import { FakeClient } from './support/fakes';
-import { serveFunction } from './support/server';
-import { eventually } from './support/tools';
+import type { App } from '../functions/app';
+import { appHarness, type HarnessOptions } from '../testing/app';
+import { eventually } from '../testing/tools';
 import {
   startOryStandIn,
   startVaultStandIn,
   type OryStandIn,
   type VaultStandIn,
-} from './support/standins';
+} from '../testing/standins';
 
 const SECRET = 'test-signing-secret';
 const NOW = 1_800_000_000;
 const FORM = 'application/x-www-form-urlencoded';
 
-interface Harness {
-  app: App;
-  server: http.Server;
-  logs: Record<string, unknown>[];
-  registry: SlackRegistry;
-  events: Record<string, unknown>[];
-  interactions: Record<string, unknown>[];
-}
-
-const opened: App[] = [];
-afterEach(() => {
-  for (const app of opened.splice(0)) app.close();
+const build = appHarness({
+  env: { READINESS_TIMEOUT_MS: '300', SLACK_MAX_BODY_BYTES: '4096' },
+  nowSeconds: () => NOW,
 });
 
+/** An app with subcommands that echo, take too long and fail, and handlers that record. */
 function harness(
   env: NodeJS.ProcessEnv = { SLACK_SIGNING_SECRET: SECRET },
-  options: CreateAppOptions = {},
-): Harness {
-  const logs: Record<string, unknown>[] = [];
+  options: HarnessOptions = {},
+) {
   const events: Record<string, unknown>[] = [];
   const interactions: Record<string, unknown>[] = [];
-  const registry = new SlackRegistry()
+  const handlers = new SlackHandlers()
     .addSubcommand('echo', { description: 'say it back', run: (args) => `echo: ${args}` })
     .addSubcommand('slow', {
       description: 'takes too long',
@@ -64,25 +51,8 @@ function harness(
     .onInteraction('block_actions', (payload) => {
       interactions.push(payload);
     });
-  const app = createApp({
-    settings: loadSettings({ READINESS_TIMEOUT_MS: '300', SLACK_MAX_BODY_BYTES: '4096', ...env }),
-    vaultClientFactory: () => new FakeClient(),
-    oryClientFactory: () => new FakeClient(),
-    registry: new Registry(),
-    logger: createLogger('debug', (line) => logs.push(JSON.parse(line) as Record<string, unknown>)),
-    slackRegistry: registry,
-    nowSeconds: () => NOW,
-    ...options,
-  });
-  opened.push(app);
-  return {
-    app,
-    server: serveFunction(app.functions.coffeebuddy!),
-    logs,
-    registry,
-    events,
-    interactions,
-  };
+  const built = build({ env, slackHandlers: handlers, ...options });
+  return { ...built, registry: handlers, events, interactions };
 }
 
 function post(
@@ -310,8 +280,7 @@ describe('POST /slack/interactions', () => {
 
 describe('the slack function deployed alone', () => {
   it('serves the three Slack paths and nothing else', async () => {
-    const { app } = harness();
-    const server = serveFunction(app.functions.slack!);
+    const { server } = harness(undefined, { fn: 'slack' });
     await post(server, '/slack/commands', commandBody('help'), FORM).expect(200);
     await request(server).get('/health/live').expect(404);
   });

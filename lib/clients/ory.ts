@@ -1,5 +1,9 @@
-import type { OryClient, Settings } from '../types';
-import { Upstream, type StatusJudge } from './upstream';
+import type { Settings } from '../config/settings';
+import type { HealthCheckClient } from '../health';
+import { Upstream, type StatusJudge } from '../http/upstream';
+
+export type OryClient = HealthCheckClient;
+export type OryClientFactory = (settings: Settings) => OryClient;
 
 /** Ory's ready handler answers 200 or 503; its 503 body has no stable shape, so only the code counts. */
 export const judgeOryStatus: StatusJudge = (status) =>

@@ -1,5 +1,6 @@
 import fs from 'node:fs/promises';
-import { UpstreamError, type Upstream } from './upstream';
+import { UpstreamError } from '../errors';
+import type { Upstream } from '../http/upstream';
 
 /** Where Vault tokens come from. Tokens never appear in errors or logs. */
 export interface VaultTokenSource {
@@ -75,7 +76,7 @@ export class KubernetesLogin implements VaultTokenSource {
 
   constructor(
     private readonly upstream: Upstream,
-    private readonly options: { mount: string; role: string; jwtFile: string },
+    private readonly options: { mount: string; role: string; jwtFile: string; timeoutMs: number },
     private readonly now: () => number = () => performance.now(),
   ) {}
 
@@ -98,6 +99,7 @@ export class KubernetesLogin implements VaultTokenSource {
     const started = this.now();
     const res = await this.upstream.request('POST', `/v1/auth/${this.options.mount}/login`, {
       json: { role: this.options.role, jwt },
+      timeoutMs: this.options.timeoutMs,
     });
     if (res.status !== 200) {
       throw new UpstreamError(`Kubernetes login to Vault failed (status ${res.status})`);

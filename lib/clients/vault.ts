@@ -1,6 +1,14 @@
-import type { Settings, VaultClient } from '../types';
+import type { Settings } from '../config/settings';
+import { UpstreamError } from '../errors';
+import type { HealthCheckClient } from '../health';
+import { Upstream, type StatusJudge } from '../http/upstream';
 import { FileToken, KubernetesLogin, StaticToken, type VaultTokenSource } from './vault-auth';
-import { Upstream, UpstreamError, type StatusJudge } from './upstream';
+
+export interface VaultClient extends HealthCheckClient {
+  /** The data of a KV v2 secret; rejects with a reason that holds no secret or token. */
+  readSecret(path: string): Promise<Record<string, unknown>>;
+}
+export type VaultClientFactory = (settings: Settings) => VaultClient;
 
 /** Standbys answer 200 with these flags: they serve (or forward) requests, so they count as up. */
 export const VAULT_HEALTH_PATH = '/v1/sys/health?standbyok=true&perfstandbyok=true';
@@ -25,6 +33,8 @@ export interface VaultClientOptions {
   tokens?: (upstream: Upstream) => VaultTokenSource;
   /** Mount of the KV version 2 secrets engine. */
   kvMount?: string;
+  /** Timeout of each secret read (health checks use the client's timeout). */
+  secretTimeoutMs?: number;
 }
 
 /** Checks Vault's sys/health endpoint (no token) and reads KV v2 secrets (with one). */
@@ -32,11 +42,13 @@ export class HttpVaultClient implements VaultClient {
   private readonly upstream: Upstream;
   private readonly tokens: VaultTokenSource | undefined;
   private readonly kvMount: string;
+  private readonly secretTimeoutMs: number;
 
   constructor(vaultAddr: string, timeoutMs: number, options: VaultClientOptions = {}) {
     this.upstream = new Upstream(vaultAddr, timeoutMs);
     this.tokens = options.tokens?.(this.upstream);
     this.kvMount = options.kvMount ?? 'secret';
+    this.secretTimeoutMs = options.secretTimeoutMs ?? timeoutMs;
   }
 
   healthCheck() {
@@ -53,7 +65,10 @@ export class HttpVaultClient implements VaultClient {
     const url = `/v1/${this.kvMount}/data/${path.split('/').map(encodeURIComponent).join('/')}`;
     for (let attempt = 1; ; attempt += 1) {
       const token = await this.tokens.token();
-      const res = await this.upstream.request('GET', url, { headers: { 'X-Vault-Token': token } });
+      const res = await this.upstream.request('GET', url, {
+        headers: { 'X-Vault-Token': token },
+        timeoutMs: this.secretTimeoutMs,
+      });
       if (res.status === 403 && attempt === 1) {
         this.tokens.invalidate();
         continue;
@@ -84,7 +99,7 @@ function secretData(body: Buffer, where: string): Record<string, unknown> {
 function tokenSource(settings: Settings): VaultClientOptions['tokens'] {
   if (settings.VAULT_TOKEN !== '') return () => new StaticToken(settings.VAULT_TOKEN);
   if (settings.VAULT_TOKEN_FILE !== '') {
-    return () => new FileToken(settings.VAULT_TOKEN_FILE, settings.SLACK_SECRET_TTL_MS);
+    return () => new FileToken(settings.VAULT_TOKEN_FILE, settings.VAULT_TOKEN_FILE_REREAD_MS);
   }
   if (settings.VAULT_K8S_ROLE !== '') {
     return (upstream) =>
@@ -92,6 +107,7 @@ function tokenSource(settings: Settings): VaultClientOptions['tokens'] {
         mount: settings.VAULT_K8S_MOUNT,
         role: settings.VAULT_K8S_ROLE,
         jwtFile: settings.VAULT_K8S_JWT_FILE,
+        timeoutMs: settings.VAULT_REQUEST_TIMEOUT_MS,
       });
   }
   return undefined;
@@ -101,5 +117,6 @@ export function buildVaultClient(settings: Settings): VaultClient {
   return new HttpVaultClient(settings.VAULT_ADDR, settings.READINESS_TIMEOUT_MS, {
     tokens: tokenSource(settings),
     kvMount: settings.VAULT_KV_MOUNT,
+    secretTimeoutMs: settings.VAULT_REQUEST_TIMEOUT_MS,
   });
 }

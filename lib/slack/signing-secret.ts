@@ -1,5 +1,5 @@
-import { reasonOf } from '../clients/upstream';
-import { componentHealth, type ComponentHealth } from '../types';
+import { reasonOf } from '../errors';
+import { componentHealth, type ComponentHealth } from '../health';
 
 /**
  * The Slack signing secret, read through `load` (Vault, or a setting outside production) and

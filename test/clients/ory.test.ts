@@ -1,6 +1,6 @@
 import { HttpOryClient, buildOryClient } from '../../lib/clients/ory';
-import { loadSettings } from '../../lib/settings';
-import { UPSTREAM_CANARY, startOryStandIn, type OryStandIn } from '../support/standins';
+import { loadSettings } from '../../lib/config/settings';
+import { UPSTREAM_CANARY, startOryStandIn, type OryStandIn } from '../../testing/standins';
 
 describe('HttpOryClient', () => {
   let ory: OryStandIn;

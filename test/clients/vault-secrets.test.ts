@@ -1,11 +1,12 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Upstream, UpstreamError } from '../../lib/clients/upstream';
+import { Upstream } from '../../lib/http/upstream';
+import { UpstreamError } from '../../lib/errors';
 import { buildVaultClient, HttpVaultClient } from '../../lib/clients/vault';
 import { FileToken, KubernetesLogin, StaticToken } from '../../lib/clients/vault-auth';
-import { loadSettings } from '../../lib/settings';
-import { UPSTREAM_CANARY, startVaultStandIn, type VaultStandIn } from '../support/standins';
+import { loadSettings } from '../../lib/config/settings';
+import { UPSTREAM_CANARY, startVaultStandIn, type VaultStandIn } from '../../testing/standins';
 
 const SECRET = { signing_secret: 'slack-signing-secret-value' };
 
@@ -116,6 +117,7 @@ describe('reading KV v2 secrets from Vault', () => {
               mount: 'kubernetes',
               role: 'coffeebuddy',
               jwtFile: jwtFile(),
+              timeoutMs: 1000,
             }),
         }),
       );
@@ -141,7 +143,7 @@ describe('reading KV v2 secrets from Vault', () => {
       vault.kubernetes.leaseSeconds = 30;
       const tokens = new KubernetesLogin(
         upstream,
-        { mount: 'kubernetes', role: 'coffeebuddy', jwtFile: jwtFile() },
+        { mount: 'kubernetes', role: 'coffeebuddy', jwtFile: jwtFile(), timeoutMs: 1000 },
         () => clock.now,
       );
       const [a, b] = await Promise.all([tokens.token(), tokens.token()]);
@@ -161,6 +163,7 @@ describe('reading KV v2 secrets from Vault', () => {
         mount: 'kubernetes',
         role: 'coffeebuddy',
         jwtFile: jwtFile(),
+        timeoutMs: 1000,
       });
       const error = await tokens.token().catch((e: unknown) => e);
       expect(error).toBeInstanceOf(UpstreamError);
@@ -181,6 +184,26 @@ describe('reading KV v2 secrets from Vault', () => {
     try {
       expect(await client.readSecret('coffeebuddy/slack')).toEqual(SECRET);
     } finally {
+      client.close?.();
+    }
+  });
+
+  it('times secret reads by VAULT_REQUEST_TIMEOUT_MS and health checks by READINESS_TIMEOUT_MS', async () => {
+    vault.tokens.set('hvs.from-settings', Date.now() + 60_000);
+    const client = buildVaultClient(
+      loadSettings({
+        VAULT_ADDR: vault.url,
+        VAULT_TOKEN: 'hvs.from-settings',
+        READINESS_TIMEOUT_MS: '50',
+        VAULT_REQUEST_TIMEOUT_MS: '300',
+      }),
+    );
+    vault.fault = { kind: 'hang' };
+    try {
+      expect(await client.healthCheck()).toMatchObject({ error: 'timeout after 50 ms' });
+      await expect(client.readSecret('coffeebuddy/slack')).rejects.toThrow('timeout after 300 ms');
+    } finally {
+      vault.fault = { kind: 'none' };
       client.close?.();
     }
   });

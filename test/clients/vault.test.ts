@@ -1,12 +1,12 @@
 import { HttpVaultClient, buildVaultClient } from '../../lib/clients/vault';
-import { loadSettings } from '../../lib/settings';
+import { loadSettings } from '../../lib/config/settings';
 import {
   UPSTREAM_CANARY,
   VAULT_STATES,
   startVaultStandIn,
   type VaultStandIn,
   type VaultState,
-} from '../support/standins';
+} from '../../testing/standins';
 
 const EXPECTED: Record<VaultState, string | undefined> = {
   active: undefined,

@@ -1,4 +1,4 @@
-import { UpstreamError } from '../../lib/clients/upstream';
+import { UpstreamError } from '../../lib/errors';
 import { SigningSecret } from '../../lib/slack/signing-secret';
 
 function source(values: string[]) {

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Ajv, { type ValidateFunction } from 'ajv';
 import { parseAllDocuments } from 'yaml';
-import { REPO_ROOT } from './process';
+import { REPO_ROOT } from '../../testing/process';
 
 /** The upstream schemas laid beside the repository (../shared/schemas), or SCHEMAS_DIR. */
 export const SCHEMAS_DIR = path.resolve(

@@ -2,13 +2,13 @@ import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { SYSTEM_TOLERANCE_MS } from './tolerance';
-import { requireBuild, startCoffeebuddy, type RunningProcess } from '../support/process';
+import { requireBuild, startCoffeebuddy, type RunningProcess } from '../../testing/process';
 import {
   startOryStandIn,
   startVaultStandIn,
   type OryStandIn,
   type VaultStandIn,
-} from '../support/standins';
+} from '../../testing/standins';
 
 /**
  * What a hostile or broken client can send, against the production server. Bodies cannot be

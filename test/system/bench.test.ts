@@ -2,8 +2,8 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { REPO_ROOT, requireBuild } from '../support/process';
-import { itWithCommand } from '../support/tools';
+import { REPO_ROOT, requireBuild } from '../../testing/process';
+import { itWithCommand } from '../../testing/tools';
 
 /** The benchmark is not part of the suite; this only proves the script runs and reports. */
 describe('npm run bench -- --quick', () => {

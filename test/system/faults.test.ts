@@ -1,5 +1,5 @@
 import { SYSTEM_TOLERANCE_MS } from './tolerance';
-import { requireBuild, startCoffeebuddy, type RunningProcess } from '../support/process';
+import { requireBuild, startCoffeebuddy, type RunningProcess } from '../../testing/process';
 import {
   VAULT_STATES,
   startOryStandIn,
@@ -9,7 +9,7 @@ import {
   type StandIn,
   type VaultStandIn,
   type VaultState,
-} from '../support/standins';
+} from '../../testing/standins';
 
 /**
  * The production server against Vault and Ory stand-ins in every state they document and every

@@ -2,9 +2,9 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { envOf, execCommand, readDockerfile, runtimeCopies } from '../support/dockerfile';
-import { REPO_ROOT, freePort, requireBuild, startProcess } from '../support/process';
-import { absentUrl } from '../support/standins';
+import { envOf, execCommand, readDockerfile, runtimeCopies } from '../../testing/dockerfile';
+import { REPO_ROOT, freePort, requireBuild, startProcess } from '../../testing/process';
+import { absentUrl } from '../../testing/standins';
 
 /**
  * What the image holds, rebuilt without Docker: the runtime stage's files in a temp dir, its

@@ -2,22 +2,22 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { loadSettings } from '../../lib/settings';
-import { envOf, execCommand, readDockerfile } from '../support/dockerfile';
+import { loadSettings } from '../../lib/config/settings';
+import { envOf, execCommand, readDockerfile } from '../../testing/dockerfile';
 import {
   REPO_ROOT,
   freePort,
   requireBuild,
   startProcess,
   type RunningProcess,
-} from '../support/process';
+} from '../../testing/process';
 import {
   startOryStandIn,
   startVaultStandIn,
   type OryStandIn,
   type VaultStandIn,
-} from '../support/standins';
-import { itWithCommand } from '../support/tools';
+} from '../../testing/standins';
+import { itWithCommand } from '../../testing/tools';
 
 interface Sample {
   metric: Record<string, string>;

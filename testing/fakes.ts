@@ -1,4 +1,5 @@
-import type { ComponentHealth, VaultClient } from '../../lib/types';
+import type { ComponentHealth } from '../lib/health';
+import type { VaultClient } from '../lib/clients/vault';
 
 /** A dependency whose answers the test controls, counting how often it is asked. */
 export class FakeClient implements VaultClient {

@@ -22,7 +22,7 @@ export type InteractionHandler = (payload: Record<string, unknown>) => void | Pr
  * What CoffeeBuddy does with Slack's requests: subcommands of one slash command, and handlers for
  * event and interaction types. Features add a handler here, never a route.
  */
-export class SlackRegistry {
+export class SlackHandlers {
   private readonly subcommands = new Map<string, Subcommand>();
   private readonly eventHandlers = new Map<string, EventHandler[]>();
   private readonly interactionHandlers = new Map<string, InteractionHandler[]>();

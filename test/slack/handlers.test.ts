@@ -1,4 +1,4 @@
-import { SlackRegistry, type SlashCommand } from '../../lib/slack/registry';
+import { SlackHandlers, type SlashCommand } from '../../lib/slack/handlers';
 
 const slash = (text: string, command = '/coffee'): SlashCommand => ({
   command,
@@ -9,9 +9,9 @@ const slash = (text: string, command = '/coffee'): SlashCommand => ({
   responseUrl: 'https://hooks.slack.com/commands/x',
 });
 
-describe('SlackRegistry', () => {
+describe('SlackHandlers', () => {
   it('lists every subcommand for help and for an empty command', async () => {
-    const registry = new SlackRegistry().addSubcommand('order', {
+    const registry = new SlackHandlers().addSubcommand('order', {
       description: 'order a coffee',
       run: () => 'ordered',
     });
@@ -23,7 +23,7 @@ describe('SlackRegistry', () => {
   });
 
   it('runs a subcommand with its arguments', async () => {
-    const registry = new SlackRegistry().addSubcommand('order', {
+    const registry = new SlackHandlers().addSubcommand('order', {
       description: 'x',
       run: (args, c) => `${c.userId} wants ${args}`,
     });
@@ -31,7 +31,7 @@ describe('SlackRegistry', () => {
   });
 
   it('answers unknown subcommands and other slash commands helpfully', async () => {
-    const registry = new SlackRegistry();
+    const registry = new SlackHandlers();
     expect(await registry.runCommand(slash('brew'))).toBe(
       'Unknown command "brew". Try /coffee help.',
     );
@@ -41,7 +41,7 @@ describe('SlackRegistry', () => {
   });
 
   it('refuses duplicate or malformed subcommand names', () => {
-    const registry = new SlackRegistry();
+    const registry = new SlackHandlers();
     expect(() => registry.addSubcommand('help', { description: '', run: () => '' })).toThrow(
       'already registered',
     );
@@ -53,7 +53,7 @@ describe('SlackRegistry', () => {
   it('keeps every handler for an event or interaction type', () => {
     const a = jest.fn();
     const b = jest.fn();
-    const registry = new SlackRegistry()
+    const registry = new SlackHandlers()
       .onEvent('app_mention', a)
       .onEvent('app_mention', b)
       .onInteraction('block_actions', a);

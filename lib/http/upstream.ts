@@ -2,7 +2,8 @@ import http from 'node:http';
 import https from 'node:https';
 import { performance } from 'node:perf_hooks';
 import fetch from 'node-fetch';
-import { componentHealth, type ComponentHealth } from '../types';
+import { UpstreamError, reasonOf } from '../errors';
+import { componentHealth, type ComponentHealth } from '../health';
 
 /** Health bodies are a few hundred bytes; anything far larger is not a health endpoint. */
 const MAX_BODY_BYTES = 64 * 1024;
@@ -11,22 +12,9 @@ const FREE_SOCKET_TIMEOUT_MS = 4000;
 
 const CONNECTION_RESET = 'connection reset';
 
-/** A request that got no usable answer; the message is a reason a person can act on. */
-export class UpstreamError extends Error {
-  constructor(reason: string) {
-    super(reason);
-    this.name = 'UpstreamError';
-  }
-}
-
 export interface UpstreamResponse {
   status: number;
   body: Buffer;
-}
-
-/** The reason an operation failed, from our own errors only: others may carry what must not leak. */
-export function reasonOf(error: unknown): string {
-  return error instanceof UpstreamError ? error.message : 'request failed';
 }
 
 /** Turns the HTTP status of a health endpoint into a reason it is unusable, or undefined if usable. */
@@ -70,6 +58,7 @@ export class Upstream {
   private readonly host: string;
   private readonly agent: http.Agent;
 
+  /** timeoutMs: each request's, unless the request names its own. */
   constructor(
     baseUrl: string,
     private readonly timeoutMs: number,
@@ -95,9 +84,10 @@ export class Upstream {
   async request(
     method: 'GET' | 'POST',
     path: string,
-    options: { headers?: Record<string, string>; json?: unknown } = {},
+    options: { headers?: Record<string, string>; json?: unknown; timeoutMs?: number } = {},
   ): Promise<UpstreamResponse> {
-    const signal = AbortSignal.timeout(this.timeoutMs);
+    const timeoutMs = options.timeoutMs ?? this.timeoutMs;
+    const signal = AbortSignal.timeout(timeoutMs);
     for (let attempt = 1; ; attempt += 1) {
       try {
         const response = await fetch(`${this.baseUrl}${path}`, {
@@ -115,7 +105,7 @@ export class Upstream {
         });
         return { status: response.status, body: Buffer.from(await response.arrayBuffer()) };
       } catch (error) {
-        const reason = describeFailure(error, this.host, this.timeoutMs);
+        const reason = describeFailure(error, this.host, timeoutMs);
         const retry = method === 'GET' && attempt === 1 && reason === CONNECTION_RESET;
         if (!retry || signal.aborted) throw new UpstreamError(reason);
       }

@@ -1,6 +1,6 @@
 import type { HttpFunction, Request, Response } from '@google-cloud/functions-framework';
 import { sendJson } from './respond';
-import type { Logger } from './types';
+import type { Logger } from '../logger';
 
 export const READ_METHODS = ['GET', 'HEAD'] as const;
 /** The route label of requests no route matched: raw paths never become label values. */
@@ -35,7 +35,7 @@ export class Router {
 
   constructor(
     routes: readonly Route[],
-    private readonly options: RouterOptions,
+    readonly options: RouterOptions,
   ) {
     this.byPath = new Map(routes.map((route) => [route.path, route]));
     if (this.byPath.size !== routes.length) throw new Error('two routes share a path');

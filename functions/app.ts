@@ -1,26 +1,20 @@
 import type { HttpFunction } from '@google-cloud/functions-framework';
 import { Registry } from 'prom-client';
-import { coffeebuddyRoutes } from '../functions/coffeebuddy';
+import { buildOryClient, type OryClientFactory } from '../lib/clients/ory';
+import { buildVaultClient, type VaultClient, type VaultClientFactory } from '../lib/clients/vault';
+import { getSettings, type Settings } from '../lib/config/settings';
+import { UpstreamError } from '../lib/errors';
+import { COMPONENT_OK } from '../lib/health';
+import { Router, type Route } from '../lib/http/router';
+import { createLogger, type Logger } from '../lib/logger';
+import { createMetrics } from '../lib/metrics';
+import { ReadinessChecker, type CheckListener } from '../lib/readiness';
+import { SlackHandlers } from '../lib/slack/handlers';
+import { RecentIds } from '../lib/slack/recent-ids';
+import { SigningSecret } from '../lib/slack/signing-secret';
+import { SlackVerifier } from '../lib/slack/verify';
 import { version } from '../package.json';
-import { buildOryClient } from './clients/ory';
-import { UpstreamError } from './clients/upstream';
-import { buildVaultClient } from './clients/vault';
-import { createLogger } from './logger';
-import { createMetrics } from './metrics';
-import { ReadinessChecker } from './readiness';
-import { Router, type Route } from './router';
-import { getSettings } from './settings';
-import { RecentIds } from './slack/recent-ids';
-import { SlackRegistry } from './slack/registry';
-import { SigningSecret } from './slack/signing-secret';
-import {
-  COMPONENT_OK,
-  type Logger,
-  type OryClientFactory,
-  type Settings,
-  type VaultClient,
-  type VaultClientFactory,
-} from './types';
+import { coffeebuddyRoutes } from './coffeebuddy';
 
 export interface CreateAppOptions {
   settings?: Settings;
@@ -30,7 +24,7 @@ export interface CreateAppOptions {
   registry?: Registry;
   logger?: Logger;
   /** What CoffeeBuddy does with slash commands, events and interactions. */
-  slackRegistry?: SlackRegistry;
+  slackHandlers?: SlackHandlers;
   /** Seconds since the epoch, for Slack's timestamp check; injectable for tests. */
   nowSeconds?: () => number;
 }
@@ -60,17 +54,46 @@ function signingSecret(settings: Settings, vault: VaultClient): SigningSecret | 
   }, ttl);
 }
 
+/** Logs each change of a dependency's state (the first result too), once. */
+function logTransitions(logger: Logger): CheckListener {
+  return (component, health, previous) => {
+    if (previous?.status === health.status) return;
+    const fields = { component, status: health.status, previous: previous?.status ?? 'unknown' };
+    if (health.status === COMPONENT_OK) {
+      logger.info(`${component} is available`, fields);
+    } else {
+      logger.warn(`${component} is unavailable`, { ...fields, reason: health.error });
+    }
+  };
+}
+
+/** One function per name: a single route answers on any path, several dispatch by path. */
+function functionsByName(routes: readonly Route[], router: Router): Record<string, HttpFunction> {
+  const byName = new Map<string, Route[]>();
+  for (const route of routes) byName.set(route.name, [...(byName.get(route.name) ?? []), route]);
+  const functions: Record<string, HttpFunction> = {};
+  for (const [name, named] of byName) {
+    const [only] = named;
+    functions[name] =
+      named.length === 1 && only !== undefined
+        ? router.serve(only)
+        : new Router(named, router.options).dispatch;
+  }
+  return functions;
+}
+
 export interface App {
   readonly settings: Settings;
   readonly registry: Registry;
   readonly checker: ReadinessChecker;
+  readonly logger: Logger;
   /** Each endpoint's function by name, and `coffeebuddy`, which routes to all of them. */
   readonly functions: Readonly<Record<string, HttpFunction>>;
   /** Releases the clients' sockets. */
   close(): void;
 }
 
-/** The composition root: builds clients, readiness, metrics and functions from what it is given. */
+/** The composition root: builds clients, metrics, readiness and functions from what it is given. */
 export function createApp(options: CreateAppOptions = {}): App {
   const settings = options.settings ?? getSettings();
   const logger = options.logger ?? createLogger(settings.LOG_LEVEL);
@@ -80,6 +103,9 @@ export function createApp(options: CreateAppOptions = {}): App {
     ory: (options.oryClientFactory ?? buildOryClient)(settings),
   };
   const secret = signingSecret(settings, clients.vault);
+
+  const runtimeMetrics = createMetrics(registry, { version });
+  const logTransition = logTransitions(logger);
   const checker = new ReadinessChecker({
     components: {
       ...clients,
@@ -89,50 +115,36 @@ export function createApp(options: CreateAppOptions = {}): App {
     timeoutMs: settings.READINESS_TIMEOUT_MS,
     onCheck: (component, health, previous) => {
       runtimeMetrics.observeCheck(component, health);
-      if (previous?.status === health.status) return;
-      const fields = { component, status: health.status, previous: previous?.status ?? 'unknown' };
-      if (health.status === COMPONENT_OK) {
-        logger.info(`${component} is available`, fields);
-      } else {
-        logger.warn(`${component} is unavailable`, { ...fields, reason: health.error });
-      }
+      logTransition(component, health, previous);
     },
   });
-  const runtimeMetrics = createMetrics(registry, { version, readiness: () => checker.check() });
+  runtimeMetrics.collectReadinessFrom(() => checker.check());
+
   const routes = coffeebuddyRoutes({
     checker,
     registry,
     metricsPath: settings.METRICS_PATH,
     slack: {
-      secret,
-      registry: options.slackRegistry ?? new SlackRegistry(),
+      verifier: new SlackVerifier({
+        secret,
+        maxBodyBytes: settings.SLACK_MAX_BODY_BYTES,
+        nowSeconds: options.nowSeconds ?? (() => Math.floor(Date.now() / 1000)),
+      }),
+      handlers: options.slackHandlers ?? new SlackHandlers(),
       recentEvents: new RecentIds(RECENT_EVENTS_MAX, RECENT_EVENTS_TTL_MS),
-      maxBodyBytes: settings.SLACK_MAX_BODY_BYTES,
       commandTimeoutMs: COMMAND_TIMEOUT_MS,
-      nowSeconds: options.nowSeconds ?? (() => Math.floor(Date.now() / 1000)),
       logger,
       count: runtimeMetrics.observeSlack,
     },
   });
-  const routerOptions = { logger, observe: runtimeMetrics.observeRequest };
-  const functions: Record<string, HttpFunction> = {
-    coffeebuddy: new Router(routes, routerOptions).dispatch,
-  };
-  // A function of its own per name: one route answers on any path, several dispatch by path.
-  const byName = new Map<string, Route[]>();
-  for (const route of routes) byName.set(route.name, [...(byName.get(route.name) ?? []), route]);
-  for (const [name, named] of byName) {
-    const router = new Router(named, routerOptions);
-    const [only] = named;
-    functions[name] =
-      named.length === 1 && only !== undefined ? router.serve(only) : router.dispatch;
-  }
+  const router = new Router(routes, { logger, observe: runtimeMetrics.observeRequest });
 
   return {
     settings,
     registry,
     checker,
-    functions,
+    logger,
+    functions: { ...functionsByName(routes, router), coffeebuddy: router.dispatch },
     close: () => {
       for (const client of Object.values(clients)) client.close?.();
     },

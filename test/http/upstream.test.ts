@@ -1,5 +1,5 @@
-import { Upstream } from '../../lib/clients/upstream';
-import { absentUrl, startOryStandIn, type OryStandIn } from '../support/standins';
+import { Upstream } from '../../lib/http/upstream';
+import { absentUrl, startOryStandIn, type OryStandIn } from '../../testing/standins';
 
 const okOn200 = (status: number) => (status === 200 ? undefined : `status ${status}`);
 

@@ -1,10 +1,13 @@
+import fs from 'node:fs';
+import path from 'node:path';
 import {
   DEVELOPMENT_URLS,
   SETTING_NAMES,
   SettingsError,
   getSettings,
   loadSettings,
-} from '../lib/settings';
+} from '../../lib/config/settings';
+import { REPO_ROOT } from '../../testing/process';
 
 function problemsOf(env: NodeJS.ProcessEnv): string[] {
   try {
@@ -30,6 +33,8 @@ describe('loadSettings', () => {
       LOG_LEVEL: 'info',
       VAULT_TOKEN: '',
       VAULT_TOKEN_FILE: '',
+      VAULT_TOKEN_FILE_REREAD_MS: 300_000,
+      VAULT_REQUEST_TIMEOUT_MS: 1000,
       VAULT_K8S_ROLE: '',
       VAULT_K8S_MOUNT: 'kubernetes',
       VAULT_K8S_JWT_FILE: '/var/run/secrets/kubernetes.io/serviceaccount/token',
@@ -55,6 +60,8 @@ describe('loadSettings', () => {
       LOG_LEVEL: 'debug',
       VAULT_TOKEN: '',
       VAULT_TOKEN_FILE: '',
+      VAULT_TOKEN_FILE_REREAD_MS: '120000',
+      VAULT_REQUEST_TIMEOUT_MS: '1500',
       VAULT_K8S_ROLE: 'coffeebuddy',
       VAULT_K8S_MOUNT: 'k8s/prod',
       VAULT_K8S_JWT_FILE: '/var/run/secrets/tokens/vault',
@@ -71,6 +78,8 @@ describe('loadSettings', () => {
       PORT: 9000,
       READINESS_TIMEOUT_MS: 250,
       READINESS_CACHE_TTL_MS: 0,
+      VAULT_TOKEN_FILE_REREAD_MS: 120_000,
+      VAULT_REQUEST_TIMEOUT_MS: 1500,
       SLACK_SECRET_TTL_MS: 60_000,
       SLACK_MAX_BODY_BYTES: 32_768,
     });
@@ -191,5 +200,24 @@ describe('getSettings', () => {
   it('reads process.env once and keeps the result', () => {
     const first = getSettings();
     expect(getSettings()).toBe(first);
+  });
+});
+
+describe("the README's settings table", () => {
+  const readme = fs.readFileSync(path.join(REPO_ROOT, 'README.md'), 'utf8');
+  const rows = new Map(
+    [...readme.matchAll(/^\| `([A-Z0-9_]+)` +\|[^|]*\| *(.*?) *\|$/gm)].map((m) => [m[1]!, m[2]!]),
+  );
+
+  it('lists every setting the schema has, and no other', () => {
+    expect([...rows.keys()].sort()).toEqual([...SETTING_NAMES].sort());
+  });
+
+  it('gives each numeric default as the schema has it', () => {
+    const defaults = loadSettings({});
+    for (const name of SETTING_NAMES) {
+      const value = defaults[name];
+      if (typeof value === 'number') expect([name, rows.get(name)]).toEqual([name, `\`${value}\``]);
+    }
   });
 });

@@ -1,9 +1,10 @@
 import convict from 'convict';
-import { HEALTH_PATH_PREFIX, type LogLevel, type NodeEnv, type Settings } from './types';
+import { HEALTH_PATH_PREFIX } from '../health';
+import { LOG_LEVELS, type LogLevel } from '../logger';
+import { absoluteFile, anyText, httpUrl, strictInteger, urlPath, vaultName } from './formats';
 
-const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
-const NODE_ENVS: readonly NodeEnv[] = ['production', 'development', 'test'];
-const DIGITS = /^\d+$/;
+export const NODE_ENVS = ['production', 'development', 'test'] as const;
+export type NodeEnv = (typeof NODE_ENVS)[number];
 
 /** Thrown when the environment holds bad settings; its message names every bad variable. */
 export class SettingsError extends Error {
@@ -15,97 +16,6 @@ export class SettingsError extends Error {
     this.problems = problems;
   }
 }
-
-/** Integers as plain decimal digits only: parseInt would accept "9090abc" as 9090. */
-function strictInteger(min: number, max: number): convict.Format {
-  return {
-    name: `integer-${min}-${max}`,
-    coerce: (value: string) => (DIGITS.test(value.trim()) ? Number(value.trim()) : value),
-    validate: (value: unknown) => {
-      if (typeof value !== 'number' || !Number.isSafeInteger(value)) {
-        throw new Error('must be a whole number of plain digits');
-      }
-      if (value < min || value > max) {
-        throw new Error(`must be between ${min} and ${max}`);
-      }
-    },
-  };
-}
-
-/** Credentials in a URL are replaced before convict can echo the value in its message. */
-function redactCredentials(value: string): string {
-  try {
-    const url = new URL(value);
-    if (url.username === '' && url.password === '') return value;
-    url.username = 'redacted';
-    url.password = '';
-    return url.toString();
-  } catch {
-    return value;
-  }
-}
-
-const httpUrl: convict.Format = {
-  name: 'http-url',
-  coerce: (value: string) => redactCredentials(value.trim()),
-  validate: (value: unknown) => {
-    if (typeof value !== 'string') throw new Error('must be a URL');
-    if (value === '') return; // empty means "not set": checked against NODE_ENV below
-    let url: URL;
-    try {
-      url = new URL(value);
-    } catch {
-      throw new Error('must be an absolute http:// or https:// URL');
-    }
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-      throw new Error('must be an absolute http:// or https:// URL');
-    }
-    if (url.username !== '' || url.password !== '') {
-      throw new Error('must not contain credentials');
-    }
-    if (url.search !== '' || url.hash !== '') {
-      throw new Error('must not contain a query or fragment');
-    }
-  },
-};
-
-const urlPath: convict.Format = {
-  name: 'url-path',
-  validate: (value: unknown) => {
-    if (typeof value !== 'string' || !value.startsWith('/')) {
-      throw new Error('must be a path starting with "/"');
-    }
-    if (/[\s?#%\\]/.test(value) || value.split('/').some((s) => s === '.' || s === '..')) {
-      throw new Error('must be a plain path without spaces, "?", "#", "%", "\\" or dot segments');
-    }
-  },
-};
-
-const absoluteFile: convict.Format = {
-  name: 'absolute-file',
-  validate: (value: unknown) => {
-    if (typeof value !== 'string' || (value !== '' && !value.startsWith('/'))) {
-      throw new Error('must be an absolute file path');
-    }
-  },
-};
-
-const VAULT_NAME = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
-const vaultName: convict.Format = {
-  name: 'vault-name',
-  validate: (value: unknown) => {
-    if (typeof value !== 'string' || (value !== '' && !VAULT_NAME.test(value))) {
-      throw new Error('must be a Vault path like "coffeebuddy/slack": no leading "/", no spaces');
-    }
-  },
-};
-
-const anyText: convict.Format = {
-  name: 'any-text',
-  validate: (value: unknown) => {
-    if (typeof value !== 'string') throw new Error('must be text');
-  },
-};
 
 const port = strictInteger(1, 65535);
 const timeoutMs = strictInteger(1, 60_000);
@@ -129,7 +39,7 @@ const schema = {
   PORT: { doc: 'Listen port', format: port.name, default: 8080, env: 'PORT' },
   NODE_ENV: {
     doc: 'production, development or test',
-    format: NODE_ENVS as NodeEnv[],
+    format: [...NODE_ENVS],
     default: 'development' as NodeEnv,
     env: 'NODE_ENV',
   },
@@ -148,7 +58,7 @@ const schema = {
     env: 'METRICS_PATH',
   },
   READINESS_TIMEOUT_MS: {
-    doc: 'Longest a readiness answer may take',
+    doc: 'Longest a readiness answer may take, and each health check request',
     format: timeoutMs.name,
     default: 800,
     env: 'READINESS_TIMEOUT_MS',
@@ -161,7 +71,7 @@ const schema = {
   },
   LOG_LEVEL: {
     doc: 'debug, info, warn or error',
-    format: LOG_LEVELS as LogLevel[],
+    format: [...LOG_LEVELS],
     default: 'info' as LogLevel,
     env: 'LOG_LEVEL',
   },
@@ -177,6 +87,18 @@ const schema = {
     format: absoluteFile.name,
     default: '',
     env: 'VAULT_TOKEN_FILE',
+  },
+  VAULT_TOKEN_FILE_REREAD_MS: {
+    doc: 'How often the Vault token file is read again (Vault Agent rewrites it when it renews)',
+    format: secretTtlMs.name,
+    default: 300_000,
+    env: 'VAULT_TOKEN_FILE_REREAD_MS',
+  },
+  VAULT_REQUEST_TIMEOUT_MS: {
+    doc: 'Timeout of each Vault request for a secret or a login',
+    format: timeoutMs.name,
+    default: 1000,
+    env: 'VAULT_REQUEST_TIMEOUT_MS',
   },
   VAULT_K8S_ROLE: {
     doc: 'Vault role for Kubernetes auth',
@@ -222,7 +144,7 @@ const schema = {
     env: 'SLACK_SIGNING_SECRET_VAULT_KEY',
   },
   SLACK_SECRET_TTL_MS: {
-    doc: 'How long the signing secret (and a Vault token file) is reused before it is read again',
+    doc: 'How long the signing secret is reused before it is read again',
     format: secretTtlMs.name,
     default: 300_000,
     env: 'SLACK_SECRET_TTL_MS',
@@ -233,6 +155,11 @@ const schema = {
     default: 65_536,
     env: 'SLACK_MAX_BODY_BYTES',
   },
+};
+
+/** The runtime's settings, named as the environment variables that set them: one list, the schema. */
+export type Settings = {
+  readonly [Name in keyof typeof schema]: (typeof schema)[Name]['default'];
 };
 
 const VAULT_AUTH_SETTINGS = ['VAULT_TOKEN', 'VAULT_TOKEN_FILE', 'VAULT_K8S_ROLE'] as const;

@@ -1,0 +1,52 @@
+import type { Request, Response } from '@google-cloud/functions-framework';
+import { sendText } from '../../lib/http/respond';
+import type { Logger } from '../../lib/logger';
+import type { SlackHandlers } from '../../lib/slack/handlers';
+import type { SlackKind, SlackOutcome } from '../../lib/slack/outcomes';
+import type { RecentIds } from '../../lib/slack/recent-ids';
+import type { SlackVerifier } from '../../lib/slack/verify';
+
+/** What the `slack` function is given. */
+export interface SlackDependencies {
+  verifier: SlackVerifier;
+  handlers: SlackHandlers;
+  recentEvents: RecentIds;
+  /** How long a slash command may run before the answer says so (Slack waits 3 s). */
+  commandTimeoutMs: number;
+  logger: Logger;
+  count: (kind: SlackKind, outcome: SlackOutcome) => void;
+}
+
+/** One request kind's handler, called once the request is verified. */
+export type SlackKindHandler = (
+  req: Request,
+  res: Response,
+  deps: SlackDependencies,
+) => void | Promise<void>;
+
+export type Fields = Record<string, unknown>;
+
+export const text = (value: unknown): string => (typeof value === 'string' ? value : '');
+
+export const header = (req: Request, name: string): string | undefined => {
+  const value = req.headers[name];
+  return typeof value === 'string' ? value : undefined;
+};
+
+/** Slack's acknowledgement: an empty 200. */
+export const ack = (res: Response): void => {
+  sendText(res, 200, 'text/plain; charset=utf-8', '');
+};
+
+/** Runs handlers after the acknowledgement; a failing handler is reported, never thrown. */
+export function dispatchLater<T>(
+  handlers: readonly ((input: T) => void | Promise<void>)[],
+  input: T,
+  fail: () => void,
+): void {
+  for (const handler of handlers) {
+    void Promise.resolve()
+      .then(() => handler(input))
+      .catch(fail);
+  }
+}

@@ -1,0 +1,94 @@
+import convict from 'convict';
+
+const DIGITS = /^\d+$/;
+
+/** Integers as plain decimal digits only: parseInt would accept "9090abc" as 9090. */
+export function strictInteger(min: number, max: number): convict.Format {
+  return {
+    name: `integer-${min}-${max}`,
+    coerce: (value: string) => (DIGITS.test(value.trim()) ? Number(value.trim()) : value),
+    validate: (value: unknown) => {
+      if (typeof value !== 'number' || !Number.isSafeInteger(value)) {
+        throw new Error('must be a whole number of plain digits');
+      }
+      if (value < min || value > max) {
+        throw new Error(`must be between ${min} and ${max}`);
+      }
+    },
+  };
+}
+
+/** Credentials in a URL are replaced before convict can echo the value in its message. */
+export function redactCredentials(value: string): string {
+  try {
+    const url = new URL(value);
+    if (url.username === '' && url.password === '') return value;
+    url.username = 'redacted';
+    url.password = '';
+    return url.toString();
+  } catch {
+    return value;
+  }
+}
+
+export const httpUrl: convict.Format = {
+  name: 'http-url',
+  coerce: (value: string) => redactCredentials(value.trim()),
+  validate: (value: unknown) => {
+    if (typeof value !== 'string') throw new Error('must be a URL');
+    if (value === '') return; // empty means "not set": checked against NODE_ENV below
+    let url: URL;
+    try {
+      url = new URL(value);
+    } catch {
+      throw new Error('must be an absolute http:// or https:// URL');
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+      throw new Error('must be an absolute http:// or https:// URL');
+    }
+    if (url.username !== '' || url.password !== '') {
+      throw new Error('must not contain credentials');
+    }
+    if (url.search !== '' || url.hash !== '') {
+      throw new Error('must not contain a query or fragment');
+    }
+  },
+};
+
+export const urlPath: convict.Format = {
+  name: 'url-path',
+  validate: (value: unknown) => {
+    if (typeof value !== 'string' || !value.startsWith('/')) {
+      throw new Error('must be a path starting with "/"');
+    }
+    if (/[\s?#%\\]/.test(value) || value.split('/').some((s) => s === '.' || s === '..')) {
+      throw new Error('must be a plain path without spaces, "?", "#", "%", "\\" or dot segments');
+    }
+  },
+};
+
+export const absoluteFile: convict.Format = {
+  name: 'absolute-file',
+  validate: (value: unknown) => {
+    if (typeof value !== 'string' || (value !== '' && !value.startsWith('/'))) {
+      throw new Error('must be an absolute file path');
+    }
+  },
+};
+
+const VAULT_NAME = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
+export const vaultName: convict.Format = {
+  name: 'vault-name',
+  validate: (value: unknown) => {
+    if (typeof value !== 'string' || (value !== '' && !VAULT_NAME.test(value))) {
+      throw new Error('must be a Vault path like "coffeebuddy/slack": no leading "/", no spaces');
+    }
+  },
+};
+
+export const anyText: convict.Format = {
+  name: 'any-text',
+  validate: (value: unknown) => {
+    if (typeof value !== 'string') throw new Error('must be text');
+  },
+};

@@ -1,0 +1,84 @@
+import { reasonOf } from '../errors';
+import type { SlackKind, SlackOutcome } from './outcomes';
+import { verifySlackSignature } from './signature';
+import type { SigningSecret } from './signing-secret';
+
+/** What the verifier needs of a request: nothing here reads a socket or writes an answer. */
+export interface SlackRequest {
+  kind: SlackKind;
+  /** X-Slack-Request-Timestamp and X-Slack-Signature, when present once. */
+  timestamp: string | undefined;
+  signature: string | undefined;
+  /** The raw body bytes, exactly as received. */
+  body: Buffer;
+  /** The body's fields as parsed, for Slack's unsigned ssl_check. */
+  fields: Readonly<Record<string, unknown>> | undefined;
+}
+
+/** The request may go on to its handler. */
+export interface Accepted {
+  accepted: true;
+}
+
+/** The request goes no further: answer `status` with `error` (ssl_check: an empty 200). */
+export interface Refused {
+  accepted: false;
+  outcome: Exclude<SlackOutcome, 'ok'>;
+  status: number;
+  error: string;
+  /** Why, for the log: never a body, a secret or a signature. */
+  reason?: string;
+}
+
+export type SlackVerdict = Accepted | Refused;
+
+export interface SlackVerifierOptions {
+  /** Undefined when no signing secret is configured: every request is then refused. */
+  secret: SigningSecret | undefined;
+  maxBodyBytes: number;
+  nowSeconds: () => number;
+}
+
+const refused = (
+  outcome: Refused['outcome'],
+  status: number,
+  error: string,
+  reason?: string,
+): Refused => ({
+  accepted: false,
+  outcome,
+  status,
+  error,
+  ...(reason === undefined ? {} : { reason }),
+});
+
+/**
+ * Decides whether a Slack request is genuine before anything reads it: size first, then the v0
+ * signature over the raw bytes with the signing secret (read again once after a mismatch, in case
+ * it was rotated).
+ */
+export class SlackVerifier {
+  constructor(private readonly options: SlackVerifierOptions) {}
+
+  async verify(request: SlackRequest): Promise<SlackVerdict> {
+    const { secret, maxBodyBytes, nowSeconds } = this.options;
+    if (request.body.length > maxBodyBytes) return refused('too_large', 413, 'request too large');
+    if (request.kind === 'commands' && request.fields?.ssl_check === '1') {
+      // Slack's certificate check carries no signature and asks for nothing but a 200.
+      return refused('ssl_check', 200, '');
+    }
+    if (secret === undefined) return refused('not_configured', 503, 'slack is not configured');
+    let current: string;
+    try {
+      current = await secret.current();
+    } catch (error) {
+      return refused('secret_unavailable', 503, 'temporarily unavailable', reasonOf(error));
+    }
+    let verdict = verifySlackSignature(current, request, nowSeconds());
+    if (verdict === 'bad_signature') {
+      const rotated = await secret.refreshAfterMismatch().catch(() => undefined);
+      if (rotated !== undefined) verdict = verifySlackSignature(rotated, request, nowSeconds());
+    }
+    return verdict === 'ok' ? { accepted: true } : refused(verdict, 401, 'invalid request');
+  }
+}
