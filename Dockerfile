@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # CoffeeBuddy runtime image. Build: docker build -t <registry>/coffeebuddy/runtime:<version> .
 
-# Build stage: type-free bundle of the functions into dist/coffeebuddy.cjs.
+# Build stage: one bundle, dist/main.cjs, holding the entry, functions-framework, Express and
+# every other dependency.
 FROM node:24.21.0-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
@@ -11,7 +12,7 @@ COPY functions ./functions
 COPY lib ./lib
 RUN npm run build
 
-# Runtime stage: production modules and dist/ only.
+# Runtime stage: the bundle alone; no node_modules, no npm.
 FROM node:24.21.0-bookworm-slim AS runtime
 ENV NODE_ENV=production
 ENV NODE_COMPILE_CACHE=/app/.compile-cache
@@ -19,16 +20,14 @@ ENV NODE_COMPILE_CACHE=/app/.compile-cache
 # with WHATWG URL, so DEP0169's concern does not apply; Node 24 would log the warning anyway.
 ENV NODE_OPTIONS=--disable-warning=DEP0169
 WORKDIR /app
-COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force \
-  && mkdir .compile-cache && chown 10001:10001 .compile-cache
-COPY --from=build /app/dist ./dist
+RUN mkdir .compile-cache && chown 10001:10001 .compile-cache
+COPY --from=build /app/dist/main.cjs ./dist/main.cjs
 # A numeric non-root user (Kubernetes checks runAsNonRoot against numbers); it writes only to /tmp.
 USER 10001:10001
 # Compile once at build time, as this user (Node keys the cache by user), so that every cold start
 # reads compiled code; at run time the cache is only read (the root filesystem is read-only).
 RUN --mount=type=bind,source=build/warm-compile-cache.js,target=/tmp/warm-compile-cache.js \
-  node /tmp/warm-compile-cache.js node node_modules/@google-cloud/functions-framework/build/src/main.js --target=coffeebuddy
+  node /tmp/warm-compile-cache.js node dist/main.cjs
 EXPOSE 8080
-# node itself, not npm, so SIGTERM reaches the process; no --port, so Knative's PORT applies.
-CMD ["node", "node_modules/@google-cloud/functions-framework/build/src/main.js", "--target=coffeebuddy"]
+# node itself, not npm, so SIGTERM reaches the process and its drain; Knative's PORT applies.
+CMD ["node", "dist/main.cjs"]

@@ -227,6 +227,7 @@ export async function imageLike(vaultUrl: string, oryUrl: string): Promise<Image
   const env = {
     ...envOf(runtime),
     NODE_COMPILE_CACHE: compileCache,
+    LISTEN_HOST: '127.0.0.1',
     VAULT_ADDR: vaultUrl,
     ORY_URL: oryUrl,
   };

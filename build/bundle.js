@@ -1,26 +1,39 @@
-// npm run build: bundles the functions into dist/coffeebuddy.cjs, the one file the image loads.
-// One file loads faster than hundreds; ".cjs" spares functions-framework its ESM package lookup.
+// npm run build: two bundles.
+// - dist/main.cjs, the image's entry: functions/main.ts with functions-framework, Express and every
+//   other dependency in one file, so that a cold start loads one file (no node_modules at run time).
+// - dist/coffeebuddy.cjs (package.json "main"): the functions alone for
+//   `npx functions-framework --target=<name>`; the framework stays external there, since it holds
+//   the registry of functions the command-line entry reads.
+// ".cjs" spares Node and the framework their ESM package lookups.
 const path = require('node:path');
 const esbuild = require('esbuild');
 
 const root = path.resolve(__dirname, '..');
+const common = {
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  format: 'cjs',
+  // node-fetch 2 needs whatwg-url only where Node lacks URL; see whatwg-url.js.
+  alias: { 'whatwg-url': path.join(__dirname, 'whatwg-url.js') },
+  minifyWhitespace: true,
+  minifySyntax: true,
+  sourcemap: 'linked',
+  logLevel: 'warning',
+};
 
-esbuild
-  .build({
+Promise.all([
+  esbuild.build({
+    ...common,
+    entryPoints: [path.join(root, 'functions', 'main.ts')],
+    outfile: path.join(root, 'dist', 'main.cjs'),
+  }),
+  esbuild.build({
+    ...common,
     entryPoints: [path.join(root, 'functions', 'index.ts')],
     outfile: path.join(root, 'dist', 'coffeebuddy.cjs'),
-    bundle: true,
-    platform: 'node',
-    target: 'node20',
-    format: 'cjs',
-    // The framework must stay one shared module: it holds the registry of functions.
     external: ['@google-cloud/functions-framework'],
-    alias: { 'whatwg-url': path.join(__dirname, 'whatwg-url.js') },
-    minifyWhitespace: true,
-    minifySyntax: true,
-    sourcemap: 'linked',
-    logLevel: 'warning',
-  })
-  .catch(() => {
-    process.exitCode = 1;
-  });
+  }),
+]).catch(() => {
+  process.exitCode = 1;
+});

@@ -24,7 +24,13 @@ const get = (path) =>
   });
 
 const server = spawn(command, args, {
-  env: { ...process.env, PORT, VAULT_ADDR: 'http://127.0.0.1:9', ORY_URL: 'http://127.0.0.1:9' },
+  env: {
+    ...process.env,
+    PORT,
+    LISTEN_HOST: '127.0.0.1',
+    VAULT_ADDR: 'http://127.0.0.1:9',
+    ORY_URL: 'http://127.0.0.1:9',
+  },
   stdio: ['ignore', 'ignore', 'inherit'],
 });
 const started = Date.now();

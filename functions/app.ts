@@ -7,7 +7,8 @@ import { UpstreamError } from '../lib/errors';
 import { COMPONENT_OK } from '../lib/health';
 import { Router, type Route } from '../lib/http/router';
 import { createLogger, type Logger } from '../lib/logger';
-import { createMetrics } from '../lib/metrics';
+import { Lifecycle } from '../lib/lifecycle';
+import { createMetrics, type RuntimeMetrics } from '../lib/metrics';
 import { ReadinessChecker, type CheckListener } from '../lib/readiness';
 import { SlackHandlers } from '../lib/slack/handlers';
 import { RecentIds } from '../lib/slack/recent-ids';
@@ -27,6 +28,8 @@ export interface CreateAppOptions {
   slackHandlers?: SlackHandlers;
   /** Seconds since the epoch, for Slack's timestamp check; injectable for tests. */
   nowSeconds?: () => number;
+  /** The process's state and in-flight work; shutdown drains it. */
+  lifecycle?: Lifecycle;
 }
 
 /** Slack's event ids, kept to recognise redeliveries: Slack retries within minutes. */
@@ -85,8 +88,12 @@ function functionsByName(routes: readonly Route[], router: Router): Record<strin
 export interface App {
   readonly settings: Settings;
   readonly registry: Registry;
+  readonly metrics: RuntimeMetrics;
   readonly checker: ReadinessChecker;
+  readonly lifecycle: Lifecycle;
   readonly logger: Logger;
+  /** The `coffeebuddy` router: which route serves a path. */
+  readonly router: Router;
   /** Each endpoint's function by name, and `coffeebuddy`, which routes to all of them. */
   readonly functions: Readonly<Record<string, HttpFunction>>;
   /** Releases the clients' sockets. */
@@ -98,6 +105,7 @@ export function createApp(options: CreateAppOptions = {}): App {
   const settings = options.settings ?? getSettings();
   const logger = options.logger ?? createLogger(settings.LOG_LEVEL);
   const registry = options.registry ?? new Registry();
+  const lifecycle = options.lifecycle ?? new Lifecycle();
   const clients = {
     vault: (options.vaultClientFactory ?? buildVaultClient)(settings),
     ory: (options.oryClientFactory ?? buildOryClient)(settings),
@@ -122,6 +130,7 @@ export function createApp(options: CreateAppOptions = {}): App {
 
   const routes = coffeebuddyRoutes({
     checker,
+    lifecycle,
     registry,
     metricsPath: settings.METRICS_PATH,
     slack: {
@@ -133,6 +142,7 @@ export function createApp(options: CreateAppOptions = {}): App {
       handlers: options.slackHandlers ?? new SlackHandlers(),
       recentEvents: new RecentIds(RECENT_EVENTS_MAX, RECENT_EVENTS_TTL_MS),
       commandTimeoutMs: COMMAND_TIMEOUT_MS,
+      lifecycle,
       logger,
       count: runtimeMetrics.observeSlack,
     },
@@ -142,8 +152,11 @@ export function createApp(options: CreateAppOptions = {}): App {
   return {
     settings,
     registry,
+    metrics: runtimeMetrics,
     checker,
+    lifecycle,
     logger,
+    router,
     functions: { ...functionsByName(routes, router), coffeebuddy: router.dispatch },
     close: () => {
       for (const client of Object.values(clients)) client.close?.();

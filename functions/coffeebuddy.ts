@@ -1,4 +1,5 @@
 import type { Registry } from 'prom-client';
+import type { Lifecycle } from '../lib/lifecycle';
 import type { ReadinessChecker } from '../lib/readiness';
 import type { Route } from '../lib/http/router';
 import { healthLive } from './healthLive';
@@ -8,6 +9,7 @@ import { slackRoutes, type SlackDependencies } from './slack';
 
 export interface CoffeebuddyDependencies {
   checker: ReadinessChecker;
+  lifecycle: Lifecycle;
   registry: Registry;
   metricsPath: string;
   slack: SlackDependencies;
@@ -17,7 +19,7 @@ export interface CoffeebuddyDependencies {
 export function coffeebuddyRoutes(deps: CoffeebuddyDependencies): Route[] {
   return [
     healthLive(),
-    healthReady(deps.checker),
+    healthReady(deps.checker, deps.lifecycle),
     metrics(deps.registry, deps.metricsPath),
     ...slackRoutes(deps.slack),
   ];

@@ -1,4 +1,5 @@
 import type { Response } from '@google-cloud/functions-framework';
+import type { Lifecycle } from '../lib/lifecycle';
 import type { ReadinessChecker, ReadinessReport } from '../lib/readiness';
 import { JSON_CONTENT_TYPE, sendText } from '../lib/http/respond';
 import { READ_METHODS, type Route } from '../lib/http/router';
@@ -10,8 +11,13 @@ function render({ ready, components }: ReadinessReport): { status: number; json:
     : { status: 503, json: JSON.stringify({ detail: { status: 'degraded', components } }) };
 }
 
-/** Readiness: 200 when Vault and Ory are usable, else 503 with each component's state in `detail`. */
-export function healthReady(checker: ReadinessChecker): Route {
+const DRAINING_JSON = JSON.stringify({ detail: { status: 'draining' } });
+
+/**
+ * Readiness: 200 when Vault and Ory are usable, else 503 with each component's state in `detail`;
+ * 503 at once while the process drains, so that no new traffic is sent its way.
+ */
+export function healthReady(checker: ReadinessChecker, lifecycle: Lifecycle): Route {
   // Probes come every few milliseconds and the report changes once per TTL at most: a fresh
   // report is answered at once, rendered once.
   let last: { report: ReadinessReport; status: number; json: string } | undefined;
@@ -24,6 +30,10 @@ export function healthReady(checker: ReadinessChecker): Route {
     path: READY_PATH,
     methods: READ_METHODS,
     handler: (_req, res) => {
+      if (lifecycle.draining) {
+        sendText(res, 503, JSON_CONTENT_TYPE, DRAINING_JSON);
+        return undefined;
+      }
       const fresh = checker.peek();
       if (fresh !== undefined) {
         answer(res, fresh);

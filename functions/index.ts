@@ -1,6 +1,6 @@
 import * as functionsFramework from '@google-cloud/functions-framework';
-import { createApp, type App } from './app';
 import { SettingsError } from '../lib/config/settings';
+import { createApp, type App } from './app';
 
 /** Exit status for bad configuration (sysexits EX_CONFIG). */
 const EXIT_CONFIG = 78;
@@ -16,7 +16,8 @@ function startApp(): App {
   }
 }
 
-const app = startApp();
+/** The process's app; its functions are registered with functions-framework by name. */
+export const app = startApp();
 for (const [name, handler] of Object.entries(app.functions)) {
   functionsFramework.http(name, handler);
 }

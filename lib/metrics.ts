@@ -20,6 +20,10 @@ const MISNAMED_DEFAULT_GAUGES = [
   'nodejs_active_resources_total',
 ];
 
+/** Failures outside any request, each of which makes the process drain and exit. */
+export const PROCESS_FAULTS = ['unhandled_rejection', 'uncaught_exception'] as const;
+export type ProcessFault = (typeof PROCESS_FAULTS)[number];
+
 export interface MetricsOptions {
   version: string;
 }
@@ -28,6 +32,7 @@ export interface RuntimeMetrics {
   observeRequest: (method: string, route: string, status: number, seconds: number) => void;
   observeCheck: (component: string, health: ComponentHealth) => void;
   observeSlack: (kind: SlackKind, outcome: SlackOutcome) => void;
+  observeFault: (kind: ProcessFault) => void;
   /**
    * Where dependency_up comes from: readiness (cached) is asked at each scrape, so the gauge is
    * current. Until this is called, scrapes show no dependency_up.
@@ -87,6 +92,13 @@ export function createMetrics(registry: Registry, options: MetricsOptions): Runt
     labelNames: ['kind', 'outcome'] as const,
     registers,
   });
+  const faults = new Counter({
+    name: `${METRIC_PREFIX}process_faults_total`,
+    help: 'Failures outside any request (unhandled rejections, uncaught exceptions); each drains the process.',
+    labelNames: ['kind'] as const,
+    registers,
+  });
+  for (const kind of PROCESS_FAULTS) faults.inc({ kind }, 0);
   new Gauge({
     name: `${METRIC_PREFIX}build_info`,
     help: 'Build of the running CoffeeBuddy runtime; always 1.',
@@ -105,6 +117,9 @@ export function createMetrics(registry: Registry, options: MetricsOptions): Runt
     },
     observeSlack: (kind, outcome) => {
       slackRequests.inc({ kind, outcome });
+    },
+    observeFault: (kind) => {
+      faults.inc({ kind });
     },
     collectReadinessFrom: (source) => {
       readiness = source;

@@ -147,6 +147,16 @@ describe('GET /health/ready', () => {
   });
 });
 
+describe('GET /health/ready while draining', () => {
+  it('answers 503 at once, without asking the dependencies', async () => {
+    const { app, server, vault } = harness();
+    app.lifecycle.beginDrain();
+    const res = await request(server).get('/health/ready').expect(503);
+    expect(res.body).toEqual({ detail: { status: 'draining' } });
+    expect(vault.calls).toBe(0);
+  });
+});
+
 describe('GET /metrics', () => {
   it('serves the registry it was given, with a test counter and the runtime families', async () => {
     const registry = new Registry();

@@ -15,11 +15,11 @@ describe('Dockerfile', () => {
     }
   });
 
-  it('runs Node 24, the current LTS, in production mode with production modules only', () => {
+  it('runs Node 24, the current LTS, in production mode with the bundle alone', () => {
     expect(runtime.image).toMatch(/^node:24\./);
     expect(envOf(runtime).NODE_ENV).toBe('production');
-    expect(argsOf(runtime, 'RUN').join('\n')).toMatch(/npm ci --omit=dev/);
-    expect(argsOf(runtime, 'COPY').join('\n')).not.toMatch(/\b(test|lib|functions)\b/);
+    expect(argsOf(runtime, 'RUN').join('\n')).not.toMatch(/npm/);
+    expect(argsOf(runtime, 'COPY')).toEqual(['--from=build /app/dist/main.cjs ./dist/main.cjs']);
   });
 
   it('runs as a numeric non-root user, the one the Knative Service names', () => {
@@ -35,12 +35,9 @@ describe('Dockerfile', () => {
     if (gid !== undefined) expect(security.runAsGroup).toBe(Number(gid));
   });
 
-  it('starts functions-framework with node in exec form, coffeebuddy, and no --port', () => {
+  it('starts the entry bundle with node in exec form, and no --port', () => {
     const cmd = execCommand(runtime);
-    expect(cmd).toBeDefined();
-    expect(cmd![0]).toBe('node');
-    expect(cmd).toContain('--target=coffeebuddy');
-    expect(cmd!.join(' ')).not.toMatch(/--port|npm/);
+    expect(cmd).toEqual(['node', 'dist/main.cjs']);
     expect(argsOf(runtime, 'ENTRYPOINT')).toEqual([]);
     expect(fs.existsSync(path.join(REPO_ROOT, cmd![1]!))).toBe(true);
   });

@@ -1,3 +1,5 @@
+import { dependencies } from '../package.json';
+import { serveFunction } from '../testing/server';
 import { FRAMEWORK_MAIN, requireBuild, runToExit, startProcess } from '../testing/process';
 import { absentUrl } from '../testing/standins';
 
@@ -65,5 +67,18 @@ describe('the built functions under functions-framework', () => {
     }
     expect(stderr).not.toMatch(/^\s+at /m);
     expect(stderr).not.toContain('s3cr3t-token');
+  });
+});
+
+describe('what the production entry relies on in functions-framework (pinned in package.json)', () => {
+  it('serves a registered function through an Express app, the test server’s request listener', () => {
+    const server = serveFunction(() => undefined);
+    const [listener] = server.listeners('request');
+    expect(typeof listener).toBe('function');
+    expect(typeof (listener as { use?: unknown }).use).toBe('function');
+  });
+
+  it('is pinned to one exact version', () => {
+    expect(dependencies['@google-cloud/functions-framework']).toMatch(/^\d+\.\d+\.\d+$/);
   });
 });

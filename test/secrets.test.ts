@@ -7,7 +7,7 @@ import { createApp } from '../functions/app';
 import { createLogger } from '../lib/logger';
 import { SETTING_NAMES, SettingsError, loadSettings } from '../lib/config/settings';
 import { signSlackRequest } from '../lib/slack/signature';
-import { FRAMEWORK_MAIN, requireBuild, runToExit } from '../testing/process';
+import { ENTRY, requireBuild, runToExit } from '../testing/process';
 import { serveFunction } from '../testing/server';
 import { startOryStandIn, startVaultStandIn } from '../testing/standins';
 
@@ -71,7 +71,7 @@ describe('secrets never leave', () => {
 
   it('not in a failed start-up’s output', async () => {
     requireBuild();
-    const { code, stdout, stderr } = await runToExit([FRAMEWORK_MAIN, '--target=coffeebuddy'], {
+    const { code, stdout, stderr } = await runToExit([ENTRY], {
       NODE_ENV: 'production',
       VAULT_ADDR: 'http://127.0.0.1:9',
       ORY_URL: 'http://127.0.0.1:9',

@@ -257,6 +257,16 @@ describe('POST /slack/events', () => {
     await post(server, '/slack/events', eventBody('Ev3'), 'application/json').expect(200);
     await eventually(async () => (await slackCount(app, 'events', 'handler_error')) === 1);
   });
+
+  it('tracks handlers after the ack as work in flight, so that shutdown waits for them', async () => {
+    const { server, registry, app } = harness();
+    let release!: () => void;
+    registry.onEvent('app_mention', () => new Promise<void>((resolve) => (release = resolve)));
+    await post(server, '/slack/events', eventBody('Ev4'), 'application/json').expect(200);
+    await eventually(() => app.lifecycle.inFlight().work === 1);
+    release();
+    await eventually(() => app.lifecycle.inFlight().work === 0);
+  });
 });
 
 describe('POST /slack/interactions', () => {

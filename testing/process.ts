@@ -8,7 +8,7 @@ export const REPO_ROOT = path.resolve(__dirname, '..');
 export const FRAMEWORK_MAIN = 'node_modules/@google-cloud/functions-framework/build/src/main.js';
 
 export function requireBuild(root = REPO_ROOT): void {
-  if (!fs.existsSync(path.join(root, 'dist', 'coffeebuddy.cjs'))) {
+  if (!fs.existsSync(path.join(root, 'dist', 'main.cjs'))) {
     throw new Error(`${root}/dist is missing: run "npm run build" first (npm test does)`);
   }
 }
@@ -121,14 +121,24 @@ export async function runToExit(
   return { code, stdout, stderr };
 }
 
-/** The built `coffeebuddy` function in production mode against the given Vault and Ory. */
+/** The image's entry, as built: `node dist/main.cjs`. */
+export const ENTRY = 'dist/main.cjs';
+
+/** The production entry in production mode on loopback, against the given Vault and Ory. */
 export function startCoffeebuddy(
   vaultUrl: string,
   oryUrl: string,
   env: NodeJS.ProcessEnv = {},
+  nodeArgs: string[] = [],
 ): Promise<RunningProcess> {
   return startProcess({
-    args: [FRAMEWORK_MAIN, '--target=coffeebuddy'],
-    env: { NODE_ENV: 'production', VAULT_ADDR: vaultUrl, ORY_URL: oryUrl, ...env },
+    args: [...nodeArgs, ENTRY],
+    env: {
+      NODE_ENV: 'production',
+      LISTEN_HOST: '127.0.0.1',
+      VAULT_ADDR: vaultUrl,
+      ORY_URL: oryUrl,
+      ...env,
+    },
   });
 }

@@ -1,5 +1,6 @@
 import type { Request, Response } from '@google-cloud/functions-framework';
 import { sendText } from '../../lib/http/respond';
+import type { Lifecycle } from '../../lib/lifecycle';
 import type { Logger } from '../../lib/logger';
 import type { SlackHandlers } from '../../lib/slack/handlers';
 import type { SlackKind, SlackOutcome } from '../../lib/slack/outcomes';
@@ -13,6 +14,8 @@ export interface SlackDependencies {
   recentEvents: RecentIds;
   /** How long a slash command may run before the answer says so (Slack waits 3 s). */
   commandTimeoutMs: number;
+  /** Work after the ack is tracked here, so that shutdown waits for it. */
+  lifecycle: Lifecycle;
   logger: Logger;
   count: (kind: SlackKind, outcome: SlackOutcome) => void;
 }
@@ -38,15 +41,21 @@ export const ack = (res: Response): void => {
   sendText(res, 200, 'text/plain; charset=utf-8', '');
 };
 
-/** Runs handlers after the acknowledgement; a failing handler is reported, never thrown. */
+/**
+ * Runs handlers after the acknowledgement, each tracked by the lifecycle so that shutdown waits
+ * for it; a failing handler is reported, never thrown.
+ */
 export function dispatchLater<T>(
+  deps: SlackDependencies,
   handlers: readonly ((input: T) => void | Promise<void>)[],
   input: T,
   fail: () => void,
 ): void {
   for (const handler of handlers) {
-    void Promise.resolve()
-      .then(() => handler(input))
-      .catch(fail);
+    void deps.lifecycle.track(
+      Promise.resolve()
+        .then(() => handler(input))
+        .catch(fail),
+    );
   }
 }

@@ -24,7 +24,7 @@ export const event: SlackKindHandler = (req, res, deps) => {
   }
   deps.count('events', 'ok');
   ack(res);
-  dispatchLater(deps.handlers.handlersForEvent(inner.type), inner, () => {
+  dispatchLater(deps, deps.handlers.handlersForEvent(inner.type), inner, () => {
     deps.count('events', 'handler_error');
     deps.logger.error('event handler failed', { type: inner.type });
   });

@@ -37,6 +37,7 @@ export function slackRoutes(deps: SlackDependencies): Route[] {
     name: 'slack',
     path: `/slack/${kind}`,
     methods: ['POST'],
+    maxBodyBytes: deps.verifier.maxBodyBytes,
     handler: async (req: Request, res: Response) => {
       const verdict = await deps.verifier.verify({
         kind,

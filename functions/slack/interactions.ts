@@ -29,7 +29,7 @@ export const interaction: SlackKindHandler = (req, res, deps) => {
   const { type } = payload;
   deps.count('interactions', 'ok');
   ack(res);
-  dispatchLater(deps.handlers.handlersForInteraction(type), payload, () => {
+  dispatchLater(deps, deps.handlers.handlersForInteraction(type), payload, () => {
     deps.count('interactions', 'handler_error');
     deps.logger.error('interaction handler failed', { type });
   });

@@ -92,3 +92,13 @@ export const anyText: convict.Format = {
     if (typeof value !== 'string') throw new Error('must be text');
   },
 };
+
+/** An IP address or host name to listen on, or empty for every interface. */
+export const listenHost: convict.Format = {
+  name: 'listen-host',
+  validate: (value: unknown) => {
+    if (typeof value !== 'string' || (value !== '' && !/^[A-Za-z0-9.:-]+$/.test(value))) {
+      throw new Error('must be an IP address or host name, or empty for every interface');
+    }
+  },
+};

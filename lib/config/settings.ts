@@ -1,7 +1,15 @@
 import convict from 'convict';
 import { HEALTH_PATH_PREFIX } from '../health';
 import { LOG_LEVELS, type LogLevel } from '../logger';
-import { absoluteFile, anyText, httpUrl, strictInteger, urlPath, vaultName } from './formats';
+import {
+  absoluteFile,
+  anyText,
+  httpUrl,
+  listenHost,
+  strictInteger,
+  urlPath,
+  vaultName,
+} from './formats';
 
 export const NODE_ENVS = ['production', 'development', 'test'] as const;
 export type NodeEnv = (typeof NODE_ENVS)[number];
@@ -22,12 +30,19 @@ const timeoutMs = strictInteger(1, 60_000);
 const ttlMs = strictInteger(0, 3_600_000);
 const secretTtlMs = strictInteger(1000, 86_400_000);
 const bodyBytes = strictInteger(1024, 10 * 1024 * 1024);
+const defaultBodyBytes = strictInteger(0, 1024 * 1024);
+const keepAliveMs = strictInteger(1000, 600_000);
+const shutdownMs = strictInteger(0, 600_000);
 const FORMATS = [
   port,
   timeoutMs,
   ttlMs,
   secretTtlMs,
   bodyBytes,
+  defaultBodyBytes,
+  keepAliveMs,
+  shutdownMs,
+  listenHost,
   httpUrl,
   urlPath,
   absoluteFile,
@@ -37,6 +52,30 @@ const FORMATS = [
 
 const schema = {
   PORT: { doc: 'Listen port', format: port.name, default: 8080, env: 'PORT' },
+  LISTEN_HOST: {
+    doc: 'Address the server listens on; empty for every interface',
+    format: listenHost.name,
+    default: '',
+    env: 'LISTEN_HOST',
+  },
+  MAX_BODY_BYTES: {
+    doc: 'Largest request body accepted on routes other than Slack’s',
+    format: defaultBodyBytes.name,
+    default: 16_384,
+    env: 'MAX_BODY_BYTES',
+  },
+  KEEP_ALIVE_TIMEOUT_MS: {
+    doc: 'How long an idle keep-alive connection is kept: above queue-proxy’s 90 s',
+    format: keepAliveMs.name,
+    default: 95_000,
+    env: 'KEEP_ALIVE_TIMEOUT_MS',
+  },
+  SHUTDOWN_TIMEOUT_MS: {
+    doc: 'Longest a drain waits for requests and work after SIGTERM before the process exits',
+    format: shutdownMs.name,
+    default: 20_000,
+    env: 'SHUTDOWN_TIMEOUT_MS',
+  },
   NODE_ENV: {
     doc: 'production, development or test',
     format: [...NODE_ENVS],

@@ -1,4 +1,4 @@
-import type { Response } from '@google-cloud/functions-framework';
+import type { ServerResponse as Response } from 'node:http';
 
 export const JSON_CONTENT_TYPE = 'application/json; charset=utf-8';
 

@@ -12,6 +12,8 @@ export interface Route {
   path: string;
   methods: readonly string[];
   handler: HttpFunction;
+  /** Largest request body the route takes, when it differs from the server's default. */
+  maxBodyBytes?: number;
 }
 
 export type RequestObserver = (
@@ -39,6 +41,11 @@ export class Router {
   ) {
     this.byPath = new Map(routes.map((route) => [route.path, route]));
     if (this.byPath.size !== routes.length) throw new Error('two routes share a path');
+  }
+
+  /** The route serving `path`, by exact path. */
+  routeFor(path: string): Route | undefined {
+    return this.byPath.get(path);
   }
 
   /** Serves every route, chosen by path: the `coffeebuddy` entry. */

@@ -60,6 +60,11 @@ const refused = (
 export class SlackVerifier {
   constructor(private readonly options: SlackVerifierOptions) {}
 
+  /** The largest body a Slack request may have. */
+  get maxBodyBytes(): number {
+    return this.options.maxBodyBytes;
+  }
+
   async verify(request: SlackRequest): Promise<SlackVerdict> {
     const { secret, maxBodyBytes, nowSeconds } = this.options;
     if (request.body.length > maxBodyBytes) return refused('too_large', 413, 'request too large');

@@ -23,6 +23,10 @@ describe('loadSettings', () => {
   it('has the documented defaults outside production', () => {
     expect(loadSettings({})).toEqual({
       PORT: 8080,
+      LISTEN_HOST: '',
+      MAX_BODY_BYTES: 16_384,
+      KEEP_ALIVE_TIMEOUT_MS: 95_000,
+      SHUTDOWN_TIMEOUT_MS: 20_000,
       NODE_ENV: 'development',
       VAULT_ADDR: DEVELOPMENT_URLS.VAULT_ADDR,
       ORY_URL: DEVELOPMENT_URLS.ORY_URL,
@@ -50,6 +54,10 @@ describe('loadSettings', () => {
   it('reads every variable', () => {
     const env = {
       PORT: '9000',
+      LISTEN_HOST: '127.0.0.1',
+      MAX_BODY_BYTES: '0',
+      KEEP_ALIVE_TIMEOUT_MS: '120000',
+      SHUTDOWN_TIMEOUT_MS: '25000',
       NODE_ENV: 'production',
       VAULT_ADDR: 'https://vault.example:8200',
       ORY_URL: 'http://kratos-admin.ory.svc:4434',
@@ -76,6 +84,9 @@ describe('loadSettings', () => {
     expect(settings).toEqual({
       ...env,
       PORT: 9000,
+      MAX_BODY_BYTES: 0,
+      KEEP_ALIVE_TIMEOUT_MS: 120_000,
+      SHUTDOWN_TIMEOUT_MS: 25_000,
       READINESS_TIMEOUT_MS: 250,
       READINESS_CACHE_TTL_MS: 0,
       VAULT_TOKEN_FILE_REREAD_MS: 120_000,

@@ -7,8 +7,8 @@ import { REPO_ROOT, freePort, requireBuild, startProcess } from '../../testing/p
 import { absentUrl } from '../../testing/standins';
 
 /**
- * What the image holds, rebuilt without Docker: the runtime stage's files in a temp dir, its
- * `npm ci --omit=dev`, its CMD and ENV. Fails when production code needs a devDependency.
+ * What the image holds, rebuilt without Docker: the runtime stage's files in a temp dir (the
+ * bundle alone, no node_modules), its CMD and ENV. Fails when the bundle needs a file it lacks.
  */
 describe('production install', () => {
   let dir: string;
@@ -21,7 +21,7 @@ describe('production install', () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  it('serves /health/live from production modules alone, started by the image CMD', async () => {
+  it('serves /health/live from the bundle alone, started by the image CMD', async () => {
     const stages = readDockerfile();
     const runtime = stages.at(-1)!;
     for (const { source, target } of runtimeCopies(stages)) {
@@ -31,17 +31,7 @@ describe('production install', () => {
           : path.join(dir, target);
       fs.cpSync(path.join(REPO_ROOT, source), destination, { recursive: true });
     }
-    execFileSync(
-      'npm',
-      ['ci', '--omit=dev', '--ignore-scripts', '--no-audit', '--no-fund', '--prefer-offline'],
-      {
-        cwd: dir,
-        stdio: 'pipe',
-        timeout: 180_000,
-      },
-    );
-    expect(fs.existsSync(path.join(dir, 'node_modules', 'typescript'))).toBe(false);
-    expect(fs.existsSync(path.join(dir, 'node_modules', 'jest'))).toBe(false);
+    expect(fs.readdirSync(dir, { recursive: true })).toEqual(['dist', 'dist/main.cjs']);
 
     const [command, ...args] = execCommand(runtime)!;
     expect(command).toBe('node');
@@ -65,7 +55,12 @@ describe('production install', () => {
     const running = await startProcess({
       args,
       cwd: dir,
-      env: { ...env, VAULT_ADDR: await absentUrl(), ORY_URL: await absentUrl() },
+      env: {
+        ...env,
+        LISTEN_HOST: '127.0.0.1',
+        VAULT_ADDR: await absentUrl(),
+        ORY_URL: await absentUrl(),
+      },
     });
     try {
       const res = await fetch(`${running.url}/health/live`);
