@@ -4,14 +4,15 @@ import { buildOryClient, type OryClientFactory } from '../lib/clients/ory';
 import { buildVaultClient, type VaultClient, type VaultClientFactory } from '../lib/clients/vault';
 import { getSettings, type Settings } from '../lib/config/settings';
 import { UpstreamError } from '../lib/errors';
-import { COMPONENT_OK } from '../lib/health';
-import { Router, type Route } from '../lib/http/router';
+import { COMPONENT_OK, HEALTH_PATH_PREFIX } from '../lib/health';
+import { Router, type RequestObserver, type Route } from '../lib/http/router';
 import { createLogger, type Logger } from '../lib/logger';
 import { Lifecycle } from '../lib/lifecycle';
 import { createMetrics, type RuntimeMetrics } from '../lib/metrics';
+import { RequestContexts } from '../lib/request-context';
 import { ReadinessChecker, type CheckListener } from '../lib/readiness';
 import { SlackHandlers } from '../lib/slack/handlers';
-import { RecentIds } from '../lib/slack/recent-ids';
+import { RecentIds, type SeenIds } from '../lib/slack/recent-ids';
 import { SigningSecret } from '../lib/slack/signing-secret';
 import { SlackVerifier } from '../lib/slack/verify';
 import { version } from '../package.json';
@@ -30,6 +31,8 @@ export interface CreateAppOptions {
   nowSeconds?: () => number;
   /** The process's state and in-flight work; shutdown drains it. */
   lifecycle?: Lifecycle;
+  /** Where Slack event ids are remembered; by default in this process's memory only. */
+  seenEvents?: SeenIds;
 }
 
 /** Slack's event ids, kept to recognise redeliveries: Slack retries within minutes. */
@@ -40,21 +43,22 @@ const COMMAND_TIMEOUT_MS = 2500;
 
 /** Where the signing secret comes from, if anywhere. */
 function signingSecret(settings: Settings, vault: VaultClient): SigningSecret | undefined {
-  const ttl = settings.SLACK_SECRET_TTL_MS;
+  const reuse = { ttlMs: settings.SLACK_SECRET_TTL_MS, staleMs: settings.SLACK_SECRET_STALE_MS };
   if (settings.SLACK_SIGNING_SECRET !== '') {
     const secret = settings.SLACK_SIGNING_SECRET;
-    return new SigningSecret(() => Promise.resolve(secret), ttl);
+    return new SigningSecret({ load: () => Promise.resolve(secret), ...reuse });
   }
   const path = settings.SLACK_SIGNING_SECRET_VAULT_PATH;
   if (path === '') return undefined;
   const key = settings.SLACK_SIGNING_SECRET_VAULT_KEY;
-  return new SigningSecret(async () => {
+  const load = async () => {
     const value = (await vault.readSecret(path))[key];
     if (typeof value !== 'string' || value === '') {
       throw new UpstreamError(`no "${key}" in ${settings.VAULT_KV_MOUNT}/${path}`);
     }
     return value;
-  }, ttl);
+  };
+  return new SigningSecret({ load, ...reuse });
 }
 
 /** Logs each change of a dependency's state (the first result too), once. */
@@ -85,6 +89,31 @@ function functionsByName(routes: readonly Route[], router: Router): Record<strin
   return functions;
 }
 
+/**
+ * Metrics for every answered request, and one access log line at info, except for probes and
+ * scrapes unless ACCESS_LOG_PROBES: route template and status, never a path, query or body.
+ */
+function requestObserver(
+  settings: Settings,
+  logger: Logger,
+  metrics: RuntimeMetrics,
+): RequestObserver {
+  const quiet = (route: string) =>
+    !settings.ACCESS_LOG_PROBES &&
+    (route.startsWith(HEALTH_PATH_PREFIX) || route === settings.METRICS_PATH);
+  return (method, route, status, seconds, context) => {
+    metrics.observeRequest(method, route, status, seconds);
+    if (quiet(route)) return;
+    logger.info('request', {
+      method,
+      route,
+      status,
+      durationMs: Math.round(seconds * 1e4) / 10,
+      ...context,
+    });
+  };
+}
+
 export interface App {
   readonly settings: Settings;
   readonly registry: Registry;
@@ -94,6 +123,10 @@ export interface App {
   readonly logger: Logger;
   /** The `coffeebuddy` router: which route serves a path. */
   readonly router: Router;
+  /** Each request's id and trace id. */
+  readonly contexts: RequestContexts;
+  /** Counts and logs an answered request. */
+  readonly observeRequest: RequestObserver;
   /** Each endpoint's function by name, and `coffeebuddy`, which routes to all of them. */
   readonly functions: Readonly<Record<string, HttpFunction>>;
   /** Releases the clients' sockets. */
@@ -140,14 +173,18 @@ export function createApp(options: CreateAppOptions = {}): App {
         nowSeconds: options.nowSeconds ?? (() => Math.floor(Date.now() / 1000)),
       }),
       handlers: options.slackHandlers ?? new SlackHandlers(),
-      recentEvents: new RecentIds(RECENT_EVENTS_MAX, RECENT_EVENTS_TTL_MS),
+      seenEvents: options.seenEvents ?? new RecentIds(RECENT_EVENTS_MAX, RECENT_EVENTS_TTL_MS),
+      maxPendingWork: settings.SLACK_MAX_PENDING_WORK,
       commandTimeoutMs: COMMAND_TIMEOUT_MS,
       lifecycle,
       logger,
       count: runtimeMetrics.observeSlack,
     },
   });
-  const router = new Router(routes, { logger, observe: runtimeMetrics.observeRequest });
+  runtimeMetrics.initRequests(routes);
+  const contexts = new RequestContexts(settings.REQUEST_ID_HEADER);
+  const observeRequest = requestObserver(settings, logger, runtimeMetrics);
+  const router = new Router(routes, { logger, contexts, observe: observeRequest });
 
   return {
     settings,
@@ -157,6 +194,8 @@ export function createApp(options: CreateAppOptions = {}): App {
     lifecycle,
     logger,
     router,
+    contexts,
+    observeRequest,
     functions: { ...functionsByName(routes, router), coffeebuddy: router.dispatch },
     close: () => {
       for (const client of Object.values(clients)) client.close?.();

@@ -30,12 +30,13 @@ function frameworkApp(target: string): ExpressApp {
   return listener as ExpressApp;
 }
 
-const { settings, router, lifecycle, logger, metrics } = app;
+const { settings, router, lifecycle, logger, metrics, contexts, observeRequest } = app;
 const routeFor = (path: string) => router.routeFor(path)?.path ?? UNMATCHED_ROUTE;
 const edge = new Edge({
+  contexts,
   limitFor: (path) => router.routeFor(path)?.maxBodyBytes ?? settings.MAX_BODY_BYTES,
   routeFor,
-  observe: metrics.observeRequest,
+  observe: observeRequest,
   lifecycle,
   logger,
 });

@@ -1,3 +1,5 @@
+import { currentContext } from './request-context';
+
 export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
@@ -16,7 +18,10 @@ const stdout: LogSink = (line) => {
   process.stdout.write(`${line}\n`);
 };
 
-/** A logger writing one JSON object a line, dropping entries below `level`. */
+/**
+ * A logger writing one JSON object a line, dropping entries below `level`. A line written while a
+ * request is handled carries its `requestId` (and `traceId`), unless the fields name them.
+ */
 export function createLogger(level: LogLevel, sink: LogSink = stdout): Logger {
   const threshold = SEVERITY[level];
   const write =
@@ -28,6 +33,7 @@ export function createLogger(level: LogLevel, sink: LogSink = stdout): Logger {
           time: new Date().toISOString(),
           level: entryLevel,
           msg: message,
+          ...currentContext(),
           ...fields,
         }),
       );

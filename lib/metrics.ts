@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ReadinessReport } from './readiness';
-import type { SlackKind, SlackOutcome } from './slack/outcomes';
+import { SLACK_KINDS, SLACK_OUTCOMES, type SlackKind, type SlackOutcome } from './slack/outcomes';
 import { COMPONENT_OK, type ComponentHealth } from './health';
 
 export const METRIC_PREFIX = 'coffeebuddy_';
@@ -33,6 +33,11 @@ export interface RuntimeMetrics {
   observeCheck: (component: string, health: ComponentHealth) => void;
   observeSlack: (kind: SlackKind, outcome: SlackOutcome) => void;
   observeFault: (kind: ProcessFault) => void;
+  /**
+   * Starts each route's successful answers at 0, so that rates and ratios over them have a value
+   * on a pod that has not served them yet.
+   */
+  initRequests: (routes: readonly { path: string; methods: readonly string[] }[]) => void;
   /**
    * Where dependency_up comes from: readiness (cached) is asked at each scrape, so the gauge is
    * current. Until this is called, scrapes show no dependency_up.
@@ -92,6 +97,10 @@ export function createMetrics(registry: Registry, options: MetricsOptions): Runt
     labelNames: ['kind', 'outcome'] as const,
     registers,
   });
+  // Known label sets start at 0: a fresh pod shows them, rather than "no data".
+  for (const kind of SLACK_KINDS) {
+    for (const outcome of SLACK_OUTCOMES) slackRequests.inc({ kind, outcome }, 0);
+  }
   const faults = new Counter({
     name: `${METRIC_PREFIX}process_faults_total`,
     help: 'Failures outside any request (unhandled rejections, uncaught exceptions); each drains the process.',
@@ -117,6 +126,13 @@ export function createMetrics(registry: Registry, options: MetricsOptions): Runt
     },
     observeSlack: (kind, outcome) => {
       slackRequests.inc({ kind, outcome });
+    },
+    initRequests: (routes) => {
+      for (const route of routes) {
+        for (const method of route.methods.filter((m) => m !== 'HEAD')) {
+          requests.inc({ method, route: route.path, status: '200' }, 0);
+        }
+      }
     },
     observeFault: (kind) => {
       faults.inc({ kind });

@@ -213,7 +213,18 @@ describe('GET /metrics', () => {
         (m) => m[1],
       ),
     );
-    expect([...routes].sort()).toEqual(['unmatched']);
+    // The route templates (each started at 0) and one label for every unknown path.
+    expect([...routes].sort()).toEqual(
+      [
+        '/health/live',
+        '/health/ready',
+        '/metrics',
+        '/slack/commands',
+        '/slack/events',
+        '/slack/interactions',
+        'unmatched',
+      ].sort(),
+    );
     expect(res.text).toContain(
       'coffeebuddy_http_requests_total{method="GET",route="unmatched",status="404"} 1000',
     );

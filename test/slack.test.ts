@@ -258,6 +258,43 @@ describe('POST /slack/events', () => {
     await eventually(async () => (await slackCount(app, 'events', 'handler_error')) === 1);
   });
 
+  it('runs handlers after the ack in the request’s context: their log lines carry its id', async () => {
+    const { server, registry, app, logs } = harness();
+    registry.onEvent('app_mention', async () => {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      app.logger.info('handled after the ack');
+    });
+    const res = await post(server, '/slack/events', eventBody('Ev5'), 'application/json')
+      .set('X-Request-ID', 'event-request-1')
+      .expect(200);
+    expect(res.headers['x-request-id']).toBe('event-request-1');
+    await eventually(() => logs.some((l) => l.msg === 'handled after the ack'));
+    expect(logs.find((l) => l.msg === 'handled after the ack')).toMatchObject({
+      requestId: 'event-request-1',
+    });
+  });
+
+  it('answers 503 beyond SLACK_MAX_PENDING_WORK, without remembering the event', async () => {
+    const { server, registry, app } = harness({
+      SLACK_SIGNING_SECRET: SECRET,
+      SLACK_MAX_PENDING_WORK: '2',
+    });
+    const releases: (() => void)[] = [];
+    registry.onEvent('app_mention', () => new Promise<void>((resolve) => releases.push(resolve)));
+    for (const id of ['EvA', 'EvB']) {
+      await post(server, '/slack/events', eventBody(id), 'application/json').expect(200);
+    }
+    const busy = await post(server, '/slack/events', eventBody('EvC'), 'application/json');
+    expect([busy.status, busy.body]).toEqual([503, { error: 'busy' }]);
+    expect(await slackCount(app, 'events', 'overloaded')).toBe(1);
+    for (const release of releases.splice(0)) release();
+    await eventually(() => app.lifecycle.inFlight().work === 0);
+    // Slack delivers it again later: now it is handled, not taken for a duplicate.
+    await post(server, '/slack/events', eventBody('EvC'), 'application/json').expect(200);
+    expect(await slackCount(app, 'events', 'ok')).toBe(3);
+    for (const release of releases.splice(0)) release();
+  });
+
   it('tracks handlers after the ack as work in flight, so that shutdown waits for them', async () => {
     const { server, registry, app } = harness();
     let release!: () => void;

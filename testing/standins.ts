@@ -30,6 +30,8 @@ export interface StandIn {
   readonly requests: number;
   /** TCP connections accepted. */
   readonly connections: number;
+  /** The newest requests received: method, path and the X-Request-ID each carried (if any). */
+  readonly log: readonly { method: string; path: string; requestId: string | undefined }[];
   fault: Fault;
   resetCounts(): void;
   /** Stops listening (connections are refused) until comeBack(), on the same port. */
@@ -44,9 +46,13 @@ type Answer = (
   body: string,
 ) => { status: number; body?: unknown };
 
+/** The request log keeps the newest entries only. */
+const LOG_MAX = 10_000;
+
 async function startStandIn(answer: Answer): Promise<StandIn> {
   const sockets = new Set<Socket>();
   const counts = { requests: 0, connections: 0 };
+  const log: { method: string; path: string; requestId: string | undefined }[] = [];
   const state: { fault: Fault } = { fault: { kind: 'none' } };
 
   const server = http.createServer((req, res) => {
@@ -59,6 +65,13 @@ async function startStandIn(answer: Answer): Promise<StandIn> {
   });
   const respond = (req: http.IncomingMessage, res: http.ServerResponse, received: string) => {
     counts.requests += 1;
+    const requestId = req.headers['x-request-id'];
+    if (log.length >= LOG_MAX) log.shift();
+    log.push({
+      method: req.method ?? '',
+      path: new URL(req.url ?? '/', 'http://standin').pathname,
+      requestId: typeof requestId === 'string' ? requestId : undefined,
+    });
     const fault = state.fault;
     const reply = (status: number, body?: unknown) => {
       const text = body === undefined ? '' : JSON.stringify(body);
@@ -124,6 +137,7 @@ async function startStandIn(answer: Answer): Promise<StandIn> {
     get connections() {
       return counts.connections;
     },
+    log,
     get fault() {
       return state.fault;
     },
@@ -133,6 +147,7 @@ async function startStandIn(answer: Answer): Promise<StandIn> {
     resetCounts() {
       counts.requests = 0;
       counts.connections = 0;
+      log.length = 0;
     },
     goAway: stopListening,
     comeBack: () =>
@@ -209,7 +224,9 @@ export async function startVaultStandIn(initial: VaultState = 'active'): Promise
       if (login.role !== vault.kubernetes.role || login.jwt !== vault.kubernetes.jwt) return denied;
       vault.kubernetes.logins += 1;
       const token = `hvs.k8s-${vault.kubernetes.logins}-${UPSTREAM_CANARY}`;
-      vault.tokens.set(token, Date.now() + vault.kubernetes.leaseSeconds * 1000);
+      const lifetimeMs =
+        vault.kubernetes.leaseSeconds === 0 ? Infinity : vault.kubernetes.leaseSeconds * 1000;
+      vault.tokens.set(token, Date.now() + lifetimeMs);
       return {
         status: 200,
         body: {

@@ -1,8 +1,15 @@
 import { sendJson } from '../../lib/http/respond';
-import { ack, dispatchLater, header, text, type Fields, type SlackKindHandler } from './context';
+import {
+  ack,
+  dispatchLater,
+  overloaded,
+  text,
+  type Fields,
+  type SlackKindHandler,
+} from './context';
 
 /** POST /slack/events: answers url_verification, acknowledges events, then dispatches them. */
-export const event: SlackKindHandler = (req, res, deps) => {
+export const event: SlackKindHandler = async (req, res, deps) => {
   const envelope = (req.body ?? {}) as Fields;
   if (envelope.type === 'url_verification' && typeof envelope.challenge === 'string') {
     deps.count('events', 'url_verification');
@@ -16,15 +23,17 @@ export const event: SlackKindHandler = (req, res, deps) => {
     sendJson(res, 400, { error: 'invalid payload' });
     return;
   }
-  const seen = deps.recentEvents.checkAndRecord(eventId);
-  if (seen && header(req, 'x-slack-retry-num') !== undefined) {
+  const handlers = deps.handlers.handlersForEvent(inner.type);
+  if (overloaded(deps, 'events', res, handlers)) return;
+  // A delivery seen before, retried by Slack or not, is acknowledged and not handled again.
+  if (await deps.seenEvents.checkAndRecord(eventId)) {
     deps.count('events', 'retry_duplicate');
     ack(res);
     return;
   }
   deps.count('events', 'ok');
   ack(res);
-  dispatchLater(deps, deps.handlers.handlersForEvent(inner.type), inner, () => {
+  dispatchLater(deps, handlers, inner, () => {
     deps.count('events', 'handler_error');
     deps.logger.error('event handler failed', { type: inner.type });
   });

@@ -45,6 +45,7 @@ export function slackRoutes(deps: SlackDependencies): Route[] {
         signature: header(req, 'x-slack-signature'),
         body: req.rawBody ?? Buffer.alloc(0),
         fields: req.body as Fields | undefined,
+        contentType: header(req, 'content-type'),
       });
       if (verdict.accepted) await HANDLERS[kind](req, res, deps);
       else answerRefusal(kind, res, verdict, deps);

@@ -1,5 +1,12 @@
 import { sendJson } from '../../lib/http/respond';
-import { ack, dispatchLater, text, type Fields, type SlackKindHandler } from './context';
+import {
+  ack,
+  dispatchLater,
+  overloaded,
+  text,
+  type Fields,
+  type SlackKindHandler,
+} from './context';
 
 /** The interaction in a form's `payload` field, when it is a JSON object with a type. */
 function payloadOf(body: unknown): (Fields & { type: string }) | undefined {
@@ -27,9 +34,11 @@ export const interaction: SlackKindHandler = (req, res, deps) => {
     return;
   }
   const { type } = payload;
+  const handlers = deps.handlers.handlersForInteraction(type);
+  if (overloaded(deps, 'interactions', res, handlers)) return;
   deps.count('interactions', 'ok');
   ack(res);
-  dispatchLater(deps, deps.handlers.handlersForInteraction(type), payload, () => {
+  dispatchLater(deps, handlers, payload, () => {
     deps.count('interactions', 'handler_error');
     deps.logger.error('interaction handler failed', { type });
   });

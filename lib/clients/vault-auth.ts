@@ -61,14 +61,17 @@ export class FileToken implements VaultTokenSource {
   }
 }
 
+/** The least time a token from a login is reused, whatever lease Vault reports. */
+const MIN_TOKEN_REUSE_MS = 1000;
+
 interface LoginAnswer {
   auth?: { client_token?: unknown; lease_duration?: unknown };
 }
 
 /**
  * Vault's Kubernetes auth: logs in with the pod's service-account JWT (re-read at each login, as
- * the kubelet rotates it) and logs in again at two thirds of the lease, or when Vault refuses the
- * token. One login at a time.
+ * the kubelet rotates it) and logs in again at two thirds of the lease (a lease of 0: after
+ * noLeaseReuseMs), or when Vault refuses the token. One login at a time.
  */
 export class KubernetesLogin implements VaultTokenSource {
   private cached: { token: string; renewAt: number } | undefined;
@@ -76,7 +79,14 @@ export class KubernetesLogin implements VaultTokenSource {
 
   constructor(
     private readonly upstream: Upstream,
-    private readonly options: { mount: string; role: string; jwtFile: string; timeoutMs: number },
+    private readonly options: {
+      mount: string;
+      role: string;
+      jwtFile: string;
+      timeoutMs: number;
+      /** How long a token is reused when the login reports no lease (lease_duration 0). */
+      noLeaseReuseMs: number;
+    },
     private readonly now: () => number = () => performance.now(),
   ) {}
 
@@ -115,7 +125,12 @@ export class KubernetesLogin implements VaultTokenSource {
     if (typeof token !== 'string' || token === '' || typeof leaseSeconds !== 'number') {
       throw new UpstreamError('Kubernetes login to Vault gave no token');
     }
-    this.cached = { token, renewAt: started + (leaseSeconds * 1000 * 2) / 3 };
+    // Two thirds of the lease, never less than a second; a lease of 0 would mean a login per read.
+    const reuseMs =
+      leaseSeconds > 0
+        ? Math.max((leaseSeconds * 1000 * 2) / 3, MIN_TOKEN_REUSE_MS)
+        : this.options.noLeaseReuseMs;
+    this.cached = { token, renewAt: started + reuseMs };
     return token;
   }
 }

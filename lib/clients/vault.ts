@@ -108,6 +108,7 @@ function tokenSource(settings: Settings): VaultClientOptions['tokens'] {
         role: settings.VAULT_K8S_ROLE,
         jwtFile: settings.VAULT_K8S_JWT_FILE,
         timeoutMs: settings.VAULT_REQUEST_TIMEOUT_MS,
+        noLeaseReuseMs: settings.VAULT_K8S_TOKEN_TTL_MS,
       });
   }
   return undefined;

@@ -18,22 +18,18 @@ export function strictInteger(min: number, max: number): convict.Format {
   };
 }
 
-/** Credentials in a URL are replaced before convict can echo the value in its message. */
-export function redactCredentials(value: string): string {
-  try {
-    const url = new URL(value);
-    if (url.username === '' && url.password === '') return value;
-    url.username = 'redacted';
-    url.password = '';
-    return url.toString();
-  } catch {
-    return value;
-  }
+/**
+ * A setting's value as it may be printed: user-info (`//user:password@`) and anything from a `?`
+ * or `#` on are replaced, by text, so that a URL that does not even parse is redacted too.
+ */
+export function redactValue(value: string): string {
+  return value.replace(/\/\/[^/\s]*@/g, '//redacted@').replace(/[?#][^"]*/g, '?redacted');
 }
 
 export const httpUrl: convict.Format = {
   name: 'http-url',
-  coerce: (value: string) => redactCredentials(value.trim()),
+  // A URL setting must hold neither: redacted before convict can echo it, then refused.
+  coerce: (value: string) => redactValue(value.trim()),
   validate: (value: unknown) => {
     if (typeof value !== 'string') throw new Error('must be a URL');
     if (value === '') return; // empty means "not set": checked against NODE_ENV below
@@ -100,5 +96,27 @@ export const listenHost: convict.Format = {
     if (typeof value !== 'string' || (value !== '' && !/^[A-Za-z0-9.:-]+$/.test(value))) {
       throw new Error('must be an IP address or host name, or empty for every interface');
     }
+  },
+};
+
+/** An HTTP header name (RFC 9110 token). */
+export const headerName: convict.Format = {
+  name: 'header-name',
+  validate: (value: unknown) => {
+    if (typeof value !== 'string' || !/^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$/.test(value)) {
+      throw new Error('must be an HTTP header name');
+    }
+  },
+};
+
+/** "true" or "false" only: convict's Boolean reads "0", "no" and "" as true. */
+export const strictBoolean: convict.Format = {
+  name: 'strict-boolean',
+  coerce: (value: string) => {
+    const word = value.trim().toLowerCase();
+    return word === 'true' ? true : word === 'false' ? false : value;
+  },
+  validate: (value: unknown) => {
+    if (typeof value !== 'boolean') throw new Error('must be true or false');
   },
 };

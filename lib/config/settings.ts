@@ -4,8 +4,11 @@ import { LOG_LEVELS, type LogLevel } from '../logger';
 import {
   absoluteFile,
   anyText,
+  headerName,
   httpUrl,
   listenHost,
+  redactValue,
+  strictBoolean,
   strictInteger,
   urlPath,
   vaultName,
@@ -33,6 +36,8 @@ const bodyBytes = strictInteger(1024, 10 * 1024 * 1024);
 const defaultBodyBytes = strictInteger(0, 1024 * 1024);
 const keepAliveMs = strictInteger(1000, 600_000);
 const shutdownMs = strictInteger(0, 600_000);
+const staleMs = strictInteger(0, 86_400_000);
+const pendingWork = strictInteger(1, 10_000);
 const FORMATS = [
   port,
   timeoutMs,
@@ -42,7 +47,11 @@ const FORMATS = [
   defaultBodyBytes,
   keepAliveMs,
   shutdownMs,
+  staleMs,
+  pendingWork,
   listenHost,
+  headerName,
+  strictBoolean,
   httpUrl,
   urlPath,
   absoluteFile,
@@ -108,6 +117,18 @@ const schema = {
     default: 1000,
     env: 'READINESS_CACHE_TTL_MS',
   },
+  REQUEST_ID_HEADER: {
+    doc: 'Header carrying the request id in and out (Kong correlation-id’s header_name)',
+    format: headerName.name,
+    default: 'X-Request-ID',
+    env: 'REQUEST_ID_HEADER',
+  },
+  ACCESS_LOG_PROBES: {
+    doc: 'Whether probes and scrapes get access log lines too',
+    format: strictBoolean.name,
+    default: false,
+    env: 'ACCESS_LOG_PROBES',
+  },
   LOG_LEVEL: {
     doc: 'debug, info, warn or error',
     format: [...LOG_LEVELS],
@@ -144,6 +165,12 @@ const schema = {
     format: vaultName.name,
     default: '',
     env: 'VAULT_K8S_ROLE',
+  },
+  VAULT_K8S_TOKEN_TTL_MS: {
+    doc: 'How long a Kubernetes-auth token is reused when Vault reports no lease (0)',
+    format: secretTtlMs.name,
+    default: 300_000,
+    env: 'VAULT_K8S_TOKEN_TTL_MS',
   },
   VAULT_K8S_MOUNT: {
     doc: 'Mount of the Kubernetes auth method',
@@ -187,6 +214,18 @@ const schema = {
     format: secretTtlMs.name,
     default: 300_000,
     env: 'SLACK_SECRET_TTL_MS',
+  },
+  SLACK_SECRET_STALE_MS: {
+    doc: 'How long past its TTL the signing secret is still used while reading it again fails',
+    format: staleMs.name,
+    default: 3_600_000,
+    env: 'SLACK_SECRET_STALE_MS',
+  },
+  SLACK_MAX_PENDING_WORK: {
+    doc: 'Most Slack handlers running after their acknowledgement at once; beyond, 503',
+    format: pendingWork.name,
+    default: 100,
+    env: 'SLACK_MAX_PENDING_WORK',
   },
   SLACK_MAX_BODY_BYTES: {
     doc: 'Largest Slack request body accepted',
@@ -260,7 +299,13 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
   try {
     config.validate({ allowed: 'strict' });
   } catch (error) {
-    problems.push(...(error as Error).message.split('\n').filter((line) => line !== ''));
+    // convict ends a line with `value was "…"`: no value is printed unredacted.
+    const lines = (error as Error).message.split('\n').filter((line) => line !== '');
+    problems.push(
+      ...lines.map((line) =>
+        line.replace(/value was (.*)$/, (_all, value: string) => `value was ${redactValue(value)}`),
+      ),
+    );
   }
   const settings = config.getProperties() as Settings;
 

@@ -2,6 +2,7 @@ import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http
 import type { Socket } from 'node:net';
 import type { Lifecycle } from '../lifecycle';
 import type { Logger } from '../logger';
+import { runInContext, type RequestContexts } from '../request-context';
 import { sendJson } from './respond';
 import type { RequestObserver } from './router';
 
@@ -14,6 +15,8 @@ const LINGER_MS = 2000;
 const LINGER_MAX_BYTES = 64 * 1024 * 1024;
 
 export interface EdgeOptions {
+  /** Each request's id and trace id, shared with the router. */
+  contexts: RequestContexts;
   /** The largest body the route at `path` takes. */
   limitFor: (path: string) => number;
   /** The route label for `path`: its template, or "unmatched". Never the raw path. */
@@ -80,17 +83,22 @@ export class Edge {
       const done = this.options.lifecycle.requestStarted();
       res.once('close', done);
       this.started.set(req, process.hrtime.bigint());
+      const { contexts } = this.options;
+      const context = contexts.of(req);
+      res.setHeader(contexts.headerName, context.requestId);
       if (this.options.lifecycle.draining) res.setHeader('Connection', 'close');
-      const path = pathOf(req.url);
-      const refusal = this.refusal(req, path);
-      if (refusal !== undefined) {
-        this.refuse(req, res, path, refusal.status, refusal.error);
-        return;
-      }
-      if (req.headers['content-length'] === undefined && req.headers['transfer-encoding']) {
-        this.countChunked(req, res, path);
-      }
-      next(req, res);
+      runInContext(context, () => {
+        const path = pathOf(req.url);
+        const refusal = this.refusal(req, path);
+        if (refusal !== undefined) {
+          this.refuse(req, res, path, refusal.status, refusal.error);
+          return;
+        }
+        if (req.headers['content-length'] === undefined && req.headers['transfer-encoding']) {
+          this.countChunked(req, res, path);
+        }
+        next(req, res);
+      });
     };
   }
 
@@ -122,11 +130,13 @@ export class Edge {
     const status = known?.status ?? 500;
     const path = pathOf(req.url);
     if (res.headersSent) return;
-    this.options.logger[status >= 500 ? 'error' : 'warn']('request refused', {
-      method: req.method,
-      route: this.options.routeFor(path),
-      status,
-      reason: typeof type === 'string' ? type : 'internal error',
+    runInContext(this.options.contexts.of(req), () => {
+      this.options.logger[status >= 500 ? 'error' : 'warn']('request refused', {
+        method: req.method,
+        route: this.options.routeFor(path),
+        status,
+        reason: typeof type === 'string' ? type : 'internal error',
+      });
     });
     this.answer(req, res, path, status, known?.error ?? 'internal error');
   };
@@ -190,9 +200,11 @@ export class Edge {
     error: string,
   ): void {
     const started = this.started.get(req) ?? process.hrtime.bigint();
+    const context = this.options.contexts.of(req);
     res.once('finish', () => {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      this.options.observe(req.method ?? 'GET', this.options.routeFor(path), status, seconds);
+      const route = this.options.routeFor(path);
+      this.options.observe(req.method ?? 'GET', route, status, seconds, context);
     });
     sendJson(res, status, { error });
   }

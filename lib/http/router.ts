@@ -1,6 +1,7 @@
 import type { HttpFunction, Request, Response } from '@google-cloud/functions-framework';
 import { sendJson } from './respond';
 import type { Logger } from '../logger';
+import { runInContext, type RequestContext, type RequestContexts } from '../request-context';
 
 export const READ_METHODS = ['GET', 'HEAD'] as const;
 /** The route label of requests no route matched: raw paths never become label values. */
@@ -16,15 +17,19 @@ export interface Route {
   maxBodyBytes?: number;
 }
 
+/** Told of every answered request, with the context of the request it answered. */
 export type RequestObserver = (
   method: string,
   route: string,
   status: number,
   seconds: number,
+  context: RequestContext,
 ) => void;
 
 export interface RouterOptions {
   logger: Logger;
+  /** Each request's id and trace id; the id is echoed in the response. */
+  contexts: RequestContexts;
   observe?: RequestObserver;
 }
 
@@ -57,16 +62,26 @@ export class Router {
     return (req: Request, res: Response) => this.handle(route, req, res);
   }
 
-  /** Stays synchronous for synchronous handlers: probes are the hot path. */
+  /**
+   * Runs the route inside the request's context, so that every log line written on its behalf
+   * (work after the answer too) carries the request id.
+   */
   private handle(route: Route | undefined, req: Request, res: Response): void | Promise<void> {
     const started = process.hrtime.bigint();
-    const { observe } = this.options;
+    const { observe, contexts } = this.options;
+    const context = contexts.of(req);
+    if (!res.headersSent) res.setHeader(contexts.headerName, context.requestId);
     if (observe !== undefined) {
       res.once('finish', () => {
         const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-        observe(req.method, route?.path ?? UNMATCHED_ROUTE, res.statusCode, seconds);
+        observe(req.method, route?.path ?? UNMATCHED_ROUTE, res.statusCode, seconds, context);
       });
     }
+    return runInContext(context, () => this.answer(route, req, res));
+  }
+
+  /** Stays synchronous for synchronous handlers: probes are the hot path. */
+  private answer(route: Route | undefined, req: Request, res: Response): void | Promise<void> {
     if (route === undefined) {
       sendJson(res, 404, { error: 'not found' });
       return;

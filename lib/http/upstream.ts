@@ -4,6 +4,7 @@ import { performance } from 'node:perf_hooks';
 import fetch from 'node-fetch';
 import { UpstreamError, reasonOf } from '../errors';
 import { componentHealth, type ComponentHealth } from '../health';
+import { currentContext } from '../request-context';
 
 /** Health bodies are a few hundred bytes; anything far larger is not a health endpoint. */
 const MAX_BODY_BYTES = 64 * 1024;
@@ -15,6 +16,12 @@ const CONNECTION_RESET = 'connection reset';
 export interface UpstreamResponse {
   status: number;
   body: Buffer;
+}
+
+/** The id of the request being handled, as the header upstreams record; none outside a request. */
+function requestIdHeader(): Record<string, string> {
+  const context = currentContext();
+  return context === undefined ? {} : { 'X-Request-ID': context.requestId };
 }
 
 /** Turns the HTTP status of a health endpoint into a reason it is unusable, or undefined if usable. */
@@ -98,6 +105,8 @@ export class Upstream {
           size: MAX_BODY_BYTES,
           headers: {
             accept: 'application/json',
+            // On behalf of a request: Vault's audit log and Ory's can be joined with ours.
+            ...requestIdHeader(),
             ...(options.json === undefined ? {} : { 'content-type': 'application/json' }),
             ...options.headers,
           },

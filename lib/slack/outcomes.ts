@@ -16,5 +16,6 @@ export const SLACK_OUTCOMES = [
   'not_configured',
   'secret_unavailable',
   'handler_error',
+  'overloaded',
 ] as const;
 export type SlackOutcome = (typeof SLACK_OUTCOMES)[number];

@@ -1,5 +1,14 @@
+/**
+ * Where Slack event ids already handled are remembered, to recognise a delivery seen before. In
+ * memory (RecentIds) each pod knows only its own; with several pods, plug in a shared store.
+ */
+export interface SeenIds {
+  /** Whether `id` was seen before (within the store's memory); records it either way. */
+  checkAndRecord(id: string): boolean | Promise<boolean>;
+}
+
 /** A bounded set of recently seen ids: at most maxEntries, each forgotten after ttlMs. */
-export class RecentIds {
+export class RecentIds implements SeenIds {
   private readonly seenAt = new Map<string, number>();
 
   constructor(

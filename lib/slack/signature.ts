@@ -20,16 +20,34 @@ export interface SignedRequest {
   body: Buffer;
 }
 
+const TIMESTAMP = /^\d{1,12}$/;
+const SIGNATURE = /^v0=[0-9a-f]{64}$/;
+
+/**
+ * What can be told without the secret: headers present and well-formed, the timestamp inside
+ * Slack's window. Undefined when the request is worth checking with the secret; so a request
+ * without a plausible signature never causes a secret read.
+ */
+export function precheckSlackSignature(
+  request: Omit<SignedRequest, 'body'>,
+  nowSeconds: number,
+): Exclude<SignatureVerdict, 'ok'> | undefined {
+  const { timestamp, signature } = request;
+  if (timestamp === undefined || signature === undefined) return 'unsigned';
+  if (!TIMESTAMP.test(timestamp) || !SIGNATURE.test(signature)) return 'bad_signature';
+  if (Math.abs(nowSeconds - Number(timestamp)) > MAX_CLOCK_SKEW_SECONDS) return 'stale';
+  return undefined;
+}
+
 /** Verifies a request's signature in constant time; `nowSeconds` is injectable for tests. */
 export function verifySlackSignature(
   secret: string,
   request: SignedRequest,
   nowSeconds: number,
 ): SignatureVerdict {
-  const { timestamp, signature, body } = request;
-  if (timestamp === undefined || signature === undefined) return 'unsigned';
-  if (!/^\d{1,12}$/.test(timestamp)) return 'bad_signature';
-  if (Math.abs(nowSeconds - Number(timestamp)) > MAX_CLOCK_SKEW_SECONDS) return 'stale';
+  const precheck = precheckSlackSignature(request, nowSeconds);
+  if (precheck !== undefined) return precheck;
+  const { timestamp = '', signature = '', body } = request;
   const expected = Buffer.from(signSlackRequest(secret, timestamp, body));
   const given = Buffer.from(signature);
   // Lengths differ only for malformed signatures; equal lengths are compared in constant time.

@@ -1,6 +1,6 @@
 import { reasonOf } from '../errors';
 import type { SlackKind, SlackOutcome } from './outcomes';
-import { verifySlackSignature } from './signature';
+import { precheckSlackSignature, verifySlackSignature } from './signature';
 import type { SigningSecret } from './signing-secret';
 
 /** What the verifier needs of a request: nothing here reads a socket or writes an answer. */
@@ -13,6 +13,8 @@ export interface SlackRequest {
   body: Buffer;
   /** The body's fields as parsed, for Slack's unsigned ssl_check. */
   fields: Readonly<Record<string, unknown>> | undefined;
+  /** The Content-Type header: ssl_check counts only in a form. */
+  contentType: string | undefined;
 }
 
 /** The request may go on to its handler. */
@@ -37,6 +39,14 @@ export interface SlackVerifierOptions {
   secret: SigningSecret | undefined;
   maxBodyBytes: number;
   nowSeconds: () => number;
+}
+
+const FORM = 'application/x-www-form-urlencoded';
+
+/** Slack sends ssl_check only as a form-encoded slash command (Bolt refuses it otherwise). */
+function isSslCheck(request: SlackRequest): boolean {
+  const type = request.contentType?.split(';')[0]?.trim().toLowerCase();
+  return request.kind === 'commands' && type === FORM && request.fields?.ssl_check === '1';
 }
 
 const refused = (
@@ -68,11 +78,13 @@ export class SlackVerifier {
   async verify(request: SlackRequest): Promise<SlackVerdict> {
     const { secret, maxBodyBytes, nowSeconds } = this.options;
     if (request.body.length > maxBodyBytes) return refused('too_large', 413, 'request too large');
-    if (request.kind === 'commands' && request.fields?.ssl_check === '1') {
+    if (isSslCheck(request)) {
       // Slack's certificate check carries no signature and asks for nothing but a 200.
       return refused('ssl_check', 200, '');
     }
     if (secret === undefined) return refused('not_configured', 503, 'slack is not configured');
+    const precheck = precheckSlackSignature(request, nowSeconds());
+    if (precheck !== undefined) return refused(precheck, 401, 'invalid request');
     let current: string;
     try {
       current = await secret.current();

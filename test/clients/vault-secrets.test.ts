@@ -118,6 +118,7 @@ describe('reading KV v2 secrets from Vault', () => {
               role: 'coffeebuddy',
               jwtFile: jwtFile(),
               timeoutMs: 1000,
+              noLeaseReuseMs: 60_000,
             }),
         }),
       );
@@ -143,7 +144,13 @@ describe('reading KV v2 secrets from Vault', () => {
       vault.kubernetes.leaseSeconds = 30;
       const tokens = new KubernetesLogin(
         upstream,
-        { mount: 'kubernetes', role: 'coffeebuddy', jwtFile: jwtFile(), timeoutMs: 1000 },
+        {
+          mount: 'kubernetes',
+          role: 'coffeebuddy',
+          jwtFile: jwtFile(),
+          timeoutMs: 1000,
+          noLeaseReuseMs: 60_000,
+        },
         () => clock.now,
       );
       const [a, b] = await Promise.all([tokens.token(), tokens.token()]);
@@ -156,6 +163,30 @@ describe('reading KV v2 secrets from Vault', () => {
       expect(vault.kubernetes.logins).toBe(2);
     });
 
+    it('reuses a token with lease 0 for noLeaseReuseMs, not one login per read', async () => {
+      const upstream = track(new Upstream(vault.url, 1000));
+      const clock = { now: 0 };
+      vault.kubernetes.leaseSeconds = 0;
+      const tokens = new KubernetesLogin(
+        upstream,
+        {
+          mount: 'kubernetes',
+          role: 'coffeebuddy',
+          jwtFile: jwtFile(),
+          timeoutMs: 1000,
+          noLeaseReuseMs: 60_000,
+        },
+        () => clock.now,
+      );
+      const first = await tokens.token();
+      clock.now = 59_999;
+      expect(await tokens.token()).toBe(first);
+      expect(vault.kubernetes.logins).toBe(1);
+      clock.now = 60_000;
+      await tokens.token();
+      expect(vault.kubernetes.logins).toBe(2);
+    });
+
     it('names a refused login without echoing the JWT or Vault’s answer', async () => {
       const upstream = track(new Upstream(vault.url, 1000));
       vault.kubernetes.role = 'other-role';
@@ -164,6 +195,7 @@ describe('reading KV v2 secrets from Vault', () => {
         role: 'coffeebuddy',
         jwtFile: jwtFile(),
         timeoutMs: 1000,
+        noLeaseReuseMs: 60_000,
       });
       const error = await tokens.token().catch((e: unknown) => e);
       expect(error).toBeInstanceOf(UpstreamError);

@@ -34,6 +34,8 @@ describe('loadSettings', () => {
       METRICS_PATH: '/metrics',
       READINESS_TIMEOUT_MS: 800,
       READINESS_CACHE_TTL_MS: 1000,
+      REQUEST_ID_HEADER: 'X-Request-ID',
+      ACCESS_LOG_PROBES: false,
       LOG_LEVEL: 'info',
       VAULT_TOKEN: '',
       VAULT_TOKEN_FILE: '',
@@ -47,6 +49,9 @@ describe('loadSettings', () => {
       SLACK_SIGNING_SECRET_VAULT_PATH: '',
       SLACK_SIGNING_SECRET_VAULT_KEY: 'signing_secret',
       SLACK_SECRET_TTL_MS: 300_000,
+      SLACK_SECRET_STALE_MS: 3_600_000,
+      SLACK_MAX_PENDING_WORK: 100,
+      VAULT_K8S_TOKEN_TTL_MS: 300_000,
       SLACK_MAX_BODY_BYTES: 65_536,
     });
   });
@@ -65,6 +70,8 @@ describe('loadSettings', () => {
       METRICS_PATH: '/internal/metrics',
       READINESS_TIMEOUT_MS: '250',
       READINESS_CACHE_TTL_MS: '0',
+      REQUEST_ID_HEADER: 'X-Correlation-ID',
+      ACCESS_LOG_PROBES: 'true',
       LOG_LEVEL: 'debug',
       VAULT_TOKEN: '',
       VAULT_TOKEN_FILE: '',
@@ -78,6 +85,9 @@ describe('loadSettings', () => {
       SLACK_SIGNING_SECRET_VAULT_PATH: 'coffeebuddy/slack',
       SLACK_SIGNING_SECRET_VAULT_KEY: 'signing-secret',
       SLACK_SECRET_TTL_MS: '60000',
+      SLACK_SECRET_STALE_MS: '0',
+      SLACK_MAX_PENDING_WORK: '5',
+      VAULT_K8S_TOKEN_TTL_MS: '90000',
       SLACK_MAX_BODY_BYTES: '32768',
     };
     const settings = loadSettings(env);
@@ -89,9 +99,13 @@ describe('loadSettings', () => {
       SHUTDOWN_TIMEOUT_MS: 25_000,
       READINESS_TIMEOUT_MS: 250,
       READINESS_CACHE_TTL_MS: 0,
+      ACCESS_LOG_PROBES: true,
       VAULT_TOKEN_FILE_REREAD_MS: 120_000,
       VAULT_REQUEST_TIMEOUT_MS: 1500,
       SLACK_SECRET_TTL_MS: 60_000,
+      SLACK_SECRET_STALE_MS: 0,
+      SLACK_MAX_PENDING_WORK: 5,
+      VAULT_K8S_TOKEN_TTL_MS: 90_000,
       SLACK_MAX_BODY_BYTES: 32_768,
     });
     expect(Object.keys(settings).sort()).toEqual([...SETTING_NAMES].sort());
@@ -106,6 +120,12 @@ describe('loadSettings', () => {
   });
 
   it.each([
+    ['ACCESS_LOG_PROBES', 'yes', 'must be true or false'],
+    ['ACCESS_LOG_PROBES', '0', 'must be true or false'],
+    ['REQUEST_ID_HEADER', 'X Request', 'must be an HTTP header name'],
+    ['LISTEN_HOST', 'a b', 'must be an IP address or host name'],
+    ['KEEP_ALIVE_TIMEOUT_MS', '500', 'must be between 1000 and 600000'],
+    ['MAX_BODY_BYTES', '2000000', 'must be between 0 and 1048576'],
     ['PORT', '9090abc', 'must be a whole number of plain digits'],
     ['PORT', '0', 'must be between 1 and 65535'],
     ['PORT', '70000', 'must be between 1 and 65535'],
@@ -194,6 +214,26 @@ describe('loadSettings', () => {
     expect(error.message).toContain('VAULT_ADDR: must not contain credentials');
     expect(error.message).not.toContain('hunter2-secret');
     expect(error.message).not.toContain('admin');
+  });
+
+  it.each([
+    ['VAULT_ADDR', 'http://admin:PW-canary@vault.example:99999'],
+    ['VAULT_ADDR', 'http://u:PW-canary@[::1'],
+    ['ORY_URL', 'http://ory.example/?token=PW-canary'],
+    ['ORY_URL', 'not a url#PW-canary'],
+    ['ORY_HEALTH_PATH', '/health?token=PW-canary'],
+    ['METRICS_PATH', 'metrics?token=PW-canary'],
+  ])('redacts user-info and queries in %s=%s, parseable or not', (name, value) => {
+    const error = (() => {
+      try {
+        loadSettings({ [name]: value });
+      } catch (e) {
+        return e as Error;
+      }
+      throw new Error('expected a SettingsError');
+    })();
+    expect(error.message).toContain(`${name}: `);
+    expect(error.message).not.toContain('PW-canary');
   });
 
   it('ignores command-line arguments such as --port', () => {

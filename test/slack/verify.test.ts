@@ -14,13 +14,16 @@ function signed(secret: string, overrides: Partial<SlackRequest> = {}): SlackReq
     signature: signSlackRequest(secret, timestamp, body),
     body,
     fields: { command: '/coffee', text: 'help' },
+    contentType: 'application/x-www-form-urlencoded',
     ...overrides,
   };
 }
 
 const verifier = (secret: SigningSecret | undefined, maxBodyBytes = 1024) =>
   new SlackVerifier({ secret, maxBodyBytes, nowSeconds: () => NOW });
-const fixed = (value: string) => new SigningSecret(() => Promise.resolve(value), 60_000);
+const secretFrom = (load: () => Promise<string>) =>
+  new SigningSecret({ load, ttlMs: 60_000, staleMs: 0 });
+const fixed = (value: string) => secretFrom(() => Promise.resolve(value));
 
 describe('SlackVerifier', () => {
   it('accepts a request signed with the secret', async () => {
@@ -43,6 +46,43 @@ describe('SlackVerifier', () => {
     expect(verdict).toMatchObject({ accepted: false, outcome, status });
   });
 
+  it('never reads the secret for a request without a plausible signature', async () => {
+    let reads = 0;
+    const secret = secretFrom(() => {
+      reads += 1;
+      return Promise.resolve('s');
+    });
+    const v = verifier(secret);
+    const cases: [Partial<SlackRequest>, string][] = [
+      [{ signature: undefined }, 'unsigned'],
+      [{ timestamp: undefined }, 'unsigned'],
+      [{ signature: 'v0=zz' }, 'bad_signature'],
+      [{ signature: `v1=${'0'.repeat(64)}` }, 'bad_signature'],
+      [{ timestamp: '12ab' }, 'bad_signature'],
+      [{ timestamp: String(NOW + 301) }, 'stale'],
+    ];
+    for (const [overrides, outcome] of cases) {
+      expect(await v.verify(signed('s', overrides))).toMatchObject({ outcome, status: 401 });
+    }
+    expect(reads).toBe(0);
+  });
+
+  it('honours ssl_check only in a form-encoded slash command', async () => {
+    const unsigned = { signature: undefined, timestamp: undefined, fields: { ssl_check: '1' } };
+    const v = verifier(fixed('s'));
+    expect(await v.verify(signed('s', unsigned))).toMatchObject({ outcome: 'ssl_check' });
+    for (const overrides of [
+      { contentType: 'application/json' },
+      { contentType: undefined },
+      { kind: 'events' as const },
+    ]) {
+      expect(await v.verify(signed('s', { ...unsigned, ...overrides }))).toMatchObject({
+        outcome: 'unsigned',
+        status: 401,
+      });
+    }
+  });
+
   it('refuses everything but ssl_check when no secret is configured', async () => {
     expect(await verifier(undefined).verify(signed('s'))).toMatchObject({
       outcome: 'not_configured',
@@ -56,7 +96,7 @@ describe('SlackVerifier', () => {
   });
 
   it('refuses with the reason when the secret cannot be read, never its message', async () => {
-    const failing = new SigningSecret(() => Promise.reject(new UpstreamError('sealed')), 60_000);
+    const failing = secretFrom(() => Promise.reject(new UpstreamError('sealed')));
     expect(await verifier(failing).verify(signed('s'))).toEqual({
       accepted: false,
       outcome: 'secret_unavailable',
@@ -69,10 +109,10 @@ describe('SlackVerifier', () => {
   it('reads the secret again after a mismatch, so a rotation is accepted', async () => {
     let current = 'old';
     let reads = 0;
-    const secret = new SigningSecret(() => {
+    const secret = secretFrom(() => {
       reads += 1;
       return Promise.resolve(current);
-    }, 60_000);
+    });
     const v = verifier(secret);
     expect(await v.verify(signed('old'))).toEqual({ accepted: true });
     current = 'new';

@@ -310,13 +310,14 @@ describe('the HTTP edge of the production entry', () => {
           .slice(logged)
           .split('\n')
           .filter((line) => line !== '');
-        expect(lines).toHaveLength(1);
-        expect(JSON.parse(lines[0]!)).toMatchObject({
-          level: 'warn',
-          msg: 'request refused',
-          route,
-          status: code,
-        });
+        // One line says why, one is the access line; both carry the request's id.
+        const parsed = lines.map((line) => JSON.parse(line) as Record<string, unknown>);
+        expect(parsed).toEqual([
+          expect.objectContaining({ level: 'warn', msg: 'request refused', route, status: code }),
+          expect.objectContaining({ level: 'info', msg: 'request', route, status: code }),
+        ]);
+        expect(parsed[0]!.requestId).toBe(answer.headers['x-request-id']);
+        expect(parsed[1]!.requestId).toBe(answer.headers['x-request-id']);
         expect(server.output()).not.toContain(CANARY);
       },
     );

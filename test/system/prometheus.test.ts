@@ -148,6 +148,26 @@ describe('scraped by a real Prometheus', () => {
         (await total()) >= before + 25 ? true : undefined,
       );
 
+      // Every dashboard panel has a value on a live, healthy pod that has served only this.
+      const panels = (
+        JSON.parse(
+          fs.readFileSync(path.join(REPO_ROOT, 'monitoring', 'dashboard.json'), 'utf8'),
+        ) as {
+          panels: { title: string; targets?: { expr: string }[] }[];
+        }
+      ).panels.filter((panel) => (panel.targets ?? []).length > 0);
+      expect(panels.length).toBeGreaterThan(10);
+      for (const panel of panels) {
+        for (const { expr } of panel.targets ?? []) {
+          const promql = expr
+            .replaceAll('$job', 'coffeebuddy')
+            .replaceAll('$__rate_interval', '20s');
+          await eventually(`a value for "${panel.title}": ${promql}`, async () =>
+            (await query(promql)).length > 0 ? true : undefined,
+          );
+        }
+      }
+
       vault.state = 'sealed';
       await eventually('vault seen down', async () => {
         const [sample] = await query('coffeebuddy_dependency_up{component="vault"}');
