@@ -117,7 +117,7 @@ describe('real Slack requests (Slack SDK test-suite bodies)', () => {
         });
         expect([fixture.id, res.status]).toEqual([fixture.id, 200]);
         if (fixture.kind === 'url_verification') {
-          expect((await res.json()) as unknown).toEqual({
+          expect(await res.json()).toEqual({
             challenge: (JSON.parse(fixture.body) as { challenge: string }).challenge,
           });
         }
