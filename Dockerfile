@@ -18,7 +18,10 @@ ENV NODE_ENV=production
 ENV NODE_COMPILE_CACHE=/app/.compile-cache
 # node-fetch 2 (the project's HTTP client) calls url.parse() on a URL it has already normalised
 # with WHATWG URL, so DEP0169's concern does not apply; Node 24 would log the warning anyway.
-ENV NODE_OPTIONS=--disable-warning=DEP0169
+# V8's young generation grows to tens of MB under load by default: capped at 8 MB it keeps peak
+# RSS at about 0.64× a functions-framework hello world's at the same throughput (npm run
+# bench:memory, BENCHMARKS.md); the old generation is capped well inside the pod's 256 Mi limit.
+ENV NODE_OPTIONS="--disable-warning=DEP0169 --max-semi-space-size=8 --max-old-space-size=160"
 WORKDIR /app
 RUN mkdir .compile-cache && chown 10001:10001 .compile-cache
 COPY --from=build /app/dist/main.cjs ./dist/main.cjs

@@ -26,6 +26,8 @@ import {
   type Load,
   type Started,
   type Variant,
+  peakUnderLoad,
+  type PeakRow,
 } from './harness';
 import { benchArgs } from './args';
 
@@ -37,6 +39,8 @@ const RSS_REQUESTS = quick ? 5_000 : 50_000;
 const WARMUP_REQUESTS = quick ? 500 : 5_000;
 const PROBE_SECONDS = quick ? 2 : 10;
 const PROBE_CONCURRENCY = 200;
+/** Peak RSS is read after this long under wrk -t2 -c50 on /health/live. */
+const PEAK_SECONDS = quick ? 2 : 15;
 
 interface Ratios {
   coldStartLiveVsHello: number;
@@ -49,6 +53,8 @@ interface Ratios {
   helloRssGrowthPercent: number;
   rssGrowthSecondBatchPercent: number;
   helloRssGrowthSecondBatchPercent: number;
+  peakRssVsHello: number;
+  peakRpsVsHello: number;
 }
 
 interface Memory {
@@ -174,6 +180,12 @@ async function main(): Promise<void> {
     await stop(server.child);
   }
 
+  // Peak RSS under sustained load, each variant fresh: what the pod's memory limit must hold.
+  const peak: Record<string, PeakRow> = {};
+  for (const variant of variants.filter((v) => v.name !== 'bare-node')) {
+    peak[variant.name] = await peakUnderLoad(variant, PEAK_SECONDS);
+  }
+
   // Probe amplification: what 200 concurrent readiness probers cost Vault and Ory.
   const prober = await start(coffeebuddy, ['/health/ready']);
   vault.resetCounts();
@@ -201,6 +213,8 @@ async function main(): Promise<void> {
     readyRpsVsHello: round(cbLoad['/health/ready']!.rps / helloLive.rps, 2),
     readyP99VsLiveP99: round(cbLoad['/health/ready']!.p99Ms / cbLoad['/health/live']!.p99Ms, 2),
     rssAfterStartVsHello: round(rss.coffeebuddy!.afterStartKb / rss['ff-hello']!.afterStartKb, 2),
+    peakRssVsHello: round(peak.coffeebuddy!.peakRssMb / peak['ff-hello']!.peakRssMb, 2),
+    peakRpsVsHello: round(peak.coffeebuddy!.rps / peak['ff-hello']!.rps, 2),
     rssGrowthPercent: growth(rss.coffeebuddy!.afterStartKb, rss.coffeebuddy!.afterLoadKb),
     rssGrowthAfterWarmupPercent: growth(
       rss.coffeebuddy!.afterWarmupKb,
@@ -225,6 +239,7 @@ async function main(): Promise<void> {
     coldStartMedianMs: coldMs,
     load,
     rss,
+    peak,
     amplification,
     ratios,
   };
@@ -244,6 +259,7 @@ function printTable(r: {
   coldStartMedianMs: Record<string, number>;
   load: Record<string, Record<string, Load>>;
   rss: Record<string, Memory>;
+  peak: Record<string, PeakRow>;
   amplification: Record<string, number>;
   ratios: Ratios;
 }): void {
@@ -264,15 +280,20 @@ function printTable(r: {
   lines.push(
     '',
     `coffeebuddy cold start → first 200 on /health/ready: ${r.coldStartMedianMs['coffeebuddy-ready']} ms`,
+    `peak RSS under wrk -t2 -c50 on /health/live: ${Object.values(r.peak)
+      .map((p) => `${p.variant} ${p.peakRssMb} MB at ${p.rps} req/s`)
+      .join(', ')}`,
     `probe amplification: ${r.amplification.probes} probes in ${r.amplification.seconds} s reached Vault ${r.amplification.vaultRequests}× and Ory ${r.amplification.oryRequests}× (allowed ≤ ${r.amplification.allowedPerDependency} each)`,
     '',
     '| ratio | value | target |',
     '|---|---|---|',
-    `| cold start /health/live vs ff hello | ${r.ratios.coldStartLiveVsHello} | ≤ 1.0 |`,
+    `| cold start /health/live vs ff hello | ${r.ratios.coldStartLiveVsHello} | ≤ 0.6 |`,
     `| /health/live req/s vs ff hello | ${r.ratios.liveRpsVsHello} | ≥ 0.9 |`,
     `| cached /health/ready req/s vs ff hello /health/live | ${r.ratios.readyRpsVsHello} | ≥ 0.9 |`,
     `| cached /health/ready p99 vs /health/live p99 | ${r.ratios.readyP99VsLiveP99} | ≤ 1.2 |`,
     `| RSS after start vs ff hello | ${r.ratios.rssAfterStartVsHello} | ≤ 1.1 |`,
+    `| peak RSS under load vs ff hello (${r.peak.coffeebuddy?.peakRssMb} MB) | ${r.ratios.peakRssVsHello} | ≤ 0.7 and ≤ 170 MB |`,
+    `| req/s under that load vs ff hello | ${r.ratios.peakRpsVsHello} | ≥ 0.9 |`,
     `| RSS growth after load, from start (%) | ${r.ratios.rssGrowthPercent} (ff hello: ${r.ratios.helloRssGrowthPercent}) | < 10 |`,
     `| RSS growth after load, from warm-up (%) | ${r.ratios.rssGrowthAfterWarmupPercent} | |`,
     `| RSS growth over a second 50k requests (%) | ${r.ratios.rssGrowthSecondBatchPercent} (ff hello: ${r.ratios.helloRssGrowthSecondBatchPercent}) | |`,

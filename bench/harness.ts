@@ -47,11 +47,12 @@ export function status(port: number, urlPath: string): Promise<number> {
   });
 }
 
-export function rssKb(pid: number): number {
+/** Resident memory now (VmRSS), or its peak over the process's life (VmHWM), in kB. */
+export function rssKb(pid: number, field: 'VmRSS' | 'VmHWM' = 'VmRSS'): number {
   const line = fs
     .readFileSync(`/proc/${pid}/status`, 'utf8')
     .split('\n')
-    .find((l) => l.startsWith('VmRSS:'));
+    .find((l) => l.startsWith(`${field}:`));
   return Number(/(\d+)/.exec(line ?? '')?.[1] ?? 0);
 }
 
@@ -243,4 +244,30 @@ export async function imageLike(vaultUrl: string, oryUrl: string): Promise<Image
       fs.rmSync(compileCache, { recursive: true, force: true });
     },
   };
+}
+
+export interface PeakRow {
+  variant: string;
+  peakRssMb: number;
+  rps: number;
+  p99Ms: number;
+  errors: number;
+}
+
+/** Peak RSS (VmHWM) of a fresh server under `seconds` of wrk -t2 -c50 on /health/live. */
+export async function peakUnderLoad(variant: Variant, seconds: number): Promise<PeakRow> {
+  const server = await start(variant, ['/health/live']);
+  try {
+    await sleep(300);
+    const load = await wrk(server.port, '/health/live', seconds, CONCURRENCY, 200, 2);
+    return {
+      variant: variant.name,
+      peakRssMb: round(rssKb(server.child.pid!, 'VmHWM') / 1024),
+      rps: Math.round(load.rps),
+      p99Ms: round(load.p99Ms, 2),
+      errors: load.errors,
+    };
+  } finally {
+    await stop(server.child);
+  }
 }

@@ -26,10 +26,12 @@ import {
   type Load,
 } from './harness';
 import { benchArgs } from './args';
+import { svgPlot, trend, type Sample } from './rss-trend';
 
 const { seconds: SECONDS, out: outArg } = benchArgs(60);
 const TARGET_REQUESTS = 100_000;
 const WARMUP_REQUESTS = 5_000;
+const RSS_SAMPLE_MS = 5000;
 
 /**
  * Endpoint, wrk connections, expected status. Two continuous scrapers are still hundreds of
@@ -61,13 +63,26 @@ async function main(): Promise<void> {
   vault.resetCounts();
   ory.resetCounts();
 
+  // RSS every RSS_SAMPLE_MS through the run, for the trend of its last half and the plot.
+  const samples: Sample[] = [];
+  const soakStarted = performance.now();
+  const sample = () => {
+    if (server.child.exitCode !== null) return;
+    samples.push({ t: (performance.now() - soakStarted) / 1000, mb: round(rssKb(pid) / 1024) });
+  };
+  sample();
+  const sampler = setInterval(sample, RSS_SAMPLE_MS);
   const results = await Promise.all(
     MIX.map(([endpoint, connections, status]) =>
       wrk(server.port, endpoint, SECONDS, connections, status),
     ),
   );
+  clearInterval(sampler);
+  sample();
   await sleep(1000);
   const rssEndKb = rssKb(pid);
+  const rssTrend = trend(samples);
+  const rssPeakKb = rssKb(pid, 'VmHWM');
   const alive = server.child.exitCode === null;
   await stop(server.child);
   await Promise.all([vault.close(), ory.close()]);
@@ -93,6 +108,9 @@ async function main(): Promise<void> {
       fromStart: growth(rssStartKb, rssEndKb),
       fromWarmup: growth(rssWarmKb, rssEndKb),
     },
+    rssLastHalf: rssTrend,
+    rssPeakMb: round(rssPeakKb / 1024),
+    rssSamples: samples,
     dependencyChecks: {
       vault: vault.requests,
       ory: ory.requests,
@@ -112,6 +130,7 @@ async function main(): Promise<void> {
     }),
     '',
     `RSS: ${result.rssMb.afterStart} MB after start, ${result.rssMb.afterWarmup} MB after ${WARMUP_REQUESTS} warm-up requests, ${result.rssMb.afterSoak} MB after the soak (growth ${result.rssGrowthPercent.fromStart} % from start, ${result.rssGrowthPercent.fromWarmup} % from warm-up)`,
+    `RSS over the last half: slope ${rssTrend.slopeMbPerMin} MB/min, growth ${rssTrend.growthPercent} % (peak ${round(rssPeakKb / 1024)} MB)`,
     `checks seen by the stand-ins: Vault ${vault.requests}, Ory ${ory.requests} (duration / TTL = ${result.dependencyChecks.aboutOnePerTtl})`,
     `process alive at the end: ${alive}`,
   ];
@@ -126,6 +145,15 @@ async function main(): Promise<void> {
     );
   fs.mkdirSync(path.dirname(out), { recursive: true });
   fs.writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
+  const plot = out.replace(/\.json$/, '.svg');
+  fs.writeFileSync(
+    plot,
+    svgPlot(
+      samples,
+      `CoffeeBuddy RSS, ${SECONDS} s soak, Node ${process.version} (dashed: half-way)`,
+    ),
+  );
+  console.log(`wrote ${path.relative(REPO_ROOT, out)} and ${path.relative(REPO_ROOT, plot)}`);
 
   const failures = [
     ...(total < TARGET_REQUESTS
@@ -133,6 +161,9 @@ async function main(): Promise<void> {
       : []),
     ...results.flatMap((r, i) => (r.errors > 0 ? [`${r.errors} errors on ${MIX[i]![0]}`] : [])),
     ...(alive ? [] : ['the process died']),
+    ...(rssTrend.growthPercent >= 5
+      ? [`RSS grew ${rssTrend.growthPercent} % over the last half (target < 5 %)`]
+      : []),
   ];
   if (failures.length > 0) {
     console.error(`\nsoak failed: ${failures.join('; ')}`);

@@ -2,9 +2,16 @@
 // jest's CommonJS runtime cannot load them, so tests run this script in a child process.
 // Input on stdin: a JSON array of manifests. Output on stdout: a JSON array, one list of problems
 // per manifest. The models check types and required fields; they do not reject unknown fields.
-import { HTTPRoute } from '@kubernetes-models/gateway-api/gateway.networking.k8s.io/v1';
+import {
+  Gateway,
+  GatewayClass,
+  HTTPRoute,
+} from '@kubernetes-models/gateway-api/gateway.networking.k8s.io/v1';
 import { Service as KnativeService } from '@kubernetes-models/knative/serving.knative.dev/v1';
-import { PrometheusRule } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';
+import {
+  PodMonitor,
+  PrometheusRule,
+} from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';
 import { ConfigMap, Service, ServiceAccount } from 'kubernetes-models/v1';
 
 const MODELS = {
@@ -13,7 +20,10 @@ const MODELS = {
   'v1/ServiceAccount': ServiceAccount,
   'serving.knative.dev/v1/Service': KnativeService,
   'gateway.networking.k8s.io/v1/HTTPRoute': HTTPRoute,
+  'gateway.networking.k8s.io/v1/Gateway': Gateway,
+  'gateway.networking.k8s.io/v1/GatewayClass': GatewayClass,
   'monitoring.coreos.com/v1/PrometheusRule': PrometheusRule,
+  'monitoring.coreos.com/v1/PodMonitor': PodMonitor,
 };
 
 /**

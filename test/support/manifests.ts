@@ -34,7 +34,7 @@ export function loadManifests(...folders: string[]): LoadedManifest[] {
     const dir = path.join(REPO_ROOT, folder);
     for (const name of fs
       .readdirSync(dir)
-      .filter((f) => /\.ya?ml$/.test(f))
+      .filter((f) => /\.ya?ml$/.test(f) && f !== 'kustomization.yaml')
       .sort()) {
       const file = path.join(folder, name);
       for (const document of parseAllDocuments(fs.readFileSync(path.join(dir, name), 'utf8'))) {
@@ -197,6 +197,27 @@ export function loadValidators(): Validators {
       return validate;
     },
   };
+}
+
+/**
+ * Kinds with no upstream schema in ../shared/schemas: checked against their npm model only
+ * (types and required fields), and by the deploy tests' own rules.
+ */
+export const KINDS_WITHOUT_UPSTREAM_SCHEMA = [
+  'gateway.networking.k8s.io/v1/Gateway',
+  'gateway.networking.k8s.io/v1/GatewayClass',
+  'monitoring.coreos.com/v1/PodMonitor',
+];
+
+/** Parses the output of `kubectl kustomize`. */
+export function parseManifests(text: string, source: string): Manifest[] {
+  return parseAllDocuments(text).flatMap((document) => {
+    if (document.errors.length > 0) {
+      throw new Error(`${source}: ${document.errors.map((e) => e.message).join('; ')}`);
+    }
+    const doc = document.toJS() as Manifest | null;
+    return doc === null ? [] : [doc];
+  });
 }
 
 /** Problems of one document against its schema; a kind without a schema is a problem. */
