@@ -80,10 +80,11 @@ async function main(): Promise<void> {
   clearInterval(sampler);
   sample();
   await sleep(1000);
+  const alive = server.child.exitCode === null;
+  if (!alive) throw new Error(`the server died during the soak (exit ${server.child.exitCode})`);
   const rssEndKb = rssKb(pid);
   const rssTrend = trend(samples);
   const rssPeakKb = rssKb(pid, 'VmHWM');
-  const alive = server.child.exitCode === null;
   await stop(server.child);
   await Promise.all([vault.close(), ory.close()]);
   image.cleanUp();
@@ -160,7 +161,6 @@ async function main(): Promise<void> {
       ? [`only ${total} requests (< ${TARGET_REQUESTS}): raise --seconds`]
       : []),
     ...results.flatMap((r, i) => (r.errors > 0 ? [`${r.errors} errors on ${MIX[i]![0]}`] : [])),
-    ...(alive ? [] : ['the process died']),
     ...(rssTrend.growthPercent >= 5
       ? [`RSS grew ${rssTrend.growthPercent} % over the last half (target < 5 %)`]
       : []),

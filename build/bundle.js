@@ -14,8 +14,12 @@ const common = {
   platform: 'node',
   target: 'node20',
   format: 'cjs',
-  // node-fetch 2 needs whatwg-url only where Node lacks URL; see whatwg-url.js.
-  alias: { 'whatwg-url': path.join(__dirname, 'whatwg-url.js') },
+  // node-fetch 2 needs whatwg-url only where Node lacks URL (whatwg-url.js); mime-types is loaded
+  // on first use rather than at start (lazy-mime-types.js).
+  alias: {
+    'whatwg-url': path.join(__dirname, 'whatwg-url.js'),
+    'mime-types': path.join(__dirname, 'lazy-mime-types.js'),
+  },
   minifyWhitespace: true,
   minifySyntax: true,
   sourcemap: 'linked',

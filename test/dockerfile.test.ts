@@ -58,4 +58,21 @@ describe('Dockerfile', () => {
     const ignored = fs.readFileSync(path.join(REPO_ROOT, '.dockerignore'), 'utf8').split('\n');
     for (const entry of ['node_modules', 'test', '.git', 'dist']) expect(ignored).toContain(entry);
   });
+
+  it('caps V8’s heap inside the Knative container’s memory limit, with room to spare', () => {
+    const options = envOf(runtime).NODE_OPTIONS ?? '';
+    const oldSpaceMb = Number(/--max-old-space-size=(\d+)/.exec(options)?.[1]);
+    const semiSpaceMb = Number(/--max-semi-space-size=(\d+)/.exec(options)?.[1]);
+    expect(oldSpaceMb).toBeGreaterThan(0);
+    expect(semiSpaceMb).toBeGreaterThan(0);
+    const ksvc = loadManifests('knative').find(
+      (m) => m.doc.kind === 'Service' && m.doc.apiVersion.startsWith('serving'),
+    );
+    const resources = (ksvc!.doc as any).spec.template.spec.containers[0].resources;
+    const mebibytes = (quantity: string) => Number(/^(\d+)Mi$/.exec(quantity)?.[1]);
+    const limitMb = mebibytes(resources.limits.memory);
+    // The young generation is three semi-spaces' worth at most; 64 MB for code and native memory.
+    expect(oldSpaceMb + 3 * semiSpaceMb + 64).toBeLessThanOrEqual(limitMb);
+    expect(mebibytes(resources.requests.memory)).toBeLessThanOrEqual(limitMb);
+  });
 });
