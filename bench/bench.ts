@@ -6,28 +6,29 @@
  * floor). Variants alternate (A B C A B C …); figures are medians; ratios are against the
  * references. Loopback only, every loop bounded in count and time.
  */
-import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { FRAMEWORK_MAIN, REPO_ROOT, requireBuild } from '../testing/process';
+import { REPO_ROOT, requireBuild } from '../testing/process';
 import { startOryStandIn, startVaultStandIn } from '../testing/standins';
 import {
   growth,
+  HELLO,
   imageLike,
+  type Load,
   median,
+  type PeakRow,
+  peakUnderLoad,
   requestsOn,
   requireWrk,
   round,
   rssKb,
   sleep,
   start,
-  stop,
-  wrk,
-  type Load,
   type Started,
+  stop,
   type Variant,
-  peakUnderLoad,
-  type PeakRow,
+  writeResult,
+  wrk,
 } from './harness';
 import { benchArgs } from './args';
 
@@ -76,12 +77,7 @@ async function main(): Promise<void> {
   const image = await imageLike(vault.url, ory.url);
   const variants: Variant[] = [
     { name: 'bare-node', args: ['bench/fixtures/bare.js'], cwd: REPO_ROOT, env: {} },
-    {
-      name: 'ff-hello',
-      args: [FRAMEWORK_MAIN, '--target=hello', '--source=bench/fixtures/hello'],
-      cwd: REPO_ROOT,
-      env: { NODE_ENV: 'production' },
-    },
+    HELLO,
     image.variant,
   ];
   const coffeebuddy = variants[2]!;
@@ -244,11 +240,7 @@ async function main(): Promise<void> {
     ratios,
   };
   printTable(result);
-  const out =
-    outArg ??
-    path.join(REPO_ROOT, 'bench', 'results', `node${process.versions.node.split('.')[0]}.json`);
-  fs.mkdirSync(path.dirname(out), { recursive: true });
-  fs.writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
+  const out = writeResult('', result, outArg);
   console.log(`\nwrote ${path.relative(REPO_ROOT, out)}`);
 }
 

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import os from 'node:os';
 import { envOf, execCommand, readDockerfile } from '../testing/dockerfile';
-import { REPO_ROOT, freePort } from '../testing/process';
+import { FRAMEWORK_MAIN, REPO_ROOT, freePort } from '../testing/process';
 
 const START_DEADLINE_MS = 20_000;
 export const CONCURRENCY = 50;
@@ -16,6 +16,32 @@ export interface Variant {
   args: string[];
   cwd: string;
   env: NodeJS.ProcessEnv;
+}
+
+/** A functions-framework hello world answering /health/live, started the usual way. */
+export const HELLO: Variant = {
+  name: 'ff-hello',
+  args: [FRAMEWORK_MAIN, '--target=hello', '--source=bench/fixtures/hello'],
+  cwd: REPO_ROOT,
+  env: { NODE_ENV: 'production' },
+};
+
+/**
+ * Writes a run's result as JSON to `out`, or to bench/results/<name>-node<major>.json; returns
+ * the path written.
+ */
+export function writeResult(name: string, result: unknown, out?: string): string {
+  const file =
+    out ??
+    path.join(
+      REPO_ROOT,
+      'bench',
+      'results',
+      `${name}node${process.versions.node.split('.')[0]}.json`,
+    );
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  fs.writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
+  return file;
 }
 
 export const median = (values: number[]): number => {

@@ -6,13 +6,20 @@
  * each young-generation size (--max-semi-space-size) in turn, the image's own value marked.
  * Ratios against the hello world of the same run. Loopback only; bounded in time.
  */
-import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { FRAMEWORK_MAIN, REPO_ROOT, requireBuild } from '../testing/process';
+import { REPO_ROOT, requireBuild } from '../testing/process';
 import { startOryStandIn, startVaultStandIn } from '../testing/standins';
 import { benchArgs } from './args';
-import { imageLike, peakUnderLoad, requireWrk, round, type PeakRow, type Variant } from './harness';
+import {
+  HELLO,
+  imageLike,
+  type PeakRow,
+  peakUnderLoad,
+  requireWrk,
+  round,
+  writeResult,
+} from './harness';
 
 const { seconds: SECONDS, out: outArg } = benchArgs(15);
 /** Young-generation sizes tried, in MB; undefined is V8's default. */
@@ -35,13 +42,9 @@ async function main(): Promise<void> {
   const imageOptions = image.variant.env.NODE_OPTIONS ?? '';
   const imageSemi = /--max-semi-space-size=(\d+)/.exec(imageOptions)?.[1];
   try {
-    const hello: Variant = {
-      name: 'ff-hello (default flags)',
-      args: [FRAMEWORK_MAIN, '--target=hello', '--source=bench/fixtures/hello'],
-      cwd: REPO_ROOT,
-      env: {},
-    };
-    const rows: PeakRow[] = [await peakUnderLoad(hello, SECONDS)];
+    const rows: PeakRow[] = [
+      await peakUnderLoad({ ...HELLO, name: 'ff-hello (default flags)' }, SECONDS),
+    ];
     for (const mb of SEMI_SPACES) {
       const mark = String(mb) === imageSemi || (mb === undefined && imageSemi === undefined);
       rows.push(
@@ -67,19 +70,7 @@ async function main(): Promise<void> {
       ),
     ];
     console.log(table.join('\n'));
-    const out =
-      outArg ??
-      path.join(
-        REPO_ROOT,
-        'bench',
-        'results',
-        `memory-node${process.versions.node.split('.')[0]}.json`,
-      );
-    fs.mkdirSync(path.dirname(out), { recursive: true });
-    fs.writeFileSync(
-      out,
-      `${JSON.stringify({ node: process.version, seconds: SECONDS, rows }, null, 2)}\n`,
-    );
+    const out = writeResult('memory-', { node: process.version, seconds: SECONDS, rows }, outArg);
     console.log(`\nwrote ${path.relative(REPO_ROOT, out)}`);
   } finally {
     image.cleanUp();

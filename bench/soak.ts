@@ -15,6 +15,7 @@ import { startOryStandIn, startVaultStandIn } from '../testing/standins';
 import {
   growth,
   imageLike,
+  type Load,
   requestsOn,
   requireWrk,
   round,
@@ -22,8 +23,8 @@ import {
   sleep,
   start,
   stop,
+  writeResult,
   wrk,
-  type Load,
 } from './harness';
 import { benchArgs } from './args';
 import { svgPlot, trend, type Sample } from './rss-trend';
@@ -136,16 +137,7 @@ async function main(): Promise<void> {
     `process alive at the end: ${alive}`,
   ];
   console.log(lines.join('\n'));
-  const out =
-    outArg ??
-    path.join(
-      REPO_ROOT,
-      'bench',
-      'results',
-      `soak-node${process.versions.node.split('.')[0]}.json`,
-    );
-  fs.mkdirSync(path.dirname(out), { recursive: true });
-  fs.writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
+  const out = writeResult('soak-', result, outArg);
   const plot = out.replace(/\.json$/, '.svg');
   fs.writeFileSync(
     plot,

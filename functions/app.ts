@@ -5,7 +5,7 @@ import { buildVaultClient, type VaultClient, type VaultClientFactory } from '../
 import { getSettings, type Settings } from '../lib/config/settings';
 import { UpstreamError } from '../lib/errors';
 import { COMPONENT_OK, HEALTH_PATH_PREFIX } from '../lib/health';
-import { Router, type RequestObserver, type Route } from '../lib/http/router';
+import { Router, type RequestObserver, type Route, type RouterOptions } from '../lib/http/router';
 import { createLogger, type Logger } from '../lib/logger';
 import { Lifecycle } from '../lib/lifecycle';
 import { createMetrics, type RuntimeMetrics } from '../lib/metrics';
@@ -75,16 +75,18 @@ function logTransitions(logger: Logger): CheckListener {
 }
 
 /** One function per name: a single route answers on any path, several dispatch by path. */
-function functionsByName(routes: readonly Route[], router: Router): Record<string, HttpFunction> {
+function functionsByName(
+  routes: readonly Route[],
+  options: RouterOptions,
+): Record<string, HttpFunction> {
   const byName = new Map<string, Route[]>();
   for (const route of routes) byName.set(route.name, [...(byName.get(route.name) ?? []), route]);
   const functions: Record<string, HttpFunction> = {};
   for (const [name, named] of byName) {
     const [only] = named;
+    const router = new Router(named, options);
     functions[name] =
-      named.length === 1 && only !== undefined
-        ? router.serve(only)
-        : new Router(named, router.options).dispatch;
+      named.length === 1 && only !== undefined ? router.serve(only) : router.dispatch;
   }
   return functions;
 }
@@ -184,7 +186,8 @@ export function createApp(options: CreateAppOptions = {}): App {
   runtimeMetrics.initRequests(routes);
   const contexts = new RequestContexts(settings.REQUEST_ID_HEADER);
   const observeRequest = requestObserver(settings, logger, runtimeMetrics);
-  const router = new Router(routes, { logger, contexts, observe: observeRequest });
+  const routerOptions: RouterOptions = { logger, contexts, observe: observeRequest };
+  const router = new Router(routes, routerOptions);
 
   return {
     settings,
@@ -196,7 +199,7 @@ export function createApp(options: CreateAppOptions = {}): App {
     router,
     contexts,
     observeRequest,
-    functions: { ...functionsByName(routes, router), coffeebuddy: router.dispatch },
+    functions: { ...functionsByName(routes, routerOptions), coffeebuddy: router.dispatch },
     close: () => {
       for (const client of Object.values(clients)) client.close?.();
     },

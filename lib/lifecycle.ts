@@ -1,8 +1,3 @@
-/** What the process is doing: serving, or draining before it exits. */
-export const SERVING = 'serving';
-export const DRAINING = 'draining';
-export type LifecycleState = typeof SERVING | typeof DRAINING;
-
 export interface InFlight {
   /** Requests being answered. */
   requests: number;
@@ -15,22 +10,19 @@ export interface InFlight {
  * answer. Shutdown waits on it; readiness reads it. It knows nothing about HTTP or signals.
  */
 export class Lifecycle {
-  private current: LifecycleState = SERVING;
+  /** Serving until a drain begins; it never ends but with the process. */
+  private isDraining = false;
   private requests = 0;
   private readonly work = new Set<Promise<unknown>>();
   private waiters: (() => void)[] = [];
 
-  get state(): LifecycleState {
-    return this.current;
-  }
-
   get draining(): boolean {
-    return this.current === DRAINING;
+    return this.isDraining;
   }
 
   /** From now on readiness fails; what is in flight still completes. */
   beginDrain(): void {
-    this.current = DRAINING;
+    this.isDraining = true;
   }
 
   inFlight(): InFlight {

@@ -29,7 +29,10 @@ export interface RunningProcess {
   readonly child: ChildProcess;
   readonly port: number;
   readonly url: string;
+  /** Everything written to stdout and stderr so far. */
   output(): string;
+  /** The JSON log lines written so far, parsed; other output is left out. */
+  logLines(): Record<string, unknown>[];
   /** Sends SIGTERM and waits for the exit (SIGKILL after 5 s). */
   stop(): Promise<number | null>;
 }
@@ -71,6 +74,11 @@ export async function startProcess(options: StartOptions): Promise<RunningProces
     port,
     url,
     output: () => output,
+    logLines: () =>
+      output
+        .split('\n')
+        .filter((line) => line.startsWith('{'))
+        .map((line) => JSON.parse(line) as Record<string, unknown>),
     stop: async () => {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
       const timer = setTimeout(() => child.kill('SIGKILL'), 5000);

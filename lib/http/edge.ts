@@ -130,14 +130,7 @@ export class Edge {
     const status = known?.status ?? 500;
     const path = pathOf(req.url);
     if (res.headersSent) return;
-    runInContext(this.options.contexts.of(req), () => {
-      this.options.logger[status >= 500 ? 'error' : 'warn']('request refused', {
-        method: req.method,
-        route: this.options.routeFor(path),
-        status,
-        reason: typeof type === 'string' ? type : 'internal error',
-      });
-    });
+    this.logRefusal(req, path, status, typeof type === 'string' ? type : 'internal error');
     this.answer(req, res, path, status, known?.error ?? 'internal error');
   };
 
@@ -164,7 +157,6 @@ export class Edge {
     const count = (chunk: Buffer) => {
       received += chunk.length;
       if (received <= limit) return;
-      req.off('data', count);
       // Nothing else may buffer what follows: the parser waiting for the body is cut off too.
       req.removeAllListeners('data');
       req.resume();
@@ -181,15 +173,25 @@ export class Edge {
     status: number,
     error: string,
   ): void {
-    this.options.logger.warn('request refused', {
-      method: req.method,
-      route: this.options.routeFor(path),
-      status,
-      reason: error,
-    });
+    this.logRefusal(req, path, status, error);
     res.setHeader('Connection', 'close');
     lingerBeforeClose(req.socket);
     this.answer(req, res, path, status, error);
+  }
+
+  /**
+   * One line saying why a request was refused, in the request's context: a refusal can come from
+   * a socket's data event (a chunked body over the limit) or Express's error path, outside it.
+   */
+  private logRefusal(req: IncomingMessage, path: string, status: number, reason: string): void {
+    runInContext(this.options.contexts.of(req), () => {
+      this.options.logger[status >= 500 ? 'error' : 'warn']('request refused', {
+        method: req.method,
+        route: this.options.routeFor(path),
+        status,
+        reason,
+      });
+    });
   }
 
   private answer(

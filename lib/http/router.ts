@@ -1,7 +1,12 @@
 import type { HttpFunction, Request, Response } from '@google-cloud/functions-framework';
 import { sendJson } from './respond';
 import type { Logger } from '../logger';
-import { runInContext, type RequestContext, type RequestContexts } from '../request-context';
+import {
+  currentContext,
+  runInContext,
+  type RequestContext,
+  type RequestContexts,
+} from '../request-context';
 
 export const READ_METHODS = ['GET', 'HEAD'] as const;
 /** The route label of requests no route matched: raw paths never become label values. */
@@ -42,7 +47,7 @@ export class Router {
 
   constructor(
     routes: readonly Route[],
-    readonly options: RouterOptions,
+    private readonly options: RouterOptions,
   ) {
     this.byPath = new Map(routes.map((route) => [route.path, route]));
     if (this.byPath.size !== routes.length) throw new Error('two routes share a path');
@@ -70,14 +75,18 @@ export class Router {
     const started = process.hrtime.bigint();
     const { observe, contexts } = this.options;
     const context = contexts.of(req);
-    if (!res.headersSent) res.setHeader(contexts.headerName, context.requestId);
+    // Behind the edge the id is already set; a function served alone sets it here.
+    if (!res.hasHeader(contexts.headerName)) res.setHeader(contexts.headerName, context.requestId);
     if (observe !== undefined) {
       res.once('finish', () => {
         const seconds = Number(process.hrtime.bigint() - started) / 1e9;
         observe(req.method, route?.path ?? UNMATCHED_ROUTE, res.statusCode, seconds, context);
       });
     }
-    return runInContext(context, () => this.answer(route, req, res));
+    // Still inside the edge's run when no body was parsed on the way; otherwise enter it again.
+    return currentContext() === context
+      ? this.answer(route, req, res)
+      : runInContext(context, () => this.answer(route, req, res));
   }
 
   /** Stays synchronous for synchronous handlers: probes are the hot path. */

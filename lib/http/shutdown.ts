@@ -52,11 +52,6 @@ export class Shutdown {
     this.start(kind);
   };
 
-  /** Resolves when the drain has ended and exit() was called; for tests. */
-  finished(): Promise<void> | undefined {
-    return this.drain;
-  }
-
   private start(reason: string): void {
     this.drain ??= this.run(reason);
   }

@@ -109,18 +109,22 @@ describe('reading KV v2 secrets from Vault', () => {
       fs.writeFileSync(file, vault.kubernetes.jwt);
       return file;
     };
+    /** Kubernetes auth as role coffeebuddy with the stand-in's JWT; `now` is injectable. */
+    const kubernetesLogin = (upstream: Upstream, now?: () => number) =>
+      new KubernetesLogin(
+        upstream,
+        {
+          mount: 'kubernetes',
+          role: 'coffeebuddy',
+          jwtFile: jwtFile(),
+          timeoutMs: 1000,
+          noLeaseReuseMs: 60_000,
+        },
+        now,
+      );
     const kubernetesClient = () =>
       track(
-        new HttpVaultClient(vault.url, 1000, {
-          tokens: (upstream) =>
-            new KubernetesLogin(upstream, {
-              mount: 'kubernetes',
-              role: 'coffeebuddy',
-              jwtFile: jwtFile(),
-              timeoutMs: 1000,
-              noLeaseReuseMs: 60_000,
-            }),
-        }),
+        new HttpVaultClient(vault.url, 1000, { tokens: (upstream) => kubernetesLogin(upstream) }),
       );
 
     it('logs in with the service-account JWT and reuses the token', async () => {
@@ -142,17 +146,7 @@ describe('reading KV v2 secrets from Vault', () => {
       const upstream = track(new Upstream(vault.url, 1000));
       const clock = { now: 0 };
       vault.kubernetes.leaseSeconds = 30;
-      const tokens = new KubernetesLogin(
-        upstream,
-        {
-          mount: 'kubernetes',
-          role: 'coffeebuddy',
-          jwtFile: jwtFile(),
-          timeoutMs: 1000,
-          noLeaseReuseMs: 60_000,
-        },
-        () => clock.now,
-      );
+      const tokens = kubernetesLogin(upstream, () => clock.now);
       const [a, b] = await Promise.all([tokens.token(), tokens.token()]);
       expect(a).toBe(b);
       expect(vault.kubernetes.logins).toBe(1);
@@ -167,17 +161,7 @@ describe('reading KV v2 secrets from Vault', () => {
       const upstream = track(new Upstream(vault.url, 1000));
       const clock = { now: 0 };
       vault.kubernetes.leaseSeconds = 0;
-      const tokens = new KubernetesLogin(
-        upstream,
-        {
-          mount: 'kubernetes',
-          role: 'coffeebuddy',
-          jwtFile: jwtFile(),
-          timeoutMs: 1000,
-          noLeaseReuseMs: 60_000,
-        },
-        () => clock.now,
-      );
+      const tokens = kubernetesLogin(upstream, () => clock.now);
       const first = await tokens.token();
       clock.now = 59_999;
       expect(await tokens.token()).toBe(first);
@@ -190,13 +174,7 @@ describe('reading KV v2 secrets from Vault', () => {
     it('names a refused login without echoing the JWT or Vault’s answer', async () => {
       const upstream = track(new Upstream(vault.url, 1000));
       vault.kubernetes.role = 'other-role';
-      const tokens = new KubernetesLogin(upstream, {
-        mount: 'kubernetes',
-        role: 'coffeebuddy',
-        jwtFile: jwtFile(),
-        timeoutMs: 1000,
-        noLeaseReuseMs: 60_000,
-      });
+      const tokens = kubernetesLogin(upstream);
       const error = await tokens.token().catch((e: unknown) => e);
       expect(error).toBeInstanceOf(UpstreamError);
       expect((error as Error).message).toBe('Kubernetes login to Vault failed (status 403)');

@@ -49,13 +49,6 @@ const exited = (server: RunningProcess): Promise<number | null> =>
       });
   });
 
-const logLines = (server: RunningProcess): Record<string, unknown>[] =>
-  server
-    .output()
-    .split('\n')
-    .filter((line) => line.startsWith('{'))
-    .map((line) => JSON.parse(line) as Record<string, unknown>);
-
 describe('the production entry’s lifecycle', () => {
   let vault: VaultStandIn;
   let ory: OryStandIn;
@@ -100,7 +93,7 @@ describe('the production entry’s lifecycle', () => {
     expect((await get(running.port, '/health/live', keepAlive)).status).toBe(200);
     const answers = await inFlight(running, 20);
     running.child.kill('SIGTERM');
-    await eventually(() => logLines(running).some((l) => l.msg === 'drain started'));
+    await eventually(() => running.logLines().some((l) => l.msg === 'drain started'));
 
     // Already-open keep-alive connections are still served, told to close, and not ready.
     const during = await get(running.port, '/health/ready', keepAlive);
@@ -112,8 +105,8 @@ describe('the production entry’s lifecycle', () => {
     const statuses = (await Promise.all(answers)).map((a) => a.status);
     expect(statuses).toEqual(Array.from({ length: 20 }, () => 200));
     expect(await exited(running)).toBe(0);
-    const started = logLines(running).find((l) => l.msg === 'drain started');
-    const finished = logLines(running).find((l) => l.msg === 'drain finished');
+    const started = running.logLines().find((l) => l.msg === 'drain started');
+    const finished = running.logLines().find((l) => l.msg === 'drain finished');
     expect(started).toMatchObject({ reason: 'signal SIGTERM', requests: 20, work: 0 });
     expect(finished).toMatchObject({ drained: true, requestsAbandoned: 0, exitCode: 0 });
     keepAlive.destroy();
@@ -123,7 +116,7 @@ describe('the production entry’s lifecycle', () => {
     const running = await start();
     const answers = Promise.allSettled(await inFlight(running, 1));
     running.child.kill('SIGTERM');
-    await eventually(() => logLines(running).some((l) => l.msg === 'drain started'));
+    await eventually(() => running.logLines().some((l) => l.msg === 'drain started'));
     const signalled = performance.now();
     running.child.kill('SIGINT');
     expect(await exited(running)).toBe(130);
@@ -138,7 +131,7 @@ describe('the production entry’s lifecycle', () => {
     running.child.kill('SIGTERM');
     expect(await exited(running)).toBe(0);
     expect(performance.now() - signalled).toBeLessThan(300 + SYSTEM_TOLERANCE_MS);
-    expect(logLines(running).find((l) => l.msg === 'drain finished')).toMatchObject({
+    expect(running.logLines().find((l) => l.msg === 'drain finished')).toMatchObject({
       drained: false,
       requestsAbandoned: 2,
     });
@@ -153,12 +146,12 @@ describe('the production entry’s lifecycle', () => {
       expect((await get(running.port, '/health/live', keepAlive)).status).toBe(200);
       const answers = await inFlight(running, 3);
       running.child.kill('SIGUSR2');
-      await eventually(() => logLines(running).some((l) => l.msg === 'drain started'));
+      await eventually(() => running.logLines().some((l) => l.msg === 'drain started'));
       const metrics = await get(running.port, '/metrics', keepAlive);
       expect(metrics.body).toContain(`coffeebuddy_process_faults_total{kind="${kind}"} 1`);
       expect((await Promise.all(answers)).map((a) => a.status)).toEqual([200, 200, 200]);
       expect(await exited(running)).toBe(1);
-      const fault = logLines(running).filter((l) => l.msg === 'fault outside a request');
+      const fault = running.logLines().filter((l) => l.msg === 'fault outside a request');
       expect(fault).toEqual([expect.objectContaining({ level: 'error', kind, error: 'Error' })]);
       expect(server!.output()).not.toContain('injected fault');
       keepAlive.destroy();

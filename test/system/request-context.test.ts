@@ -16,13 +16,6 @@ const TRACEPARENT = `00-${TRACE_ID}-00f067aa0ba902b7-01`;
 const BODY_CANARY = 'body-canary-8e1d';
 const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
-const lines = (server: RunningProcess): Record<string, unknown>[] =>
-  server
-    .output()
-    .split('\n')
-    .filter((line) => line.startsWith('{'))
-    .map((line) => JSON.parse(line) as Record<string, unknown>);
-
 function slashCommand(url: string, headers: Record<string, string>, sign = true) {
   const body = new URLSearchParams({
     command: '/coffee',
@@ -75,10 +68,10 @@ describe('request context through the production entry', () => {
     });
     expect(res.status).toBe(200);
     expect(res.headers.get('x-request-id')).toBe('kong-id-1234');
-    await eventually(() => lines(server).some((l) => l.requestId === 'kong-id-1234'));
-    const access = lines(server).filter(
-      (l) => l.msg === 'request' && l.requestId === 'kong-id-1234',
-    );
+    await eventually(() => server.logLines().some((l) => l.requestId === 'kong-id-1234'));
+    const access = server
+      .logLines()
+      .filter((l) => l.msg === 'request' && l.requestId === 'kong-id-1234');
     expect(access).toEqual([
       expect.objectContaining({
         level: 'info',
@@ -100,8 +93,8 @@ describe('request context through the production entry', () => {
     const res = await slashCommand(server.url, { 'X-Request-ID': 'unsigned-id-5678' }, false);
     expect(res.status).toBe(401);
     expect(res.headers.get('x-request-id')).toBe('unsigned-id-5678');
-    await eventually(() => lines(server).some((l) => l.msg === 'request' && l.status === 401));
-    const mine = lines(server).filter((l) => l.requestId === 'unsigned-id-5678');
+    await eventually(() => server.logLines().some((l) => l.msg === 'request' && l.status === 401));
+    const mine = server.logLines().filter((l) => l.requestId === 'unsigned-id-5678');
     expect(mine.map((l) => l.msg).sort()).toEqual(['request', 'slack request refused']);
     expect(mine.find((l) => l.msg === 'request')).toMatchObject({ status: 401 });
   });
@@ -110,17 +103,19 @@ describe('request context through the production entry', () => {
     const res = await slashCommand(server.url, {});
     const id = res.headers.get('x-request-id');
     expect(id).toMatch(UUID_V4);
-    await eventually(() => lines(server).some((l) => l.msg === 'request' && l.requestId === id));
+    await eventually(() =>
+      server.logLines().some((l) => l.msg === 'request' && l.requestId === id),
+    );
   });
 
   it('writes no access line for 60 probes and a scrape, and never a body', async () => {
-    const before = lines(server).length;
+    const before = server.logLines().length;
     for (let i = 0; i < 30; i += 1) {
       expect((await fetch(`${server.url}/health/live`)).status).toBe(200);
       await fetch(`${server.url}/health/ready`);
     }
     expect((await fetch(`${server.url}/metrics`)).status).toBe(200);
-    const after = lines(server).slice(before);
+    const after = server.logLines().slice(before);
     expect(after.filter((l) => l.msg === 'request')).toEqual([]);
     expect(server.output()).not.toContain(BODY_CANARY);
   });
