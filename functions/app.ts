@@ -2,14 +2,15 @@ import type { HttpFunction } from '@google-cloud/functions-framework';
 import { Registry } from 'prom-client';
 import { buildOryClient, type OryClientFactory } from '../lib/clients/ory';
 import { buildVaultClient, type VaultClient, type VaultClientFactory } from '../lib/clients/vault';
-import { getSettings, type Settings } from '../lib/config/settings';
+import { getSettings, SettingsError, type Settings } from '../lib/config/settings';
 import { UpstreamError } from '../lib/errors';
 import { COMPONENT_OK, HEALTH_PATH_PREFIX } from '../lib/health';
-import { Router, type RequestObserver, type Route, type RouterOptions } from '../lib/http/router';
+import { recordRequest, type RequestObserver } from '../lib/http/pipeline';
+import { Router, UNMATCHED_ROUTE, type Route } from '../lib/http/router';
 import { createLogger, type Logger } from '../lib/logger';
 import { Lifecycle } from '../lib/lifecycle';
 import { createMetrics, type RuntimeMetrics } from '../lib/metrics';
-import { RequestContexts } from '../lib/request-context';
+import { RequestContexts, runInContext } from '../lib/request-context';
 import { ReadinessChecker, type CheckListener } from '../lib/readiness';
 import { SlackHandlers } from '../lib/slack/handlers';
 import { RecentIds, type SeenIds } from '../lib/slack/recent-ids';
@@ -74,21 +75,30 @@ function logTransitions(logger: Logger): CheckListener {
   };
 }
 
-/** One function per name: a single route answers on any path, several dispatch by path. */
-function functionsByName(
-  routes: readonly Route[],
-  options: RouterOptions,
-): Record<string, HttpFunction> {
+/** One router per function name, and `coffeebuddy`, which routes to every route. */
+function routersByName(routes: readonly Route[], logger: Logger): Record<string, Router> {
   const byName = new Map<string, Route[]>();
   for (const route of routes) byName.set(route.name, [...(byName.get(route.name) ?? []), route]);
-  const functions: Record<string, HttpFunction> = {};
-  for (const [name, named] of byName) {
-    const [only] = named;
-    const router = new Router(named, options);
-    functions[name] =
-      named.length === 1 && only !== undefined ? router.serve(only) : router.dispatch;
-  }
-  return functions;
+  const routers: Record<string, Router> = {};
+  for (const [name, named] of byName) routers[name] = new Router(named, logger);
+  routers.coffeebuddy = new Router(routes, logger);
+  return routers;
+}
+
+/**
+ * A router as a function functions-framework serves alone (`--target`): each request recorded
+ * once, in its context, as the pipeline does behind the image's entry.
+ */
+function standalone(
+  router: Router,
+  contexts: RequestContexts,
+  observe: RequestObserver,
+): HttpFunction {
+  return (req, res) => {
+    const route = router.routeFor(req.path)?.path ?? UNMATCHED_ROUTE;
+    const context = recordRequest(req, res, route, contexts, observe);
+    return runInContext(context, (): unknown => router.invoke(req, res));
+  };
 }
 
 /**
@@ -123,13 +133,13 @@ export interface App {
   readonly checker: ReadinessChecker;
   readonly lifecycle: Lifecycle;
   readonly logger: Logger;
-  /** The `coffeebuddy` router: which route serves a path. */
-  readonly router: Router;
+  /** Each function's router by name, `coffeebuddy` routing to every endpoint: what createServer serves. */
+  readonly routers: Readonly<Record<string, Router>>;
   /** Each request's id and trace id. */
   readonly contexts: RequestContexts;
   /** Counts and logs an answered request. */
   readonly observeRequest: RequestObserver;
-  /** Each endpoint's function by name, and `coffeebuddy`, which routes to all of them. */
+  /** The same functions for functions-framework to serve alone (`--target=<name>`). */
   readonly functions: Readonly<Record<string, HttpFunction>>;
   /** Releases the clients' sockets. */
   close(): void;
@@ -186,8 +196,11 @@ export function createApp(options: CreateAppOptions = {}): App {
   runtimeMetrics.initRequests(routes);
   const contexts = new RequestContexts(settings.REQUEST_ID_HEADER);
   const observeRequest = requestObserver(settings, logger, runtimeMetrics);
-  const routerOptions: RouterOptions = { logger, contexts, observe: observeRequest };
-  const router = new Router(routes, routerOptions);
+  const routers = routersByName(routes, logger);
+  const functions: Record<string, HttpFunction> = {};
+  for (const [name, router] of Object.entries(routers)) {
+    functions[name] = standalone(router, contexts, observeRequest);
+  }
 
   return {
     settings,
@@ -196,12 +209,27 @@ export function createApp(options: CreateAppOptions = {}): App {
     checker,
     lifecycle,
     logger,
-    router,
+    routers,
     contexts,
     observeRequest,
-    functions: { ...functionsByName(routes, routerOptions), coffeebuddy: router.dispatch },
+    functions,
     close: () => {
       for (const client of Object.values(clients)) client.close?.();
     },
   };
+}
+
+/** Exit status for bad configuration (sysexits EX_CONFIG). */
+const EXIT_CONFIG = 78;
+
+/** The process's app from its environment; bad settings end the process with one message. */
+export function startApp(): App {
+  try {
+    return createApp();
+  } catch (error) {
+    if (!(error instanceof SettingsError)) throw error;
+    // A stack trace would bury it: a person needs only the list of bad settings.
+    process.stderr.write(`coffeebuddy: ${error.message}\n`);
+    process.exit(EXIT_CONFIG);
+  }
 }

@@ -1,4 +1,4 @@
-import type { Response } from '@google-cloud/functions-framework';
+import type { ServerResponse as Response } from 'node:http';
 import type { Lifecycle } from '../lib/lifecycle';
 import type { ReadinessChecker, ReadinessReport } from '../lib/readiness';
 import { JSON_CONTENT_TYPE, sendText } from '../lib/http/respond';

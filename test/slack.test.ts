@@ -22,7 +22,7 @@ const build = appHarness({
 });
 
 /** An app with subcommands that echo, take too long and fail, and handlers that record. */
-function harness(
+async function harness(
   env: NodeJS.ProcessEnv = { SLACK_SIGNING_SECRET: SECRET },
   options: HarnessOptions = {},
 ) {
@@ -51,7 +51,7 @@ function harness(
     .onInteraction('block_actions', (payload) => {
       interactions.push(payload);
     });
-  const built = build({ env, slackHandlers: handlers, ...options });
+  const built = await build({ env, slackHandlers: handlers, ...options });
   return { ...built, registry: handlers, events, interactions };
 }
 
@@ -101,7 +101,7 @@ async function slackCount(app: App, kind: string, outcome: string): Promise<numb
 
 describe('POST /slack/commands', () => {
   it('answers /coffee help with an ephemeral list of what is available', async () => {
-    const { server, app } = harness();
+    const { server, app } = await harness();
     const res = await post(server, '/slack/commands', commandBody('help'), FORM).expect(200);
     expect(res.body.response_type).toBe('ephemeral');
     expect(res.body.text).toContain('`/coffee help`');
@@ -110,7 +110,7 @@ describe('POST /slack/commands', () => {
   });
 
   it('dispatches subcommands through the registry', async () => {
-    const { server } = harness();
+    const { server } = await harness();
     const res = await post(server, '/slack/commands', commandBody('echo hello there'), FORM).expect(
       200,
     );
@@ -118,13 +118,13 @@ describe('POST /slack/commands', () => {
   });
 
   it('answers before a slow subcommand finishes, saying it takes too long', async () => {
-    const { server } = harness();
+    const { server } = await harness();
     const res = await post(server, '/slack/commands', commandBody('slow'), FORM).expect(200);
     expect(res.body.text).toContain('longer than Slack waits');
   });
 
   it('answers a failing subcommand without its error, and counts it', async () => {
-    const { server, app, logs } = harness();
+    const { server, app, logs } = await harness();
     const res = await post(server, '/slack/commands', commandBody('broken'), FORM).expect(200);
     expect(res.body.text).toBe('Sorry, something went wrong.');
     expect(JSON.stringify(res.body) + JSON.stringify(logs)).not.toContain('internal detail');
@@ -132,7 +132,7 @@ describe('POST /slack/commands', () => {
   });
 
   it('answers Slack’s unsigned ssl_check with an empty 200 and nothing else', async () => {
-    const { server, app } = harness();
+    const { server, app } = await harness();
     const res = await post(server, '/slack/commands', 'ssl_check=1&token=x', FORM, false).expect(
       200,
     );
@@ -140,8 +140,8 @@ describe('POST /slack/commands', () => {
     expect(await slackCount(app, 'commands', 'ssl_check')).toBe(1);
   });
 
-  it('refuses a body over SLACK_MAX_BODY_BYTES with 413 before any signature work', async () => {
-    const { server, app } = harness();
+  it('refuses a body over SLACK_MAX_BODY_BYTES with 413 before the Slack function sees it', async () => {
+    const { server, app } = await harness();
     const res = await post(
       server,
       '/slack/commands',
@@ -150,7 +150,12 @@ describe('POST /slack/commands', () => {
       false,
     ).expect(413);
     expect(res.body).toEqual({ error: 'request too large' });
-    expect(await slackCount(app, 'commands', 'too_large')).toBe(1);
+    const text = await app.registry.metrics();
+    expect(text).toMatch(
+      /^coffeebuddy_http_requests_total\{method="POST",route="\/slack\/commands",status="413"\} 1$/m,
+    );
+    // Refused by the pipeline from its Content-Length: no Slack outcome was reached.
+    expect(text).not.toMatch(/^coffeebuddy_slack_requests_total\{[^}]*\} [1-9]/m);
   });
 });
 
@@ -163,7 +168,7 @@ describe('refused requests', () => {
   ])(
     'answers %s with the same 401, counted and logged without body or secret',
     async (_name, sign, outcome) => {
-      const { server, app, logs } = harness();
+      const { server, app, logs } = await harness();
       const body = commandBody('echo private words');
       const res = await post(server, '/slack/commands', body, FORM, sign).expect(401);
       expect(res.body).toEqual({ error: 'invalid request' });
@@ -178,7 +183,7 @@ describe('refused requests', () => {
   );
 
   it('refuses a body changed after signing', async () => {
-    const { server } = harness();
+    const { server } = await harness();
     const timestamp = String(NOW);
     await request(server)
       .post('/slack/commands')
@@ -190,13 +195,13 @@ describe('refused requests', () => {
   });
 
   it('answers other methods with 405 and Allow: POST', async () => {
-    const { server } = harness();
+    const { server } = await harness();
     const res = await request(server).get('/slack/events').expect(405);
     expect(res.headers.allow).toBe('POST');
   });
 
   it('answers 503 when no signing secret is configured', async () => {
-    const { server } = harness({});
+    const { server } = await harness({});
     const res = await post(server, '/slack/events', eventBody('Ev1'), 'application/json').expect(
       503,
     );
@@ -206,7 +211,7 @@ describe('refused requests', () => {
 
 describe('POST /slack/events', () => {
   it('answers url_verification with the challenge', async () => {
-    const { server, app } = harness();
+    const { server, app } = await harness();
     const body = JSON.stringify({ type: 'url_verification', token: 't', challenge: 'c-123' });
     const res = await post(server, '/slack/events', body, 'application/json').expect(200);
     expect(res.body).toEqual({ challenge: 'c-123' });
@@ -214,7 +219,7 @@ describe('POST /slack/events', () => {
   });
 
   it('acknowledges an event with an empty 200 and dispatches it', async () => {
-    const { server, events } = harness();
+    const { server, events } = await harness();
     const res = await post(server, '/slack/events', eventBody('Ev1'), 'application/json').expect(
       200,
     );
@@ -224,7 +229,7 @@ describe('POST /slack/events', () => {
   });
 
   it('acknowledges a retry of an event already seen without dispatching it again', async () => {
-    const { server, app, events } = harness();
+    const { server, app, events } = await harness();
     await post(server, '/slack/events', eventBody('Ev2'), 'application/json').expect(200);
     const timestamp = String(NOW);
     await request(server)
@@ -242,7 +247,7 @@ describe('POST /slack/events', () => {
   });
 
   it('answers an envelope it cannot read with 400', async () => {
-    const { server } = harness();
+    const { server } = await harness();
     await post(
       server,
       '/slack/events',
@@ -252,14 +257,14 @@ describe('POST /slack/events', () => {
   });
 
   it('survives a failing event handler after the acknowledgement', async () => {
-    const { server, registry, app } = harness();
+    const { server, registry, app } = await harness();
     registry.onEvent('app_mention', () => Promise.reject(new Error('boom')));
     await post(server, '/slack/events', eventBody('Ev3'), 'application/json').expect(200);
     await eventually(async () => (await slackCount(app, 'events', 'handler_error')) === 1);
   });
 
   it('runs handlers after the ack in the request’s context: their log lines carry its id', async () => {
-    const { server, registry, app, logs } = harness();
+    const { server, registry, app, logs } = await harness();
     registry.onEvent('app_mention', async () => {
       await new Promise((resolve) => setTimeout(resolve, 5));
       app.logger.info('handled after the ack');
@@ -275,7 +280,7 @@ describe('POST /slack/events', () => {
   });
 
   it('answers 503 beyond SLACK_MAX_PENDING_WORK, without remembering the event', async () => {
-    const { server, registry, app } = harness({
+    const { server, registry, app } = await harness({
       SLACK_SIGNING_SECRET: SECRET,
       SLACK_MAX_PENDING_WORK: '2',
     });
@@ -296,7 +301,7 @@ describe('POST /slack/events', () => {
   });
 
   it('tracks handlers after the ack as work in flight, so that shutdown waits for them', async () => {
-    const { server, registry, app } = harness();
+    const { server, registry, app } = await harness();
     let release!: () => void;
     registry.onEvent('app_mention', () => new Promise<void>((resolve) => (release = resolve)));
     await post(server, '/slack/events', eventBody('Ev4'), 'application/json').expect(200);
@@ -308,7 +313,7 @@ describe('POST /slack/events', () => {
 
 describe('POST /slack/interactions', () => {
   it('acknowledges and dispatches the JSON payload', async () => {
-    const { server, interactions } = harness();
+    const { server, interactions } = await harness();
     const payload = { type: 'block_actions', actions: [{ action_id: 'a' }] };
     const res = await post(server, '/slack/interactions', interactionBody(payload), FORM).expect(
       200,
@@ -319,7 +324,7 @@ describe('POST /slack/interactions', () => {
   });
 
   it('answers a payload that is not JSON with 400', async () => {
-    const { server, app } = harness();
+    const { server, app } = await harness();
     await post(server, '/slack/interactions', 'payload=%7Bnot-json', FORM).expect(400);
     expect(await slackCount(app, 'interactions', 'invalid_payload')).toBe(1);
   });
@@ -327,7 +332,7 @@ describe('POST /slack/interactions', () => {
 
 describe('the slack function deployed alone', () => {
   it('serves the three Slack paths and nothing else', async () => {
-    const { server } = harness(undefined, { fn: 'slack' });
+    const { server } = await harness(undefined, { fn: 'slack' });
     await post(server, '/slack/commands', commandBody('help'), FORM).expect(200);
     await request(server).get('/health/live').expect(404);
   });
@@ -358,7 +363,7 @@ describe('the signing secret from Vault', () => {
   }
 
   it('verifies with the secret read from Vault, and picks up a rotation at once', async () => {
-    const { server } = vaultHarness();
+    const { server } = await vaultHarness();
     await post(server, '/slack/commands', commandBody('help'), FORM, {
       secret: 'from-vault-1',
     }).expect(200);
@@ -378,11 +383,11 @@ describe('the signing secret from Vault', () => {
   });
 
   it('adds a slack component to readiness: unavailable while the secret cannot be read', async () => {
-    const { server } = vaultHarness();
+    const { server } = await vaultHarness();
     const ok = await request(server).get('/health/ready').expect(200);
     expect(ok.body.components.slack).toMatchObject({ status: 'ok' });
     delete vault.secrets['coffeebuddy/slack'];
-    const { server: fresh } = vaultHarness();
+    const { server: fresh } = await vaultHarness();
     delete vault.secrets['coffeebuddy/slack'];
     const res = await request(fresh).get('/health/ready').expect(503);
     expect(res.body.detail.components.slack).toMatchObject({
@@ -394,7 +399,7 @@ describe('the signing secret from Vault', () => {
   });
 
   it('has no slack component when Slack is not configured', async () => {
-    const { server } = harness({});
+    const { server } = await harness({});
     const res = await request(server).get('/health/ready').expect(200);
     expect(Object.keys(res.body.components).sort()).toEqual(['ory', 'vault']);
   });

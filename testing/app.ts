@@ -1,14 +1,18 @@
 import type http from 'node:http';
 import { createApp, type App, type CreateAppOptions } from '../functions/app';
+import { createServer, type CoffeebuddyServer } from '../functions/server';
 import { loadSettings } from '../lib/config/settings';
 import { createLogger } from '../lib/logger';
 import { FakeClient } from './fakes';
-import { serveFunction } from './server';
+import { listenOnLoopback } from './server';
 
 export interface AppHarness {
   app: App;
-  /** The function served as functions-framework serves it, for supertest. */
+  /** The production pipeline (createServer) listening on 127.0.0.1, for supertest. */
   server: http.Server;
+  /** Its drain; `exits` records the codes it would have exited with. */
+  shutdown: CoffeebuddyServer['shutdown'];
+  exits: number[];
   /** The fake Vault and Ory the app was given (unused when a client factory was passed). */
   vault: FakeClient;
   ory: FakeClient;
@@ -26,16 +30,23 @@ export interface HarnessOptions extends CreateAppOptions {
 /**
  * Builds apps in-process, the one way tests do: settings from `env`, a fake Vault and Ory unless
  * client factories are given, a registry of its own, a debug logger whose lines are kept, served
- * through functions-framework's test server. Every app built is closed after each test.
+ * through createServer, the image's own pipeline. Every server and app built is closed after each
+ * test.
  */
 export function appHarness(
   defaults: HarnessOptions = {},
-): (options?: HarnessOptions) => AppHarness {
-  const opened: App[] = [];
-  afterEach(() => {
-    for (const app of opened.splice(0)) app.close();
+): (options?: HarnessOptions) => Promise<AppHarness> {
+  const opened: { app: App; server: http.Server }[] = [];
+  afterEach(async () => {
+    await Promise.all(
+      opened.splice(0).map(async ({ app, server }) => {
+        server.closeAllConnections();
+        await new Promise((resolve) => server.close(resolve));
+        app.close();
+      }),
+    );
   });
-  return (options = {}) => {
+  return async (options = {}) => {
     const { env, fn = 'coffeebuddy', ...appOptions } = { ...defaults, ...options };
     const vault = new FakeClient();
     const ory = new FakeClient();
@@ -49,9 +60,13 @@ export function appHarness(
       ),
       ...appOptions,
     });
-    opened.push(app);
-    const handler = app.functions[fn];
-    if (handler === undefined) throw new Error(`no function ${fn}`);
-    return { app, server: serveFunction(handler), vault, ory, logs };
+    const exits: number[] = [];
+    const { server, shutdown } = createServer(app, {
+      target: fn,
+      exit: (code) => exits.push(code),
+    });
+    opened.push({ app, server });
+    await listenOnLoopback(server);
+    return { app, server, shutdown, exits, vault, ory, logs };
   };
 }

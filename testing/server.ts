@@ -5,10 +5,21 @@ import { getTestServer } from '@google-cloud/functions-framework/testing';
 
 let registered = 0;
 
-/** Serves a function the way functions-framework does, under a fresh name for each call. */
+/** Serves a function the way functions-framework alone does, under a fresh name for each call. */
 export function serveFunction(handler: HttpFunction): http.Server {
   registered += 1;
   const name = `test_function_${registered}`;
   functionsFramework.http(name, handler);
   return getTestServer(name);
+}
+
+/** Listens on 127.0.0.1 and a free port; supertest then talks to that address. */
+export function listenOnLoopback(server: http.Server): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
 }

@@ -1,13 +1,13 @@
+import { errorName } from '../../lib/errors';
 import { sendJson } from '../../lib/http/respond';
 import type { SlashCommand } from '../../lib/slack/handlers';
 import type { SlackOutcome } from '../../lib/slack/outcomes';
-import { text, type Fields, type SlackKindHandler } from './context';
+import { refuseInvalid, text, type SlackKindHandler } from './context';
 
 const TOO_SLOW = 'That is taking longer than Slack waits. Please try again.';
 
 /** POST /slack/commands: answers the slash command with an ephemeral message within Slack's 3 s. */
-export const command: SlackKindHandler = async (req, res, deps) => {
-  const form = (req.body ?? {}) as Fields;
+export const command: SlackKindHandler = async (form, res, deps) => {
   const slash: SlashCommand = {
     command: text(form.command),
     text: text(form.text),
@@ -17,8 +17,7 @@ export const command: SlackKindHandler = async (req, res, deps) => {
     responseUrl: text(form.response_url),
   };
   if (slash.command === '') {
-    deps.count('commands', 'invalid_payload');
-    sendJson(res, 400, { error: 'invalid payload' });
+    refuseInvalid(deps, 'commands', res);
     return;
   }
   let timer: NodeJS.Timeout | undefined;
@@ -39,7 +38,7 @@ export const command: SlackKindHandler = async (req, res, deps) => {
     outcome = 'handler_error';
     deps.logger.error('slash command failed', {
       command: slash.command,
-      error: error instanceof Error ? error.name : 'non-error thrown',
+      error: errorName(error),
     });
     answer = 'Sorry, something went wrong.';
   } finally {

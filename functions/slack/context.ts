@@ -1,4 +1,5 @@
-import type { Request, Response } from '@google-cloud/functions-framework';
+import type { ServerResponse as Response } from 'node:http';
+import type { RouteRequest as Request } from '../../lib/http/router';
 import { sendJson, sendText } from '../../lib/http/respond';
 import type { Lifecycle } from '../../lib/lifecycle';
 import type { Logger } from '../../lib/logger';
@@ -23,9 +24,9 @@ export interface SlackDependencies {
   count: (kind: SlackKind, outcome: SlackOutcome) => void;
 }
 
-/** One request kind's handler, called once the request is verified. */
+/** One request kind's handler, called once the request is verified and its body parsed. */
 export type SlackKindHandler = (
-  req: Request,
+  body: Fields,
   res: Response,
   deps: SlackDependencies,
 ) => void | Promise<void>;
@@ -39,17 +40,33 @@ export const header = (req: Request, name: string): string | undefined => {
   return typeof value === 'string' ? value : undefined;
 };
 
+/**
+ * Refuses a verified request whose body is not what its kind takes: one warning naming the kind
+ * (never the body), counted `invalid_payload`, answered `status` with `error`.
+ */
+export function refuseInvalid(
+  deps: SlackDependencies,
+  kind: SlackKind,
+  res: Response,
+  status = 400,
+  error = 'invalid payload',
+): void {
+  deps.count(kind, 'invalid_payload');
+  deps.logger.warn('slack request refused', { kind, outcome: 'invalid_payload', status });
+  sendJson(res, status, { error });
+}
+
 /** Slack's acknowledgement: an empty 200. */
 export const ack = (res: Response): void => {
   sendText(res, 200, 'text/plain; charset=utf-8', '');
 };
 
 /**
- * Whether handlers after the ack must be refused: as many as maxPendingWork are running. The
- * request is answered 503 and counted `overloaded` (Slack delivers an event again later; a person
- * sees the interaction fail and may retry); nothing is queued.
+ * Refuses a request whose handlers would run after the ack when as many as maxPendingWork are
+ * running: answers 503, counted `overloaded` (Slack delivers an event again later; a person sees
+ * the interaction fail and may retry); nothing is queued. True when it refused.
  */
-export function overloaded(
+export function refuseWhenBusy(
   deps: SlackDependencies,
   kind: SlackKind,
   res: Response,

@@ -2,15 +2,21 @@ import { sendJson } from '../../lib/http/respond';
 import {
   ack,
   dispatchLater,
-  overloaded,
+  refuseInvalid,
+  refuseWhenBusy,
   text,
   type Fields,
   type SlackKindHandler,
 } from './context';
 
+/**
+ * Slack's event ids are short and alphanumeric (`Ev0PV52K25`); anything else is refused before it
+ * is remembered, so the ids kept to recognise retries are bounded in bytes, not only in count.
+ */
+const EVENT_ID = /^[A-Za-z0-9]{1,64}$/;
+
 /** POST /slack/events: answers url_verification, acknowledges events, then dispatches them. */
-export const event: SlackKindHandler = async (req, res, deps) => {
-  const envelope = (req.body ?? {}) as Fields;
+export const event: SlackKindHandler = async (envelope, res, deps) => {
   if (envelope.type === 'url_verification' && typeof envelope.challenge === 'string') {
     deps.count('events', 'url_verification');
     sendJson(res, 200, { challenge: envelope.challenge });
@@ -18,13 +24,16 @@ export const event: SlackKindHandler = async (req, res, deps) => {
   }
   const inner = envelope.event as Fields | undefined;
   const eventId = text(envelope.event_id);
-  if (envelope.type !== 'event_callback' || eventId === '' || typeof inner?.type !== 'string') {
-    deps.count('events', 'invalid_payload');
-    sendJson(res, 400, { error: 'invalid payload' });
+  if (
+    envelope.type !== 'event_callback' ||
+    !EVENT_ID.test(eventId) ||
+    typeof inner?.type !== 'string'
+  ) {
+    refuseInvalid(deps, 'events', res);
     return;
   }
   const handlers = deps.handlers.handlersForEvent(inner.type);
-  if (overloaded(deps, 'events', res, handlers)) return;
+  if (refuseWhenBusy(deps, 'events', res, handlers)) return;
   // A delivery seen before, retried by Slack or not, is acknowledged and not handled again.
   if (await deps.seenEvents.checkAndRecord(eventId)) {
     deps.count('events', 'retry_duplicate');

@@ -1,10 +1,18 @@
-import type { Request, Response } from '@google-cloud/functions-framework';
+import type { ServerResponse as Response } from 'node:http';
 import { sendJson } from '../../lib/http/respond';
-import type { Route } from '../../lib/http/router';
+import type { RouteRequest as Request, Route } from '../../lib/http/router';
 import { SLACK_KINDS, type SlackKind } from '../../lib/slack/outcomes';
-import type { Refused } from '../../lib/slack/verify';
+import { parseForm, parseJson, type Parsed } from '../../lib/http/parse';
+import { FORM, mediaType, type Refused } from '../../lib/slack/verify';
 import { command } from './commands';
-import { ack, header, type Fields, type SlackDependencies, type SlackKindHandler } from './context';
+import {
+  ack,
+  header,
+  refuseInvalid,
+  type Fields,
+  type SlackDependencies,
+  type SlackKindHandler,
+} from './context';
 import { event } from './events';
 import { interaction } from './interactions';
 
@@ -31,24 +39,64 @@ function answerRefusal(kind: SlackKind, res: Response, verdict: Refused, deps: S
   sendJson(res, verdict.status, { error: verdict.error });
 }
 
-/** Slack's three request URLs, POST only, each verified before anything else: the `slack` function. */
+/** What each kind's body is: events in JSON, commands and interactions as forms. */
+const MEDIA_TYPES: Record<SlackKind, string> = {
+  commands: FORM,
+  events: 'application/json',
+  interactions: FORM,
+};
+
+/** A verified body as its fields, by the kind's media type; UTF-8 only, as Slack sends. */
+function parseBody(kind: SlackKind, req: Request): Parsed<Fields> {
+  const contentType = header(req, 'content-type');
+  const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(contentType ?? '')?.[1]?.toLowerCase();
+  if (
+    mediaType(contentType) !== MEDIA_TYPES[kind] ||
+    (charset !== undefined && charset !== 'utf-8')
+  ) {
+    return { ok: false, status: 415, error: 'unsupported media type' };
+  }
+  const body = req.rawBody ?? Buffer.alloc(0);
+  if (MEDIA_TYPES[kind] === FORM) return parseForm(body);
+  const parsed = parseJson(body);
+  if (!parsed.ok) return parsed;
+  const { value } = parsed;
+  return value !== null && typeof value === 'object' && !Array.isArray(value)
+    ? { ok: true, value: value as Fields }
+    : { ok: false, status: 400, error: 'invalid payload' };
+}
+
+/**
+ * Slack's three request URLs, POST only: the `slack` function. The pipeline hands each body over
+ * raw and unparsed (`body: 'raw'`); it is verified on those bytes, and only a verified body is
+ * parsed, bounded in depth and fields. Served alone by functions-framework, whose parsers run
+ * first, the same bytes (`req.rawBody`) are verified and parsed the same way.
+ */
 export function slackRoutes(deps: SlackDependencies): Route[] {
   return SLACK_KINDS.map((kind) => ({
     name: 'slack',
     path: `/slack/${kind}`,
     methods: ['POST'],
     maxBodyBytes: deps.verifier.maxBodyBytes,
+    body: 'raw',
     handler: async (req: Request, res: Response) => {
       const verdict = await deps.verifier.verify({
         kind,
         timestamp: header(req, 'x-slack-request-timestamp'),
         signature: header(req, 'x-slack-signature'),
         body: req.rawBody ?? Buffer.alloc(0),
-        fields: req.body as Fields | undefined,
         contentType: header(req, 'content-type'),
       });
-      if (verdict.accepted) await HANDLERS[kind](req, res, deps);
-      else answerRefusal(kind, res, verdict, deps);
+      if (!verdict.accepted) {
+        answerRefusal(kind, res, verdict, deps);
+        return;
+      }
+      const parsed = parseBody(kind, req);
+      if (!parsed.ok) {
+        refuseInvalid(deps, kind, res, parsed.status, parsed.error);
+        return;
+      }
+      await HANDLERS[kind](parsed.value, res, deps);
     },
   }));
 }

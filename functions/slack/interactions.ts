@@ -1,41 +1,35 @@
-import { sendJson } from '../../lib/http/respond';
+import { parseJson } from '../../lib/http/parse';
 import {
   ack,
   dispatchLater,
-  overloaded,
+  refuseInvalid,
+  refuseWhenBusy,
   text,
   type Fields,
   type SlackKindHandler,
 } from './context';
 
 /** The interaction in a form's `payload` field, when it is a JSON object with a type. */
-function payloadOf(body: unknown): (Fields & { type: string }) | undefined {
-  try {
-    const parsed: unknown = JSON.parse(text((body as Fields | undefined)?.payload));
-    if (
-      parsed !== null &&
-      typeof parsed === 'object' &&
-      typeof (parsed as Fields).type === 'string'
-    ) {
-      return parsed as Fields & { type: string };
-    }
-  } catch {
-    // not JSON: no payload
+function payloadOf(form: Fields): (Fields & { type: string }) | undefined {
+  const parsed = parseJson(text(form.payload));
+  if (!parsed.ok) return undefined;
+  const { value } = parsed;
+  if (value !== null && typeof value === 'object' && typeof (value as Fields).type === 'string') {
+    return value as Fields & { type: string };
   }
   return undefined;
 }
 
 /** POST /slack/interactions: acknowledges the interaction, then dispatches it. */
-export const interaction: SlackKindHandler = (req, res, deps) => {
-  const payload = payloadOf(req.body);
+export const interaction: SlackKindHandler = (form, res, deps) => {
+  const payload = payloadOf(form);
   if (payload === undefined) {
-    deps.count('interactions', 'invalid_payload');
-    sendJson(res, 400, { error: 'invalid payload' });
+    refuseInvalid(deps, 'interactions', res);
     return;
   }
   const { type } = payload;
   const handlers = deps.handlers.handlersForInteraction(type);
-  if (overloaded(deps, 'interactions', res, handlers)) return;
+  if (refuseWhenBusy(deps, 'interactions', res, handlers)) return;
   deps.count('interactions', 'ok');
   ack(res);
   dispatchLater(deps, handlers, payload, () => {

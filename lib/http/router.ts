@@ -1,104 +1,106 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { HttpFunction, Request, Response } from '@google-cloud/functions-framework';
-import { sendJson } from './respond';
+import { errorName } from '../errors';
 import type { Logger } from '../logger';
-import {
-  currentContext,
-  runInContext,
-  type RequestContext,
-  type RequestContexts,
-} from '../request-context';
+import { sendJson } from './respond';
 
 export const READ_METHODS = ['GET', 'HEAD'] as const;
 /** The route label of requests no route matched: raw paths never become label values. */
 export const UNMATCHED_ROUTE = 'unmatched';
+
+/**
+ * What the pipeline does with a route's request body before the handler runs:
+ * - `none`: the route takes none; one sent anyway is read (within the limit) and dropped unparsed;
+ * - `raw`: read whole (within the limit) into `req.rawBody` and never parsed on the way, so the
+ *   handler can authenticate the bytes before it parses them (Slack);
+ * - `parsed`: functions-framework's Express app parses it into `req.body`, as the framework does.
+ * Only `parsed` routes go through the framework's Express app behind the pipeline: for the others
+ * it would add nothing but cost. Served alone (`--target`), every route goes through it.
+ */
+export type BodyHandling = 'none' | 'raw' | 'parsed';
+
+/**
+ * A request as every handler may read it, served behind the pipeline or by the framework alone:
+ * Node's request, the raw body of a `raw` route, the parsed body of a `parsed` one.
+ */
+export type RouteRequest = IncomingMessage & { rawBody?: Buffer; body?: unknown };
+
+/** A route's handler: Node's request and response, nothing Express adds. */
+export type RouteHandler = (req: RouteRequest, res: ServerResponse) => void | Promise<void>;
 
 /** One endpoint: the function name it is registered under, its path and allowed methods. */
 export interface Route {
   name: string;
   path: string;
   methods: readonly string[];
-  handler: HttpFunction;
+  handler: RouteHandler;
   /** Largest request body the route takes, when it differs from the server's default. */
   maxBodyBytes?: number;
+  /** `none` unless said. */
+  body?: BodyHandling;
 }
 
-/** Told of every answered request, with the context of the request it answered. */
-export type RequestObserver = (
-  method: string,
-  route: string,
-  status: number,
-  seconds: number,
-  context: RequestContext,
-) => void;
-
-export interface RouterOptions {
-  logger: Logger;
-  /** Each request's id and trace id; the id is echoed in the response. */
-  contexts: RequestContexts;
-  observe?: RequestObserver;
+/** An answer given instead of the handler's. */
+export interface Refusal {
+  status: number;
+  error: string;
+  headers?: Readonly<Record<string, string>>;
 }
+
+const NOT_FOUND: Refusal = { status: 404, error: 'not found' };
 
 /**
- * Sends each request to its route by exact path, answering 404 and 405 itself, timing every answer
- * and turning any failure of a handler into a 500 without internal details.
+ * Finds the route of a request by exact path (a router of one route serves it on every path, as a
+ * function deployed alone) and runs its handler, turning any failure into a 500 without internal
+ * details. It neither times nor records: the pipeline does, once per request.
  */
 export class Router {
   private readonly byPath: ReadonlyMap<string, Route>;
+  private readonly only: Route | undefined;
+  private readonly refusals = new Map<Route, Refusal>();
 
   constructor(
     routes: readonly Route[],
-    private readonly options: RouterOptions,
+    private readonly logger: Logger,
   ) {
     this.byPath = new Map(routes.map((route) => [route.path, route]));
     if (this.byPath.size !== routes.length) throw new Error('two routes share a path');
-  }
-
-  /** The route serving `path`, by exact path. */
-  routeFor(path: string): Route | undefined {
-    return this.byPath.get(path);
-  }
-
-  /** Serves every route, chosen by path: the `coffeebuddy` entry. */
-  readonly dispatch: HttpFunction = (req: Request, res: Response) =>
-    this.handle(this.byPath.get(req.path), req, res);
-
-  /** Serves one route on every path: a function deployed alone. */
-  serve(route: Route): HttpFunction {
-    return (req: Request, res: Response) => this.handle(route, req, res);
-  }
-
-  /**
-   * Runs the route inside the request's context, so that every log line written on its behalf
-   * (work after the answer too) carries the request id.
-   */
-  private handle(route: Route | undefined, req: Request, res: Response): void | Promise<void> {
-    const started = process.hrtime.bigint();
-    const { observe, contexts } = this.options;
-    const context = contexts.of(req);
-    // Behind the edge the id is already set; a function served alone sets it here.
-    if (!res.hasHeader(contexts.headerName)) res.setHeader(contexts.headerName, context.requestId);
-    if (observe !== undefined) {
-      res.once('finish', () => {
-        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-        observe(req.method, route?.path ?? UNMATCHED_ROUTE, res.statusCode, seconds, context);
+    this.only = routes.length === 1 ? routes[0] : undefined;
+    for (const route of routes) {
+      const allow = route.methods.join(', ');
+      this.refusals.set(route, {
+        status: 405,
+        error: 'method not allowed',
+        headers: { Allow: allow },
       });
     }
-    // Still inside the edge's run when no body was parsed on the way; otherwise enter it again.
-    return currentContext() === context
-      ? this.answer(route, req, res)
-      : runInContext(context, () => this.answer(route, req, res));
   }
 
-  /** Stays synchronous for synchronous handlers: probes are the hot path. */
-  private answer(route: Route | undefined, req: Request, res: Response): void | Promise<void> {
-    if (route === undefined) {
-      sendJson(res, 404, { error: 'not found' });
-      return;
+  /** The route serving `path`. */
+  routeFor(path: string): Route | undefined {
+    return this.only ?? this.byPath.get(path);
+  }
+
+  /** Why `route` does not take this method, or that there is no route; undefined when it does. */
+  refusal(route: Route | undefined, method: string | undefined): Refusal | undefined {
+    if (route === undefined) return NOT_FOUND;
+    return route.methods.includes(method ?? '') ? undefined : this.refusals.get(route);
+  }
+
+  /** As a function for functions-framework: answers from the request's route. */
+  readonly invoke: HttpFunction = (req: Request, res: Response) => {
+    const route = this.routeFor(req.path);
+    const refusal = this.refusal(route, req.method);
+    if (refusal !== undefined || route === undefined) {
+      const { status, error, headers } = refusal ?? NOT_FOUND;
+      sendJson(res, status, { error }, headers);
+      return undefined;
     }
-    if (!route.methods.includes(req.method)) {
-      sendJson(res, 405, { error: 'method not allowed' }, { Allow: route.methods.join(', ') });
-      return;
-    }
+    return this.run(route, req, res);
+  };
+
+  /** Runs a route's handler. Stays synchronous for synchronous handlers: probes are the hot path. */
+  run(route: Route, req: RouteRequest, res: ServerResponse): void | Promise<void> {
     try {
       const result: unknown = route.handler(req, res);
       if (result instanceof Promise) {
@@ -112,11 +114,8 @@ export class Router {
     return undefined;
   }
 
-  private fail(route: Route, res: Response, error: unknown): void {
-    this.options.logger.error('request failed', {
-      route: route.path,
-      error: error instanceof Error ? `${error.name}: ${error.message}` : 'non-error thrown',
-    });
+  private fail(route: Route, res: ServerResponse, error: unknown): void {
+    this.logger.error('request failed', { route: route.path, error: errorName(error) });
     if (!res.headersSent) sendJson(res, 500, { error: 'internal error' });
   }
 }

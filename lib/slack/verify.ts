@@ -1,4 +1,5 @@
 import { reasonOf } from '../errors';
+import { formHasField } from '../http/parse';
 import type { SlackKind, SlackOutcome } from './outcomes';
 import { precheckSlackSignature, verifySlackSignature } from './signature';
 import type { SigningSecret } from './signing-secret';
@@ -9,10 +10,8 @@ export interface SlackRequest {
   /** X-Slack-Request-Timestamp and X-Slack-Signature, when present once. */
   timestamp: string | undefined;
   signature: string | undefined;
-  /** The raw body bytes, exactly as received. */
+  /** The raw body bytes, exactly as received: nothing has parsed them. */
   body: Buffer;
-  /** The body's fields as parsed, for Slack's unsigned ssl_check. */
-  fields: Readonly<Record<string, unknown>> | undefined;
   /** The Content-Type header: ssl_check counts only in a form. */
   contentType: string | undefined;
 }
@@ -41,12 +40,23 @@ export interface SlackVerifierOptions {
   nowSeconds: () => number;
 }
 
-const FORM = 'application/x-www-form-urlencoded';
+export const FORM = 'application/x-www-form-urlencoded';
 
-/** Slack sends ssl_check only as a form-encoded slash command (Bolt refuses it otherwise). */
+/** The media type of a Content-Type header, lower case, without parameters. */
+export function mediaType(contentType: string | undefined): string | undefined {
+  return contentType?.split(';')[0]?.trim().toLowerCase();
+}
+
+/**
+ * Slack sends ssl_check only as a form-encoded slash command (Bolt refuses it otherwise). Asked of
+ * the raw bytes: an unsigned body is never parsed.
+ */
 function isSslCheck(request: SlackRequest): boolean {
-  const type = request.contentType?.split(';')[0]?.trim().toLowerCase();
-  return request.kind === 'commands' && type === FORM && request.fields?.ssl_check === '1';
+  return (
+    request.kind === 'commands' &&
+    mediaType(request.contentType) === FORM &&
+    formHasField(request.body, 'ssl_check', '1')
+  );
 }
 
 const refused = (
@@ -63,9 +73,10 @@ const refused = (
 });
 
 /**
- * Decides whether a Slack request is genuine before anything reads it: size first, then the v0
- * signature over the raw bytes with the signing secret (read again once after a mismatch, in case
- * it was rotated).
+ * Decides whether a Slack request is genuine from its headers and raw bytes, before anything
+ * parses them: size first, ssl_check, then the headers and timestamp (no secret read for a request
+ * without a plausible signature), then the v0 signature with the signing secret (read again once
+ * after a mismatch, in case it was rotated).
  */
 export class SlackVerifier {
   constructor(private readonly options: SlackVerifierOptions) {}

@@ -1,6 +1,7 @@
 import http from 'node:http';
 import { Lifecycle } from '../../lib/lifecycle';
 import { createLogger } from '../../lib/logger';
+import { Connections } from '../../lib/http/connections';
 import { Shutdown } from '../../lib/http/shutdown';
 import { eventually } from '../../testing/tools';
 
@@ -18,15 +19,22 @@ async function harness(timeoutMs = 60_000) {
   const server = http.createServer((_req, res) => res.end('ok'));
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   servers.push(server);
+  const connections = new Connections(lifecycle);
+  connections.attach(server);
+  const released: number[] = [];
   const shutdown = new Shutdown({
     server,
+    connections,
     lifecycle,
+    release: () => {
+      released.push(exits.length);
+    },
     logger: createLogger('debug', (line) => logs.push(JSON.parse(line) as Record<string, unknown>)),
     timeoutMs,
     observeFault: (kind) => faults.push(kind),
     exit: (code) => exits.push(code),
   });
-  return { lifecycle, logs, exits, faults, server, shutdown };
+  return { lifecycle, logs, exits, faults, server, shutdown, released };
 }
 
 describe('Shutdown', () => {

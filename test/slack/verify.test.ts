@@ -13,7 +13,6 @@ function signed(secret: string, overrides: Partial<SlackRequest> = {}): SlackReq
     timestamp,
     signature: signSlackRequest(secret, timestamp, body),
     body,
-    fields: { command: '/coffee', text: 'help' },
     contentType: 'application/x-www-form-urlencoded',
     ...overrides,
   };
@@ -46,6 +45,20 @@ describe('SlackVerifier', () => {
     expect(verdict).toMatchObject({ accepted: false, outcome, status });
   });
 
+  it('refuses a well-formed signature that differs from the right one in any one place', async () => {
+    const right = signSlackRequest('s', String(NOW), body);
+    const v = verifier(fixed('s'));
+    // A comparison of a prefix only, or of anything short of every hex digit, lets one through.
+    for (const at of [3, 4, 20, 35, right.length - 2, right.length - 1]) {
+      const digit = right[at] === '0' ? '1' : '0';
+      const wrong = `${right.slice(0, at)}${digit}${right.slice(at + 1)}`;
+      expect(await v.verify(signed('s', { signature: wrong }))).toMatchObject({
+        outcome: 'bad_signature',
+        status: 401,
+      });
+    }
+  });
+
   it('never reads the secret for a request without a plausible signature', async () => {
     let reads = 0;
     const secret = secretFrom(() => {
@@ -68,13 +81,17 @@ describe('SlackVerifier', () => {
   });
 
   it('honours ssl_check only in a form-encoded slash command', async () => {
-    const unsigned = { signature: undefined, timestamp: undefined, fields: { ssl_check: '1' } };
+    const sslCheck = Buffer.from('token=x&ssl_check=1&team_id=T1');
+    const unsigned = { signature: undefined, timestamp: undefined, body: sslCheck };
     const v = verifier(fixed('s'));
     expect(await v.verify(signed('s', unsigned))).toMatchObject({ outcome: 'ssl_check' });
     for (const overrides of [
       { contentType: 'application/json' },
       { contentType: undefined },
       { kind: 'events' as const },
+      { body: Buffer.from('ssl_check=10') },
+      { body: Buffer.from('xssl_check=1') },
+      { body: Buffer.from('ssl_check=1x&a=b') },
     ]) {
       expect(await v.verify(signed('s', { ...unsigned, ...overrides }))).toMatchObject({
         outcome: 'unsigned',
@@ -88,7 +105,7 @@ describe('SlackVerifier', () => {
       outcome: 'not_configured',
       status: 503,
     });
-    const check = signed('s', { signature: undefined, fields: { ssl_check: '1' } });
+    const check = signed('s', { signature: undefined, body: Buffer.from('ssl_check=1') });
     expect(await verifier(undefined).verify(check)).toMatchObject({
       outcome: 'ssl_check',
       status: 200,

@@ -122,27 +122,51 @@ describe('bad input against the production server', () => {
     }
   });
 
-  it('answers bodies of 10 MB and more with 413, the answer reaching the client', async () => {
+  it('answers bodies of 10 MB and more at once, the answer reaching the client', async () => {
     const big = Buffer.alloc(12 * 1024 * 1024, 'a');
-    const cases: [string, string, string][] = [
-      ['/health/live', 'application/octet-stream', big.toString('latin1')],
-      ['/nope', 'text/plain', big.toString('latin1')],
-      ['/health/ready', 'application/json', `{"a":"${'x'.repeat(11 * 1024 * 1024)}"}`],
-      ['/metrics', 'application/x-www-form-urlencoded', `a=${'b'.repeat(10 * 1024 * 1024)}`],
-      ['/slack/events', 'application/json', `{"a":"${'x'.repeat(11 * 1024 * 1024)}"}`],
-    ];
-    for (const [path, type, body] of cases) {
-      const answer = await request(port, {
-        method: 'POST',
-        path,
-        headers: { 'Content-Type': type },
-        body,
-      });
-      expect([path, answer.status, answer.body]).toEqual([
-        path,
+    const TOO_LARGE = '{"error":"request too large"}';
+    // A route refuses by size; a path with no route, or a method the route does not take, first.
+    const cases: [string, string, string, string, number, string][] = [
+      ['GET', '/health/live', 'application/octet-stream', big.toString('latin1'), 413, TOO_LARGE],
+      ['POST', '/nope', 'text/plain', big.toString('latin1'), 404, '{"error":"not found"}'],
+      [
+        'POST',
+        '/health/live',
+        'text/plain',
+        big.toString('latin1'),
+        405,
+        '{"error":"method not allowed"}',
+      ],
+      [
+        'GET',
+        '/health/ready',
+        'application/json',
+        `{"a":"${'x'.repeat(11 * 1024 * 1024)}"}`,
         413,
-        '{"error":"request too large"}',
-      ]);
+        TOO_LARGE,
+      ],
+      [
+        'GET',
+        '/metrics',
+        'application/x-www-form-urlencoded',
+        `a=${'b'.repeat(10 * 1024 * 1024)}`,
+        413,
+        TOO_LARGE,
+      ],
+      [
+        'POST',
+        '/slack/events',
+        'application/json',
+        `{"a":"${'x'.repeat(11 * 1024 * 1024)}"}`,
+        413,
+        TOO_LARGE,
+      ],
+    ];
+    for (const [method, path, type, body, status, text] of cases) {
+      // Node's client sends a GET's body without a length unless told: say it, as Kong would.
+      const headers = { 'Content-Type': type, 'Content-Length': Buffer.byteLength(body) };
+      const answer = await request(port, { method, path, headers, body });
+      expect([method, path, answer.status, answer.body]).toEqual([method, path, status, text]);
     }
   });
 
@@ -156,7 +180,7 @@ describe('bad input against the production server', () => {
           new Promise<net.Socket>((resolve) => {
             const socket = net.connect(port, '127.0.0.1', () => {
               socket.write(
-                'POST /health/live HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2000000000\r\n\r\n',
+                'GET /health/live HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2000000000\r\n\r\n',
               );
               resolve(socket);
             });

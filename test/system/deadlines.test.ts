@@ -15,7 +15,7 @@ describe('deadlines', () => {
       description: 'never answers',
       run: () => new Promise<string>(() => undefined),
     });
-    const { server } = build({ slackHandlers: handlers });
+    const { server } = await build({ slackHandlers: handlers });
     const body = new URLSearchParams({ command: '/coffee', text: 'stuck' }).toString();
     const timestamp = String(Math.floor(Date.now() / 1000));
     const started = performance.now();

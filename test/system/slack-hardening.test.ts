@@ -205,7 +205,7 @@ describe('Slack ingress hardening', () => {
     const running = await start();
     const event = JSON.stringify({
       type: 'event_callback',
-      event_id: 'Ev-once',
+      event_id: 'EvOnce1',
       event: { type: 'app_mention', text: 'hi' },
     });
     for (let i = 0; i < 3; i += 1) {

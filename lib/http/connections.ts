@@ -1,0 +1,118 @@
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Lifecycle } from '../lifecycle';
+
+/**
+ * While draining, a connection with no request in flight is closed once no byte has arrived on it
+ * for this long: a request the client sent just before the signal is still on its way.
+ */
+export const DRAIN_IDLE_GRACE_MS = 1000;
+
+interface Tracked {
+  /** Responses not yet closed on this connection (more than one only when pipelined), each with
+   * what ends its count. */
+  open: Map<ServerResponse, () => void>;
+  /** While draining: when a byte last arrived, to tell an idle connection from a busy one. */
+  lastDataAt: number;
+}
+
+/**
+ * Every open connection and the requests in flight on each; tells the lifecycle when a request
+ * starts and ends (answered, aborted, or its connection gone, whichever comes first). The drain
+ * never cuts a connection that may have a request in transit: each answer from then on carries
+ * `Connection: close` (answers already being prepared at the signal too), and a connection is
+ * closed by itself only after such an answer, or after DRAIN_IDLE_GRACE_MS with nothing on it.
+ */
+export class Connections {
+  private readonly sockets = new Map<Socket, Tracked>();
+  private readonly emptyWaiters: (() => void)[] = [];
+  private draining = false;
+
+  constructor(
+    private readonly lifecycle: Lifecycle,
+    private readonly idleGraceMs = DRAIN_IDLE_GRACE_MS,
+  ) {}
+
+  /** Tracks the connections `server` accepts. */
+  attach(server: Server): void {
+    server.on('connection', (socket: Socket) => {
+      const tracked: Tracked = { open: new Map(), lastDataAt: 0 };
+      this.sockets.set(socket, tracked);
+      if (this.draining) this.watchIdle(socket, tracked);
+      socket.once('close', () => {
+        this.sockets.delete(socket);
+        // Requests whose connection is gone are no longer in flight, answered or not.
+        for (const end of tracked.open.values()) end();
+        if (this.sockets.size === 0) for (const wake of this.emptyWaiters.splice(0)) wake();
+      });
+    });
+  }
+
+  /** Counts a request in flight until it is answered, aborted, or its connection closes. */
+  requestStarted(req: IncomingMessage, res: ServerResponse): void {
+    const tracked = this.sockets.get(req.socket);
+    // Its connection already closed (a request parsed behind one that closed it): never answered.
+    if (tracked === undefined) return;
+    const done = this.lifecycle.requestStarted();
+    const end = () => {
+      tracked.open.delete(res);
+      done();
+    };
+    tracked.open.set(res, end);
+    // 'close' follows every answer and every abort; a response queued behind a closing pipelined
+    // one may never see it (Node 20), so the connection's own close ends it too.
+    res.once('close', end);
+    if (this.draining) res.setHeader('Connection', 'close');
+  }
+
+  /**
+   * From now on every answer closes its connection, answers being prepared included; idle
+   * connections close after the grace.
+   */
+  beginDrain(): void {
+    this.draining = true;
+    for (const [socket, tracked] of this.sockets) {
+      for (const res of tracked.open.keys()) {
+        if (!res.headersSent) res.setHeader('Connection', 'close');
+      }
+      this.watchIdle(socket, tracked);
+    }
+  }
+
+  /** Resolves once no connection is open, or false after timeoutMs. */
+  allClosed(timeoutMs: number): Promise<boolean> {
+    if (this.sockets.size === 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        resolve(false);
+      }, timeoutMs);
+      this.emptyWaiters.push(() => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+  }
+
+  get size(): number {
+    return this.sockets.size;
+  }
+
+  /** Closes the connection once it has had no request in flight and no byte for the grace. */
+  private watchIdle(socket: Socket, tracked: Tracked): void {
+    tracked.lastDataAt = performance.now();
+    socket.on('data', () => {
+      tracked.lastDataAt = performance.now();
+    });
+    const check = () => {
+      if (socket.destroyed) return;
+      const quietMs = performance.now() - tracked.lastDataAt;
+      if (tracked.open.size === 0 && quietMs >= this.idleGraceMs) {
+        socket.destroy();
+        return;
+      }
+      const timer = setTimeout(check, Math.max(this.idleGraceMs - quietMs, 10));
+      timer.unref();
+    };
+    check();
+  }
+}

@@ -1,0 +1,87 @@
+/**
+ * Parsers for bodies already authenticated, each bounded in what it builds: JSON by nesting depth,
+ * forms by field count. Flat forms only (Slack's): `a[b]=1` is the field "a[b]", never an object.
+ */
+
+/** Deeper JSON than this is refused: Slack's deepest payloads (Block Kit) nest about 15 levels. */
+export const MAX_JSON_DEPTH = 64;
+/** More form fields than this are refused (body-parser's default, which the framework applies). */
+export const MAX_FORM_FIELDS = 1000;
+
+export type Parsed<T> = { ok: true; value: T } | { ok: false; status: number; error: string };
+
+const OPEN_OBJECT = 0x7b;
+const OPEN_ARRAY = 0x5b;
+const CLOSE_OBJECT = 0x7d;
+const CLOSE_ARRAY = 0x5d;
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const AMPERSAND = 0x26;
+
+/** The deepest nesting of objects and arrays in JSON text, strings skipped; stops past `limit`. */
+function jsonDepth(bytes: Uint8Array, limit: number): number {
+  let depth = 0;
+  let deepest = 0;
+  let inString = false;
+  for (let i = 0; i < bytes.length; i += 1) {
+    const byte = bytes[i];
+    if (inString) {
+      if (byte === BACKSLASH) i += 1;
+      else if (byte === QUOTE) inString = false;
+    } else if (byte === QUOTE) {
+      inString = true;
+    } else if (byte === OPEN_OBJECT || byte === OPEN_ARRAY) {
+      depth += 1;
+      if (depth > deepest) deepest = depth;
+      if (deepest > limit) return deepest;
+    } else if (byte === CLOSE_OBJECT || byte === CLOSE_ARRAY) {
+      depth -= 1;
+    }
+  }
+  return deepest;
+}
+
+/** JSON text as UTF-8, refused when nested deeper than MAX_JSON_DEPTH or malformed. */
+export function parseJson(bytes: Buffer | string): Parsed<unknown> {
+  const buffer = typeof bytes === 'string' ? Buffer.from(bytes) : bytes;
+  if (jsonDepth(buffer, MAX_JSON_DEPTH) > MAX_JSON_DEPTH) {
+    return { ok: false, status: 413, error: 'body nested too deeply' };
+  }
+  try {
+    return { ok: true, value: JSON.parse(buffer.toString('utf8')) as unknown };
+  } catch {
+    return { ok: false, status: 400, error: 'malformed body' };
+  }
+}
+
+/** A form (application/x-www-form-urlencoded, UTF-8) as its fields, flat, at most MAX_FORM_FIELDS. */
+export function parseForm(bytes: Buffer): Parsed<Record<string, string>> {
+  let fields = bytes.length === 0 ? 0 : 1;
+  for (let at = bytes.indexOf(AMPERSAND); at >= 0; at = bytes.indexOf(AMPERSAND, at + 1)) {
+    fields += 1;
+    if (fields > MAX_FORM_FIELDS) return { ok: false, status: 413, error: 'too many parameters' };
+  }
+  const value: Record<string, string> = {};
+  for (const [name, field] of new URLSearchParams(bytes.toString('utf8'))) {
+    // The first of a repeated name counts.
+    if (!Object.hasOwn(value, name)) value[name] = field;
+  }
+  return { ok: true, value };
+}
+
+/**
+ * Whether a raw form has the field `name` with exactly `expected`, without building the form:
+ * for the one question asked of a body before it is authenticated (Slack's ssl_check).
+ */
+export function formHasField(bytes: Buffer, name: string, expected: string): boolean {
+  const wanted = Buffer.from(`${name}=${expected}`);
+  let start = 0;
+  while (start <= bytes.length) {
+    const end = bytes.indexOf(AMPERSAND, start);
+    const stop = end < 0 ? bytes.length : end;
+    if (stop - start === wanted.length && bytes.subarray(start, stop).equals(wanted)) return true;
+    if (end < 0) return false;
+    start = end + 1;
+  }
+  return false;
+}
