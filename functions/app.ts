@@ -1,9 +1,13 @@
 import type { HttpFunction } from '@google-cloud/functions-framework';
 import { Registry } from 'prom-client';
 import { buildOryClient, type OryClientFactory } from '../lib/clients/ory';
-import { buildVaultClient, type VaultClient, type VaultClientFactory } from '../lib/clients/vault';
+import {
+  buildVaultClient,
+  vaultSecretValue,
+  type VaultClient,
+  type VaultClientFactory,
+} from '../lib/clients/vault';
 import { getSettings, type Settings } from '../lib/config/settings';
-import { UpstreamError } from '../lib/errors';
 import { COMPONENT_OK, HEALTH_PATH_PREFIX } from '../lib/health';
 import { Router, type RequestObserver, type Route, type RouterOptions } from '../lib/http/router';
 import { createLogger, type Logger } from '../lib/logger';
@@ -51,13 +55,7 @@ function signingSecret(settings: Settings, vault: VaultClient): SigningSecret | 
   const path = settings.SLACK_SIGNING_SECRET_VAULT_PATH;
   if (path === '') return undefined;
   const key = settings.SLACK_SIGNING_SECRET_VAULT_KEY;
-  const load = async () => {
-    const value = (await vault.readSecret(path))[key];
-    if (typeof value !== 'string' || value === '') {
-      throw new UpstreamError(`no "${key}" in ${settings.VAULT_KV_MOUNT}/${path}`);
-    }
-    return value;
-  };
+  const load = vaultSecretValue(vault, { mount: settings.VAULT_KV_MOUNT, path, key });
   return new SigningSecret({ load, ...reuse });
 }
 
