@@ -2,13 +2,18 @@ import type { HttpFunction } from '@google-cloud/functions-framework';
 import { Registry } from 'prom-client';
 import { buildOryClient, type OryClientFactory } from '../lib/clients/ory';
 import {
+  buildPostgresClient,
+  type PostgresClient,
+  type PostgresClientFactory,
+} from '../lib/clients/postgres';
+import {
   buildVaultClient,
   vaultSecretValue,
   type VaultClient,
   type VaultClientFactory,
 } from '../lib/clients/vault';
 import { getSettings, type Settings } from '../lib/config/settings';
-import { COMPONENT_OK, HEALTH_PATH_PREFIX } from '../lib/health';
+import { COMPONENT_OK, HEALTH_PATH_PREFIX, type HealthCheckClient } from '../lib/health';
 import { Router, type RequestObserver, type Route, type RouterOptions } from '../lib/http/router';
 import { createLogger, type Logger } from '../lib/logger';
 import { Lifecycle } from '../lib/lifecycle';
@@ -37,6 +42,13 @@ export interface CreateAppOptions {
   lifecycle?: Lifecycle;
   /** Where Slack event ids are remembered; by default in this process's memory only. */
   seenEvents?: SeenIds;
+  // --- PostgreSQL (issue #20) ---
+  /**
+   * Whether this app uses PostgreSQL: a client (one pool), its metrics and the `postgres`
+   * readiness component. Off by default: the Slack ingress and the probes never connect.
+   */
+  database?: boolean;
+  postgresClientFactory?: PostgresClientFactory;
 }
 
 /** Slack's event ids, kept to recognise redeliveries: Slack retries within minutes. */
@@ -129,7 +141,12 @@ export interface App {
   readonly observeRequest: RequestObserver;
   /** Each endpoint's function by name, and `coffeebuddy`, which routes to all of them. */
   readonly functions: Readonly<Record<string, HttpFunction>>;
-  /** Releases the clients' sockets. */
+  /**
+   * The PostgreSQL client when the app uses the database. The drain ends its pool with
+   * `await app.postgres?.close()` once in-flight requests and work have finished.
+   */
+  readonly postgres: PostgresClient | undefined;
+  /** Releases the clients' sockets, and starts ending the database pool if not ended yet. */
   close(): void;
 }
 
@@ -146,10 +163,21 @@ export function createApp(options: CreateAppOptions = {}): App {
   const secret = signingSecret(settings, clients.vault);
 
   const runtimeMetrics = createMetrics(registry, { version });
+  // --- PostgreSQL (issue #20): only apps that use the database build a client and check it. ---
+  const postgres = options.database
+    ? (options.postgresClientFactory ?? buildPostgresClient)(settings, {
+        vault: clients.vault,
+        logger,
+        registry,
+      })
+    : undefined;
+  const databaseComponent: Record<string, HealthCheckClient> =
+    postgres === undefined ? {} : { postgres: { healthCheck: () => postgres.healthCheck() } };
   const logTransition = logTransitions(logger);
   const checker = new ReadinessChecker({
     components: {
       ...clients,
+      ...databaseComponent,
       ...(secret === undefined ? {} : { slack: { healthCheck: () => secret.healthCheck() } }),
     },
     ttlMs: settings.READINESS_CACHE_TTL_MS,
@@ -198,8 +226,10 @@ export function createApp(options: CreateAppOptions = {}): App {
     contexts,
     observeRequest,
     functions: { ...functionsByName(routes, routerOptions), coffeebuddy: router.dispatch },
+    postgres,
     close: () => {
       for (const client of Object.values(clients)) client.close?.();
+      postgres?.close().catch(() => undefined);
     },
   };
 }
