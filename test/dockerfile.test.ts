@@ -15,7 +15,7 @@ describe('Dockerfile', () => {
     }
   });
 
-  it('runs Node 24, the current LTS, in production mode with the bundle alone', () => {
+  it('runs Node 24, the current LTS, in production mode with the bundles and migrations alone', () => {
     expect(runtime.image).toMatch(/^node:24\./);
     expect(envOf(runtime).NODE_ENV).toBe('production');
     expect(argsOf(runtime, 'RUN').join('\n')).not.toMatch(/npm/);
