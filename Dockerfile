@@ -25,6 +25,9 @@ ENV NODE_OPTIONS="--disable-warning=DEP0169 --max-semi-space-size=8 --max-old-sp
 WORKDIR /app
 RUN mkdir .compile-cache && chown 10001:10001 .compile-cache
 COPY --from=build /app/dist/main.cjs ./dist/main.cjs
+# The migration Job's entry (node dist/migrate.cjs) and the SQL files it applies, beside dist/.
+COPY --from=build /app/dist/migrate.cjs ./dist/migrate.cjs
+COPY migrations ./migrations
 # A numeric non-root user (Kubernetes checks runAsNonRoot against numbers); it writes only to /tmp.
 USER 10001:10001
 # Compile once at build time, as this user (Node keys the cache by user), so that every cold start

@@ -1,9 +1,11 @@
-// npm run build: two bundles.
+// npm run build: three bundles.
 // - dist/main.cjs, the image's entry: functions/main.ts with functions-framework, Express and every
 //   other dependency in one file, so that a cold start loads one file (no node_modules at run time).
 // - dist/coffeebuddy.cjs (package.json "main"): the functions alone for
 //   `npx functions-framework --target=<name>`; the framework stays external there, since it holds
 //   the registry of functions the command-line entry reads.
+// - dist/migrate.cjs: the migration Job's entry (functions/migrate.ts), run with migrations/ beside
+//   dist/. pg-native is node-postgres's optional native binding, never used here.
 // ".cjs" spares Node and the framework their ESM package lookups.
 const path = require('node:path');
 const esbuild = require('esbuild');
@@ -24,6 +26,7 @@ const common = {
   minifySyntax: true,
   sourcemap: 'linked',
   logLevel: 'warning',
+  external: ['pg-native'],
 };
 
 Promise.all([
@@ -36,7 +39,12 @@ Promise.all([
     ...common,
     entryPoints: [path.join(root, 'functions', 'index.ts')],
     outfile: path.join(root, 'dist', 'coffeebuddy.cjs'),
-    external: ['@google-cloud/functions-framework'],
+    external: [...common.external, '@google-cloud/functions-framework'],
+  }),
+  esbuild.build({
+    ...common,
+    entryPoints: [path.join(root, 'functions', 'migrate.ts')],
+    outfile: path.join(root, 'dist', 'migrate.cjs'),
   }),
 ]).catch(() => {
   process.exitCode = 1;

@@ -1,10 +1,19 @@
 import type { HttpFunction } from '@google-cloud/functions-framework';
 import { Registry } from 'prom-client';
 import { buildOryClient, type OryClientFactory } from '../lib/clients/ory';
-import { buildVaultClient, type VaultClient, type VaultClientFactory } from '../lib/clients/vault';
+import {
+  buildPostgresClient,
+  type PostgresClient,
+  type PostgresClientFactory,
+} from '../lib/clients/postgres';
+import {
+  buildVaultClient,
+  vaultSecretValue,
+  type VaultClient,
+  type VaultClientFactory,
+} from '../lib/clients/vault';
 import { getSettings, SettingsError, type Settings } from '../lib/config/settings';
-import { UpstreamError } from '../lib/errors';
-import { COMPONENT_OK, HEALTH_PATH_PREFIX } from '../lib/health';
+import { COMPONENT_OK, HEALTH_PATH_PREFIX, type HealthCheckClient } from '../lib/health';
 import { recordRequest, type RequestObserver } from '../lib/http/pipeline';
 import { Router, UNMATCHED_ROUTE, type Route } from '../lib/http/router';
 import { createLogger, type Logger } from '../lib/logger';
@@ -34,6 +43,13 @@ export interface CreateAppOptions {
   lifecycle?: Lifecycle;
   /** Where Slack event ids are remembered; by default in this process's memory only. */
   seenEvents?: SeenIds;
+  // --- PostgreSQL (issue #20) ---
+  /**
+   * Whether this app uses PostgreSQL: a client (one pool), its metrics and the `postgres`
+   * readiness component. Off by default: the Slack ingress and the probes never connect.
+   */
+  database?: boolean;
+  postgresClientFactory?: PostgresClientFactory;
 }
 
 /** Slack's event ids, kept to recognise redeliveries: Slack retries within minutes. */
@@ -52,13 +68,7 @@ function signingSecret(settings: Settings, vault: VaultClient): SigningSecret | 
   const path = settings.SLACK_SIGNING_SECRET_VAULT_PATH;
   if (path === '') return undefined;
   const key = settings.SLACK_SIGNING_SECRET_VAULT_KEY;
-  const load = async () => {
-    const value = (await vault.readSecret(path))[key];
-    if (typeof value !== 'string' || value === '') {
-      throw new UpstreamError(`no "${key}" in ${settings.VAULT_KV_MOUNT}/${path}`);
-    }
-    return value;
-  };
+  const load = vaultSecretValue(vault, { mount: settings.VAULT_KV_MOUNT, path, key });
   return new SigningSecret({ load, ...reuse });
 }
 
@@ -141,8 +151,13 @@ export interface App {
   readonly observeRequest: RequestObserver;
   /** The same functions for functions-framework to serve alone (`--target=<name>`). */
   readonly functions: Readonly<Record<string, HttpFunction>>;
-  /** Releases the clients' sockets. */
-  close(): void;
+  /** The PostgreSQL client when the app uses the database. */
+  readonly postgres: PostgresClient | undefined;
+  /**
+   * Releases the clients' sockets and ends the database pool; the drain calls it once requests
+   * and work are done.
+   */
+  close(): Promise<void>;
 }
 
 /** The composition root: builds clients, metrics, readiness and functions from what it is given. */
@@ -158,10 +173,21 @@ export function createApp(options: CreateAppOptions = {}): App {
   const secret = signingSecret(settings, clients.vault);
 
   const runtimeMetrics = createMetrics(registry, { version });
+  // --- PostgreSQL (issue #20): only apps that use the database build a client and check it. ---
+  const postgres = options.database
+    ? (options.postgresClientFactory ?? buildPostgresClient)(settings, {
+        vault: clients.vault,
+        logger,
+        registry,
+      })
+    : undefined;
+  const databaseComponent: Record<string, HealthCheckClient> =
+    postgres === undefined ? {} : { postgres: { healthCheck: () => postgres.healthCheck() } };
   const logTransition = logTransitions(logger);
   const checker = new ReadinessChecker({
     components: {
       ...clients,
+      ...databaseComponent,
       ...(secret === undefined ? {} : { slack: { healthCheck: () => secret.healthCheck() } }),
     },
     ttlMs: settings.READINESS_CACHE_TTL_MS,
@@ -213,8 +239,10 @@ export function createApp(options: CreateAppOptions = {}): App {
     contexts,
     observeRequest,
     functions,
-    close: () => {
+    postgres,
+    close: async () => {
       for (const client of Object.values(clients)) client.close?.();
+      await postgres?.close();
     },
   };
 }

@@ -97,9 +97,7 @@ export function createServer(app: App, options: ServerOptions = {}): Coffeebuddy
     logger,
     timeoutMs: settings.SHUTDOWN_TIMEOUT_MS,
     observeFault: app.metrics.observeFault,
-    release: () => {
-      app.close();
-    },
+    release: () => app.close(),
     exit: options.exit ?? ((code) => process.exit(code)),
   });
   return { server, connections, shutdown };

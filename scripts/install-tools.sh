@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite uses beside npm's: prometheus (prometheus, promtool)
-# and wrk (the benchmark's and the soak's load generator).
+# wrk (the benchmark's and the soak's load generator) and postgresql (the database tests start a
+# throwaway cluster with its initdb and pg_ctl, which Debian keeps off PATH).
 # Without them the tests that need them are skipped with a message, except under CI=true.
 set -euo pipefail
 
 packages=()
 command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || packages+=(prometheus)
 command -v wrk >/dev/null 2>&1 || packages+=(wrk)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || packages+=(postgresql)
 
 if [ ${#packages[@]} -eq 0 ]; then
   echo "install-tools: Debian packages already installed"

@@ -104,6 +104,7 @@ describe('kubectl kustomize', () => {
         'Gateway',
         'GatewayClass',
         'HTTPRoute',
+        'Job',
         'KongPlugin',
         'PodMonitor',
         'PrometheusRule',
@@ -215,12 +216,15 @@ describe('Vault as code', () => {
   const script = read('configure.sh');
   const role = JSON.parse(read('kubernetes-role.json'));
 
-  it('the policy reads exactly the KV v2 path the app reads, and nothing else', () => {
+  it('the policy reads exactly the KV v2 paths the app reads, and nothing else', () => {
     const blocks = [...read('policy.hcl').matchAll(/path\s+"([^"]+)"\s*\{([^}]*)\}/g)];
     expect(blocks.map((b) => b[1])).toEqual([
       `${settings.VAULT_KV_MOUNT}/data/${settings.SLACK_SIGNING_SECRET_VAULT_PATH}`,
+      `${settings.VAULT_KV_MOUNT}/data/${settings.PG_PASSWORD_VAULT_PATH}`,
     ]);
-    expect(blocks[0]![2]!.replace(/\s+/g, ' ').trim()).toBe('capabilities = ["read"]');
+    for (const block of blocks) {
+      expect(block[2]!.replace(/\s+/g, ' ').trim()).toBe('capabilities = ["read"]');
+    }
   });
 
   it('the role is the one the app logs in as, bound to its ServiceAccount and namespace', () => {
@@ -236,6 +240,9 @@ describe('Vault as code', () => {
   it('tells where the secret goes, under the key the app reads', () => {
     expect(script).toContain(
       `vault kv put ${settings.VAULT_KV_MOUNT}/${settings.SLACK_SIGNING_SECRET_VAULT_PATH} ${settings.SLACK_SIGNING_SECRET_VAULT_KEY}=-`,
+    );
+    expect(script).toContain(
+      `vault kv put ${settings.VAULT_KV_MOUNT}/${settings.PG_PASSWORD_VAULT_PATH} ${settings.PG_PASSWORD_VAULT_KEY}=-`,
     );
     expect(spawnSync('bash', ['-n', path.join(REPO_ROOT, 'vault', 'configure.sh')]).status).toBe(0);
   });

@@ -15,11 +15,15 @@ describe('Dockerfile', () => {
     }
   });
 
-  it('runs Node 24, the current LTS, in production mode with the bundle alone', () => {
+  it('runs Node 24, the current LTS, in production mode with the bundles and migrations alone', () => {
     expect(runtime.image).toMatch(/^node:24\./);
     expect(envOf(runtime).NODE_ENV).toBe('production');
     expect(argsOf(runtime, 'RUN').join('\n')).not.toMatch(/npm/);
-    expect(argsOf(runtime, 'COPY')).toEqual(['--from=build /app/dist/main.cjs ./dist/main.cjs']);
+    expect(argsOf(runtime, 'COPY')).toEqual([
+      '--from=build /app/dist/main.cjs ./dist/main.cjs',
+      '--from=build /app/dist/migrate.cjs ./dist/migrate.cjs',
+      'migrations ./migrations',
+    ]);
   });
 
   it('runs as a numeric non-root user, the one the Knative Service names', () => {

@@ -9,6 +9,7 @@ import { SETTING_NAMES, SettingsError, loadSettings } from '../lib/config/settin
 import { signSlackRequest } from '../lib/slack/signature';
 import { ENTRY, requireBuild, runToExit } from '../testing/process';
 import { serveFunction } from '../testing/server';
+import { APP_PASSWORD, APP_ROLE, itWithPostgres, startPostgres } from '../testing/postgres';
 import { startOryStandIn, startVaultStandIn } from '../testing/standins';
 
 /** Canary values planted in every secret: none may come out anywhere. */
@@ -17,6 +18,8 @@ const CANARIES = {
   SLACK_SIGNING_SECRET: 'canary-signing-secret-9b2e',
   vaultStoredSecret: 'canary-vault-stored-secret-77d0',
   jwt: 'canary-service-account-jwt-3a8e',
+  PGPASSWORD: 'canary-pg-password-6c0b',
+  vaultStoredPgPassword: 'canary-vault-pg-password-91fa',
 };
 
 function expectNoCanary(where: string, text: string): void {
@@ -25,10 +28,20 @@ function expectNoCanary(where: string, text: string): void {
   }
 }
 
+/** An error's message and stack, as a log or a crash report would show them. */
+async function failureText(promise: Promise<unknown>): Promise<string> {
+  try {
+    await promise;
+  } catch (error) {
+    return `${(error as Error).message}\n${String((error as Error).stack)}`;
+  }
+  throw new Error('expected a failure');
+}
+
 describe('secrets never leave', () => {
   it('no token or secret setting is echoed by a settings error, whatever else is wrong', () => {
-    const secretNames = SETTING_NAMES.filter((n) => /TOKEN$|SECRET$/.test(n));
-    expect(secretNames.sort()).toEqual(['SLACK_SIGNING_SECRET', 'VAULT_TOKEN']);
+    const secretNames = SETTING_NAMES.filter((n) => /TOKEN$|SECRET$|PASSWORD$/.test(n));
+    expect(secretNames.sort()).toEqual(['PGPASSWORD', 'SLACK_SIGNING_SECRET', 'VAULT_TOKEN']);
     for (const name of secretNames) {
       // A canary no format accepts but free text, beside a bad value in every other setting.
       const canary = `canary ${name} ?#%/..\n`;
@@ -59,13 +72,15 @@ describe('secrets never leave', () => {
           VAULT_K8S_ROLE: 'role',
           SLACK_SIGNING_SECRET: CANARIES.SLACK_SIGNING_SECRET,
           SLACK_SIGNING_SECRET_VAULT_PATH: 'coffeebuddy/slack',
+          PGPASSWORD: CANARIES.PGPASSWORD,
+          PG_PASSWORD_VAULT_PATH: 'coffeebuddy/postgres',
         });
       } catch (e) {
         return e as SettingsError;
       }
       throw new Error('expected a SettingsError');
     })();
-    expect(error.problems.length).toBeGreaterThanOrEqual(4);
+    expect(error.problems.length).toBeGreaterThanOrEqual(6);
     expectNoCanary('a settings error', error.message);
   });
 
@@ -78,11 +93,78 @@ describe('secrets never leave', () => {
       VAULT_TOKEN: CANARIES.VAULT_TOKEN,
       VAULT_K8S_ROLE: 'coffeebuddy',
       SLACK_SIGNING_SECRET: CANARIES.SLACK_SIGNING_SECRET,
+      PGPASSWORD: CANARIES.PGPASSWORD,
     });
     expect(code).toBe(78);
     expect(stderr).toContain('SLACK_SIGNING_SECRET: not allowed in production');
     expectNoCanary('start-up output', stdout + stderr);
+    const migrate = await runToExit(['dist/migrate.cjs'], {
+      NODE_ENV: 'production',
+      VAULT_ADDR: 'http://127.0.0.1:9',
+      ORY_URL: 'http://127.0.0.1:9',
+      PGPASSWORD: CANARIES.PGPASSWORD,
+    });
+    expect(migrate.code).toBe(78);
+    expect(migrate.stderr).toContain('PGPASSWORD: not allowed in production');
+    expectNoCanary('the migration Job’s start-up output', migrate.stdout + migrate.stderr);
   });
+
+  itWithPostgres(
+    'not in the database client’s logs, errors, health or metrics',
+    async () => {
+      const cluster = await startPostgres();
+      const vault = await startVaultStandIn();
+      const lines: string[] = [];
+      const outputs: string[] = [];
+      try {
+        vault.tokens.set(CANARIES.VAULT_TOKEN, Date.now() + 600_000);
+        // The canaries are the role's passwords in turn: each was really sent, and refused or used.
+        const configurations: [NodeJS.ProcessEnv, string][] = [
+          [{ PGPASSWORD: CANARIES.PGPASSWORD }, CANARIES.PGPASSWORD],
+          [
+            {
+              VAULT_ADDR: vault.url,
+              VAULT_TOKEN: CANARIES.VAULT_TOKEN,
+              PG_PASSWORD_VAULT_PATH: 'coffeebuddy/postgres',
+            },
+            CANARIES.vaultStoredPgPassword,
+          ],
+        ];
+        vault.secrets['coffeebuddy/postgres'] = { password: CANARIES.vaultStoredPgPassword };
+        for (const [env, password] of configurations) {
+          const app = createApp({
+            settings: loadSettings({
+              ORY_URL: vault.url,
+              VAULT_ADDR: vault.url,
+              ...cluster.env({ PG_STATEMENT_TIMEOUT_MS: '300', ...env }),
+            }),
+            registry: new Registry(),
+            logger: createLogger('debug', (line) => lines.push(line)),
+            database: true,
+          });
+          const server = serveFunction(app.functions.coffeebuddy!);
+          const db = app.postgres!;
+          // Refused (the role has another password), then accepted, then cut by a timeout.
+          outputs.push(await failureText(db.query('refused', 'SELECT 1')));
+          outputs.push((await request(server).get('/health/ready')).text);
+          await cluster.admin(`ALTER ROLE ${APP_ROLE} PASSWORD '${password}'`);
+          await db.query('accepted', 'SELECT 1');
+          outputs.push(await failureText(db.query('slow', 'SELECT pg_sleep(10)')));
+          outputs.push((await request(server).get('/health/ready')).text);
+          outputs.push((await request(server).get('/metrics')).text);
+          await db.close();
+          app.close();
+          await cluster.admin(`ALTER ROLE ${APP_ROLE} PASSWORD '${APP_PASSWORD}'`);
+        }
+        expect(lines.some((l) => l.includes('PostgreSQL refused the password'))).toBe(true);
+        expectNoCanary('database errors, responses and metrics', outputs.join('\n'));
+        expectNoCanary('database logs', lines.join('\n'));
+      } finally {
+        await Promise.all([cluster.remove(), vault.close()]);
+      }
+    },
+    60_000,
+  );
 
   it('not in responses, headers, logs or metrics, whatever requests come', async () => {
     const vault = await startVaultStandIn();

@@ -42,7 +42,7 @@ export function appHarness(
       opened.splice(0).map(async ({ app, server }) => {
         server.closeAllConnections();
         await new Promise((resolve) => server.close(resolve));
-        app.close();
+        await app.close();
       }),
     );
   });

@@ -121,3 +121,20 @@ export function buildVaultClient(settings: Settings): VaultClient {
     secretTimeoutMs: settings.VAULT_REQUEST_TIMEOUT_MS,
   });
 }
+
+/**
+ * Reads one text value of a KV v2 secret, for a CachedSecret: the reason names the mount, path
+ * and key, never the value.
+ */
+export function vaultSecretValue(
+  vault: VaultClient,
+  where: { mount: string; path: string; key: string },
+): () => Promise<string> {
+  return async () => {
+    const value = (await vault.readSecret(where.path))[where.key];
+    if (typeof value !== 'string' || value === '') {
+      throw new UpstreamError(`no "${where.key}" in ${where.mount}/${where.path}`);
+    }
+    return value;
+  };
+}

@@ -120,3 +120,23 @@ export const strictBoolean: convict.Format = {
     if (typeof value !== 'boolean') throw new Error('must be true or false');
   },
 };
+
+/** PostgreSQL's host: a host name or IP address, or the absolute directory of a Unix socket. */
+export const pgHost: convict.Format = {
+  name: 'pg-host',
+  validate: (value: unknown) => {
+    if (typeof value !== 'string' || !/^([A-Za-z0-9.:-]+|\/[^\s]*)$/.test(value)) {
+      throw new Error('must be a host name, an IP address or a socket directory such as /run/pg');
+    }
+  },
+};
+
+/** A PostgreSQL role or database name: PostgreSQL's 63-byte limit, no spaces or quotes. */
+export const pgName: convict.Format = {
+  name: 'pg-name',
+  validate: (value: unknown) => {
+    if (typeof value !== 'string' || !/^[A-Za-z0-9_.-]{1,63}$/.test(value)) {
+      throw new Error('must be 1–63 letters, digits, "_", "." or "-"');
+    }
+  },
+};

@@ -7,6 +7,8 @@ import {
   headerName,
   httpUrl,
   listenHost,
+  pgHost,
+  pgName,
   redactValue,
   strictBoolean,
   strictInteger,
@@ -16,6 +18,10 @@ import {
 
 export const NODE_ENVS = ['production', 'development', 'test'] as const;
 export type NodeEnv = (typeof NODE_ENVS)[number];
+
+/** The libpq sslmode values node-postgres can honour (it has no fallback for allow or prefer). */
+export const PG_SSL_MODES = ['disable', 'require', 'verify-ca', 'verify-full'] as const;
+export type PgSslMode = (typeof PG_SSL_MODES)[number];
 
 /** Thrown when the environment holds bad settings; its message names every bad variable. */
 export class SettingsError extends Error {
@@ -38,6 +44,7 @@ const keepAliveMs = strictInteger(1000, 600_000);
 const shutdownMs = strictInteger(0, 600_000);
 const staleMs = strictInteger(0, 86_400_000);
 const pendingWork = strictInteger(1, 10_000);
+const poolSize = strictInteger(1, 100);
 const FORMATS = [
   port,
   timeoutMs,
@@ -49,7 +56,10 @@ const FORMATS = [
   shutdownMs,
   staleMs,
   pendingWork,
+  poolSize,
   listenHost,
+  pgHost,
+  pgName,
   headerName,
   strictBoolean,
   httpUrl,
@@ -233,6 +243,81 @@ const schema = {
     default: 65_536,
     env: 'SLACK_MAX_BODY_BYTES',
   },
+  PGHOST: {
+    doc: 'PostgreSQL host name, IP address or socket directory',
+    format: pgHost.name,
+    default: 'localhost',
+    env: 'PGHOST',
+  },
+  PGPORT: { doc: 'PostgreSQL port', format: port.name, default: 5432, env: 'PGPORT' },
+  PGDATABASE: {
+    doc: 'PostgreSQL database',
+    format: pgName.name,
+    default: 'coffeebuddy',
+    env: 'PGDATABASE',
+  },
+  PGUSER: { doc: 'PostgreSQL role', format: pgName.name, default: 'coffeebuddy', env: 'PGUSER' },
+  PGPASSWORD: {
+    doc: 'PostgreSQL password, outside production only',
+    format: anyText.name,
+    default: '',
+    env: 'PGPASSWORD',
+    sensitive: true,
+  },
+  PGSSLMODE: {
+    doc: 'disable, require, verify-ca or verify-full',
+    format: [...PG_SSL_MODES],
+    default: 'verify-full' as PgSslMode,
+    env: 'PGSSLMODE',
+  },
+  PGSSLROOTCERT: {
+    doc: 'CA certificates PostgreSQL’s certificate is verified against; empty for Node’s own',
+    format: absoluteFile.name,
+    default: '',
+    env: 'PGSSLROOTCERT',
+  },
+  PG_PASSWORD_VAULT_PATH: {
+    doc: 'KV v2 path of the secret holding the PostgreSQL password',
+    format: vaultName.name,
+    default: '',
+    env: 'PG_PASSWORD_VAULT_PATH',
+  },
+  PG_PASSWORD_VAULT_KEY: {
+    doc: 'Key of the password inside that secret',
+    format: vaultName.name,
+    default: 'password',
+    env: 'PG_PASSWORD_VAULT_KEY',
+  },
+  PG_PASSWORD_TTL_MS: {
+    doc: 'How long the PostgreSQL password is reused before it is read again',
+    format: secretTtlMs.name,
+    default: 300_000,
+    env: 'PG_PASSWORD_TTL_MS',
+  },
+  PG_PASSWORD_STALE_MS: {
+    doc: 'How long past its TTL the password is still used while reading it again fails',
+    format: staleMs.name,
+    default: 3_600_000,
+    env: 'PG_PASSWORD_STALE_MS',
+  },
+  PG_POOL_MAX: {
+    doc: 'Most PostgreSQL connections this process holds',
+    format: poolSize.name,
+    default: 10,
+    env: 'PG_POOL_MAX',
+  },
+  PG_CONNECT_TIMEOUT_MS: {
+    doc: 'Longest wait for a connection: a new one, or a free one when the pool is full',
+    format: timeoutMs.name,
+    default: 2000,
+    env: 'PG_CONNECT_TIMEOUT_MS',
+  },
+  PG_STATEMENT_TIMEOUT_MS: {
+    doc: 'statement_timeout of every connection: longer statements are cancelled by the server',
+    format: timeoutMs.name,
+    default: 5000,
+    env: 'PG_STATEMENT_TIMEOUT_MS',
+  },
 };
 
 /** The runtime's settings, named as the environment variables that set them: one list, the schema. */
@@ -271,6 +356,26 @@ function crossProblems(settings: Settings): string[] {
     problems.push(
       `SLACK_SIGNING_SECRET_VAULT_PATH: needs one of ${VAULT_AUTH_SETTINGS.join(', ')}`,
     );
+  }
+  problems.push(...postgresProblems(settings, auth.length > 0));
+  return problems;
+}
+
+/** The PostgreSQL rules: the password from one place, and the CA file only where it is used. */
+function postgresProblems(settings: Settings, vaultAuth: boolean): string[] {
+  const problems: string[] = [];
+  const vaultPath = settings.PG_PASSWORD_VAULT_PATH !== '';
+  if (settings.PGPASSWORD !== '') {
+    if (settings.NODE_ENV === 'production') {
+      problems.push('PGPASSWORD: not allowed in production; set PG_PASSWORD_VAULT_PATH');
+    }
+    if (vaultPath) problems.push('PGPASSWORD, PG_PASSWORD_VAULT_PATH: set only one');
+  }
+  if (vaultPath && !vaultAuth) {
+    problems.push(`PG_PASSWORD_VAULT_PATH: needs one of ${VAULT_AUTH_SETTINGS.join(', ')}`);
+  }
+  if (settings.PGSSLROOTCERT !== '' && !settings.PGSSLMODE.startsWith('verify-')) {
+    problems.push('PGSSLROOTCERT: used only with PGSSLMODE verify-ca or verify-full');
   }
   return problems;
 }

@@ -1,106 +1,18 @@
-import { reasonOf } from '../errors';
-import { componentHealth, type ComponentHealth } from '../health';
+import { CachedSecret, type CachedSecretOptions } from '../cached-secret';
 
-/** After a failed read, the next waits this long, doubling with each failure up to the cap. */
-const FIRST_BACKOFF_MS = 1000;
-const MAX_BACKOFF_MS = 30_000;
-
-export interface SigningSecretOptions {
-  /** Reads the secret (Vault, or a setting outside production). */
-  load: () => Promise<string>;
-  /** How long a secret read is reused before it is read again. */
-  ttlMs: number;
-  /** After the TTL, how much longer a secret is still used while reading it again fails. */
-  staleMs: number;
-  /** Monotonic milliseconds; injectable so tests can move time. */
-  now?: () => number;
-}
+export type SigningSecretOptions = Omit<CachedSecretOptions, 'description'>;
 
 /**
- * The Slack signing secret, read through `load` and reused for ttlMs; one read at a time, shared
- * by every caller. A failed read is remembered: no new read until a backoff (1 s doubling to 30 s)
- * has passed, so that failing Vault and forged requests cannot multiply reads; meanwhile the last
- * secret read stays in use for up to staleMs past its TTL. After a signature mismatch it may be
- * read again at once, but only once per TTL, so a rotated secret is picked up without a restart.
+ * The Slack signing secret: a CachedSecret (TTL, stale-if-error, backoff) that may be read again
+ * after a signature mismatch, once per TTL, so a rotated secret is picked up without a restart.
  */
-export class SigningSecret {
-  private cached: { secret: string; loadedAt: number } | undefined;
-  private pending: Promise<string> | undefined;
-  private lastForcedAt = Number.NEGATIVE_INFINITY;
-  private failure: { error: Error; count: number; retryAt: number } | undefined;
-  private readonly now: () => number;
-
-  constructor(private readonly options: SigningSecretOptions) {
-    this.now = options.now ?? (() => performance.now());
-  }
-
-  current(): Promise<string> {
-    const now = this.now();
-    const { cached } = this;
-    if (cached !== undefined && now - cached.loadedAt < this.options.ttlMs) {
-      return Promise.resolve(cached.secret);
-    }
-    if (this.failure !== undefined && now < this.failure.retryAt) {
-      return this.usable(now) ?? Promise.reject(this.failure.error);
-    }
-    return this.reload().catch((error: unknown) => {
-      const stale = this.usable(this.now());
-      if (stale === undefined) throw error;
-      return stale;
-    });
+export class SigningSecret extends CachedSecret {
+  constructor(options: SigningSecretOptions) {
+    super({ ...options, description: 'the signing secret' });
   }
 
   /** A different secret after a mismatch, read at most once per TTL; otherwise undefined. */
-  async refreshAfterMismatch(): Promise<string | undefined> {
-    const now = this.now();
-    if (now - this.lastForcedAt < this.options.ttlMs) return undefined;
-    if (this.failure !== undefined && now < this.failure.retryAt) return undefined;
-    this.lastForcedAt = now;
-    const before = this.cached?.secret;
-    const after = await this.reload();
-    return after === before ? undefined : after;
-  }
-
-  /** For readiness: whether a secret can be used now (through the cache and the backoff). */
-  async healthCheck(): Promise<ComponentHealth> {
-    const started = performance.now();
-    let problem: string | undefined;
-    try {
-      await this.current();
-    } catch (error) {
-      problem = `cannot read the signing secret: ${reasonOf(error)}`;
-    }
-    return componentHealth(performance.now() - started, problem);
-  }
-
-  /** The last secret read, while it is within TTL + staleMs. */
-  private usable(now: number): Promise<string> | undefined {
-    const { cached } = this;
-    if (cached === undefined) return undefined;
-    if (now - cached.loadedAt >= this.options.ttlMs + this.options.staleMs) return undefined;
-    return Promise.resolve(cached.secret);
-  }
-
-  private reload(): Promise<string> {
-    this.pending ??= this.options
-      .load()
-      .then(
-        (secret) => {
-          this.cached = { secret, loadedAt: this.now() };
-          this.failure = undefined;
-          return secret;
-        },
-        (error: unknown) => {
-          const count = (this.failure?.count ?? 0) + 1;
-          const backoff = Math.min(FIRST_BACKOFF_MS * 2 ** (count - 1), MAX_BACKOFF_MS);
-          const reason = error instanceof Error ? error : new Error('secret read failed');
-          this.failure = { error: reason, count, retryAt: this.now() + backoff };
-          throw reason;
-        },
-      )
-      .finally(() => {
-        this.pending = undefined;
-      });
-    return this.pending;
+  refreshAfterMismatch(): Promise<string | undefined> {
+    return this.refreshAfterRejection();
   }
 }

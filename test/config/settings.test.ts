@@ -53,6 +53,20 @@ describe('loadSettings', () => {
       SLACK_MAX_PENDING_WORK: 100,
       VAULT_K8S_TOKEN_TTL_MS: 300_000,
       SLACK_MAX_BODY_BYTES: 65_536,
+      PGHOST: 'localhost',
+      PGPORT: 5432,
+      PGDATABASE: 'coffeebuddy',
+      PGUSER: 'coffeebuddy',
+      PGPASSWORD: '',
+      PGSSLMODE: 'verify-full',
+      PGSSLROOTCERT: '',
+      PG_PASSWORD_VAULT_PATH: '',
+      PG_PASSWORD_VAULT_KEY: 'password',
+      PG_PASSWORD_TTL_MS: 300_000,
+      PG_PASSWORD_STALE_MS: 3_600_000,
+      PG_POOL_MAX: 10,
+      PG_CONNECT_TIMEOUT_MS: 2000,
+      PG_STATEMENT_TIMEOUT_MS: 5000,
     });
   });
 
@@ -89,6 +103,20 @@ describe('loadSettings', () => {
       SLACK_MAX_PENDING_WORK: '5',
       VAULT_K8S_TOKEN_TTL_MS: '90000',
       SLACK_MAX_BODY_BYTES: '32768',
+      PGHOST: 'pg-rw.db.svc',
+      PGPORT: '6432',
+      PGDATABASE: 'coffeebuddy_prod',
+      PGUSER: 'coffeebuddy_app',
+      PGPASSWORD: '',
+      PGSSLMODE: 'verify-ca',
+      PGSSLROOTCERT: '/etc/pg/ca.crt',
+      PG_PASSWORD_VAULT_PATH: 'coffeebuddy/postgres',
+      PG_PASSWORD_VAULT_KEY: 'pw',
+      PG_PASSWORD_TTL_MS: '60000',
+      PG_PASSWORD_STALE_MS: '0',
+      PG_POOL_MAX: '4',
+      PG_CONNECT_TIMEOUT_MS: '1500',
+      PG_STATEMENT_TIMEOUT_MS: '3000',
     };
     const settings = loadSettings(env);
     expect(settings).toEqual({
@@ -107,9 +135,44 @@ describe('loadSettings', () => {
       SLACK_MAX_PENDING_WORK: 5,
       VAULT_K8S_TOKEN_TTL_MS: 90_000,
       SLACK_MAX_BODY_BYTES: 32_768,
+      PGPORT: 6432,
+      PG_PASSWORD_TTL_MS: 60_000,
+      PG_PASSWORD_STALE_MS: 0,
+      PG_POOL_MAX: 4,
+      PG_CONNECT_TIMEOUT_MS: 1500,
+      PG_STATEMENT_TIMEOUT_MS: 3000,
     });
     expect(Object.keys(settings).sort()).toEqual([...SETTING_NAMES].sort());
     expect(Object.isFrozen(settings)).toBe(true);
+  });
+
+  it('takes the PostgreSQL password from one place: PGPASSWORD outside production, else Vault', () => {
+    const vault = { VAULT_TOKEN: 't' };
+    expect(
+      problemsOf({
+        NODE_ENV: 'production',
+        VAULT_ADDR: 'http://v',
+        ORY_URL: 'http://o',
+        PGPASSWORD: 'x',
+      }),
+    ).toEqual(['PGPASSWORD: not allowed in production; set PG_PASSWORD_VAULT_PATH']);
+    expect(problemsOf({ PGPASSWORD: 'x', PG_PASSWORD_VAULT_PATH: 'cb/pg', ...vault })).toEqual([
+      'PGPASSWORD, PG_PASSWORD_VAULT_PATH: set only one',
+    ]);
+    expect(problemsOf({ PG_PASSWORD_VAULT_PATH: 'cb/pg' })).toEqual([
+      'PG_PASSWORD_VAULT_PATH: needs one of VAULT_TOKEN, VAULT_TOKEN_FILE, VAULT_K8S_ROLE',
+    ]);
+    expect(() => loadSettings({ PG_PASSWORD_VAULT_PATH: 'cb/pg', ...vault })).not.toThrow();
+    expect(() => loadSettings({ PGPASSWORD: 'x' })).not.toThrow();
+  });
+
+  it('takes PGSSLROOTCERT only where the certificate is verified', () => {
+    expect(problemsOf({ PGSSLMODE: 'require', PGSSLROOTCERT: '/ca.crt' })).toEqual([
+      'PGSSLROOTCERT: used only with PGSSLMODE verify-ca or verify-full',
+    ]);
+    expect(() =>
+      loadSettings({ PGSSLMODE: 'verify-full', PGSSLROOTCERT: '/ca.crt' }),
+    ).not.toThrow();
   });
 
   it('requires VAULT_ADDR and ORY_URL in production', () => {
@@ -128,6 +191,12 @@ describe('loadSettings', () => {
     ['MAX_BODY_BYTES', '2000000', 'must be between 0 and 1048576'],
     ['PORT', '9090abc', 'must be a whole number of plain digits'],
     ['PORT', '0', 'must be between 1 and 65535'],
+    ['PGHOST', 'db host', 'must be a host name, an IP address or a socket directory'],
+    ['PGUSER', 'a"b', 'must be 1–63 letters, digits'],
+    ['PGDATABASE', '', 'must be 1–63 letters, digits'],
+    ['PGSSLMODE', 'prefer', 'must be one of the possible values'],
+    ['PG_POOL_MAX', '0', 'must be between 1 and 100'],
+    ['PG_STATEMENT_TIMEOUT_MS', '0', 'must be between 1 and 60000'],
     ['PORT', '70000', 'must be between 1 and 65535'],
     ['PORT', '80.5', 'must be a whole number of plain digits'],
     ['NODE_ENV', 'staging', 'must be one of the possible values'],

@@ -12,6 +12,7 @@ import {
   PodMonitor,
   PrometheusRule,
 } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';
+import { Job } from 'kubernetes-models/batch/v1';
 import { ConfigMap, Service, ServiceAccount } from 'kubernetes-models/v1';
 
 const MODELS = {
@@ -24,6 +25,7 @@ const MODELS = {
   'gateway.networking.k8s.io/v1/GatewayClass': GatewayClass,
   'monitoring.coreos.com/v1/PrometheusRule': PrometheusRule,
   'monitoring.coreos.com/v1/PodMonitor': PodMonitor,
+  'batch/v1/Job': Job,
 };
 
 /**

@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -31,7 +31,24 @@ describe('production install', () => {
           : path.join(dir, target);
       fs.cpSync(path.join(REPO_ROOT, source), destination, { recursive: true });
     }
-    expect(fs.readdirSync(dir, { recursive: true })).toEqual(['dist', 'dist/main.cjs']);
+    expect(fs.readdirSync(dir, { recursive: true }).map(String).sort()).toEqual([
+      'dist',
+      'dist/main.cjs',
+      'dist/migrate.cjs',
+      'migrations',
+      ...fs.readdirSync(path.join(REPO_ROOT, 'migrations')).map((f) => `migrations/${f}`),
+    ]);
+    // The migration entry finds its SQL files beside dist/: it gets as far as connecting.
+    const migrate = spawnSync(process.execPath, ['dist/migrate.cjs'], {
+      cwd: dir,
+      env: { PATH: process.env.PATH, PGHOST: '127.0.0.1', PGPORT: '9', PGSSLMODE: 'disable' },
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    expect([migrate.status, JSON.parse(migrate.stdout).reason]).toEqual([
+      1,
+      'cannot reach PostgreSQL at 127.0.0.1:9 (ECONNREFUSED)',
+    ]);
 
     const [command, ...args] = execCommand(runtime)!;
     expect(command).toBe('node');
