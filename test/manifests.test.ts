@@ -223,7 +223,7 @@ const app = createApp({
 });
 const server = serveFunction(app.functions.coffeebuddy!);
 afterAll(() => {
-  app.close();
+  return app.close();
 });
 
 describe('the manifests agree with the code', () => {

@@ -108,7 +108,7 @@ describe('metric names in the dashboard and the rules', () => {
       expect(used.size).toBeGreaterThan(8);
       expect([...used].filter((name) => !exported.has(name))).toEqual([]);
     } finally {
-      app.close();
+      await app.close();
     }
   });
 

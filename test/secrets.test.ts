@@ -153,7 +153,7 @@ describe('secrets never leave', () => {
           outputs.push((await request(server).get('/health/ready')).text);
           outputs.push((await request(server).get('/metrics')).text);
           await db.close();
-          app.close();
+          await app.close();
           await cluster.admin(`ALTER ROLE ${APP_ROLE} PASSWORD '${APP_PASSWORD}'`);
         }
         expect(lines.some((l) => l.includes('PostgreSQL refused the password'))).toBe(true);
@@ -235,7 +235,7 @@ describe('secrets never leave', () => {
         vault.state = 'active';
         vault.secrets['coffeebuddy/slack'] = { signing_secret: CANARIES.vaultStoredSecret };
         for (const answer of answers) outputs.push(JSON.stringify(answer.headers), answer.text);
-        app.close();
+        await app.close();
       }
       expect(vault.kubernetes.logins).toBeGreaterThan(0);
       expect(outputs.join('').length).toBeGreaterThan(1000);
