@@ -11,13 +11,26 @@ const path = require('node:path');
 const esbuild = require('esbuild');
 
 const root = path.resolve(__dirname, '..');
+
+/** prom-client's Pushgateway, loaded on first use (lazy-pushgateway.js). */
+const lazyPushgateway = {
+  name: 'lazy-pushgateway',
+  setup(build) {
+    build.onResolve({ filter: /^\.\/lib\/pushgateway$/ }, (args) =>
+      args.importer.endsWith(path.join('prom-client', 'index.js'))
+        ? { path: path.join(__dirname, 'lazy-pushgateway.js') }
+        : undefined,
+    );
+  },
+};
+
 const common = {
   bundle: true,
   platform: 'node',
   target: 'node20',
   format: 'cjs',
-  // node-fetch 2 needs whatwg-url only where Node lacks URL (whatwg-url.js); mime-types is loaded
-  // on first use rather than at start (lazy-mime-types.js).
+  // node-fetch 2 needs whatwg-url only where Node lacks URL (whatwg-url.js); mime-types and
+  // prom-client's Pushgateway are loaded on first use rather than at start (lazy-*.js).
   alias: {
     'whatwg-url': path.join(__dirname, 'whatwg-url.js'),
     'mime-types': path.join(__dirname, 'lazy-mime-types.js'),
@@ -27,6 +40,7 @@ const common = {
   sourcemap: 'linked',
   logLevel: 'warning',
   external: ['pg-native'],
+  plugins: [lazyPushgateway],
 };
 
 Promise.all([
