@@ -111,4 +111,18 @@ describe('the drain under back-to-back keep-alive traffic', () => {
       expect(finished).toMatchObject({ drained: true, requestsAbandoned: 0, connectionsCut: 0 });
     },
   );
+
+  it('exits 0 on SIGTERM when the reader of its logs has gone away (EPIPE)', async () => {
+    server = await startCoffeebuddy(vault.url, ory.url);
+    const running = server;
+    running.child.stdout?.destroy();
+    // Lines written now fail with EPIPE; the drain writes two more.
+    expect((await fetch(`${running.url}/nope`)).status).toBe(404);
+    running.child.kill('SIGTERM');
+    const code = await new Promise<number | null>((resolve) => {
+      if (running.child.exitCode !== null) resolve(running.child.exitCode);
+      else running.child.once('exit', resolve);
+    });
+    expect(code).toBe(0);
+  });
 });
