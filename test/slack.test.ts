@@ -4,6 +4,7 @@ import { SlackHandlers } from '../lib/slack/handlers';
 import { signSlackRequest } from '../lib/slack/signature';
 import type { App } from '../functions/app';
 import { appHarness, type HarnessOptions } from '../testing/app';
+import { metricValue } from '../testing/metrics-text';
 import { eventually } from '../testing/tools';
 import {
   startOryStandIn,
@@ -90,13 +91,9 @@ const eventBody = (id: string) =>
 const interactionBody = (payload: unknown) =>
   new URLSearchParams({ payload: JSON.stringify(payload) }).toString();
 
-async function slackCount(app: App, kind: string, outcome: string): Promise<number> {
+async function slackCount(app: App, kind: string, outcome: string): Promise<number | undefined> {
   const text = await app.registry.metrics();
-  const line = new RegExp(
-    `^coffeebuddy_slack_requests_total\\{kind="${kind}",outcome="${outcome}"\\} (\\d+)$`,
-    'm',
-  ).exec(text);
-  return Number(line?.[1] ?? 0);
+  return metricValue(text, 'coffeebuddy_slack_requests_total', { kind, outcome });
 }
 
 describe('POST /slack/commands', () => {

@@ -1,7 +1,7 @@
-import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { SYSTEM_TOLERANCE_MS } from './tolerance';
+import { rssKb } from '../../testing/proc';
 import { requireBuild, startCoffeebuddy, type RunningProcess } from '../../testing/process';
 import {
   startOryStandIn,
@@ -82,13 +82,7 @@ function request(
   });
 }
 
-function rssMb(pid: number): number {
-  const line = fs
-    .readFileSync(`/proc/${pid}/status`, 'utf8')
-    .split('\n')
-    .find((l) => l.startsWith('VmRSS:'));
-  return Number(/(\d+)/.exec(line ?? '')?.[1] ?? 0) / 1024;
-}
+const rssMb = (pid: number): number => rssKb(pid) / 1024;
 
 describe('bad input against the production server', () => {
   let vault: VaultStandIn;

@@ -1,6 +1,6 @@
 import http from 'node:http';
 import path from 'node:path';
-import { requireBuild, startCoffeebuddy, type RunningProcess } from '../../testing/process';
+import { exited, requireBuild, startCoffeebuddy, type RunningProcess } from '../../testing/process';
 import { eventually } from '../../testing/tools';
 import {
   startOryStandIn,
@@ -39,15 +39,6 @@ function get(port: number, urlPath: string, agent?: http.Agent): Promise<Answer>
     req.setTimeout(15_000, () => req.destroy(new Error('timeout')));
   });
 }
-
-const exited = (server: RunningProcess): Promise<number | null> =>
-  new Promise((resolve) => {
-    if (server.child.exitCode !== null) resolve(server.child.exitCode);
-    else
-      server.child.once('exit', (code) => {
-        resolve(code);
-      });
-  });
 
 describe('the production entry’s lifecycle', () => {
   let vault: VaultStandIn;
@@ -104,7 +95,7 @@ describe('the production entry’s lifecycle', () => {
 
     const statuses = (await Promise.all(answers)).map((a) => a.status);
     expect(statuses).toEqual(Array.from({ length: 20 }, () => 200));
-    expect(await exited(running)).toBe(0);
+    expect(await exited(running.child)).toBe(0);
     const started = running.logLines().find((l) => l.msg === 'drain started');
     const finished = running.logLines().find((l) => l.msg === 'drain finished');
     expect(started).toMatchObject({ reason: 'signal SIGTERM', requests: 20, work: 0 });
@@ -119,7 +110,7 @@ describe('the production entry’s lifecycle', () => {
     await eventually(() => running.logLines().some((l) => l.msg === 'drain started'));
     const signalled = performance.now();
     running.child.kill('SIGINT');
-    expect(await exited(running)).toBe(130);
+    expect(await exited(running.child)).toBe(130);
     expect(performance.now() - signalled).toBeLessThan(SYSTEM_TOLERANCE_MS);
     expect((await answers).map((a) => a.status)).toEqual(['rejected']);
   });
@@ -129,7 +120,7 @@ describe('the production entry’s lifecycle', () => {
     const answers = Promise.allSettled(await inFlight(running, 2));
     const signalled = performance.now();
     running.child.kill('SIGTERM');
-    expect(await exited(running)).toBe(0);
+    expect(await exited(running.child)).toBe(0);
     expect(performance.now() - signalled).toBeLessThan(300 + SYSTEM_TOLERANCE_MS);
     expect(running.logLines().find((l) => l.msg === 'drain finished')).toMatchObject({
       drained: false,
@@ -150,7 +141,7 @@ describe('the production entry’s lifecycle', () => {
       const metrics = await get(running.port, '/metrics', keepAlive);
       expect(metrics.body).toContain(`coffeebuddy_process_faults_total{kind="${kind}"} 1`);
       expect((await Promise.all(answers)).map((a) => a.status)).toEqual([200, 200, 200]);
-      expect(await exited(running)).toBe(1);
+      expect(await exited(running.child)).toBe(1);
       const fault = running.logLines().filter((l) => l.msg === 'fault outside a request');
       expect(fault).toEqual([expect.objectContaining({ level: 'error', kind, error: 'Error' })]);
       expect(server!.output()).not.toContain('injected fault');
