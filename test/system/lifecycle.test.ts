@@ -21,9 +21,18 @@ interface Answer {
   body: string;
 }
 
-/** One GET, on a fresh connection unless an agent is given. */
-function get(port: number, urlPath: string, agent?: http.Agent): Promise<Answer> {
-  return new Promise((resolve, reject) => {
+/**
+ * One GET, on a fresh connection unless an agent is given: `sent` settles once the request is
+ * handed to the kernel, `answer` with the response.
+ */
+function send(
+  port: number,
+  urlPath: string,
+  agent?: http.Agent,
+): { sent: Promise<void>; answer: Promise<Answer> } {
+  let sent!: () => void;
+  const sentPromise = new Promise<void>((resolve) => (sent = resolve));
+  const answer = new Promise<Answer>((resolve, reject) => {
     const req = http.get(
       { host: '127.0.0.1', port, path: urlPath, agent: agent ?? false },
       (res) => {
@@ -35,10 +44,15 @@ function get(port: number, urlPath: string, agent?: http.Agent): Promise<Answer>
         });
       },
     );
+    req.on('finish', sent);
     req.on('error', reject);
     req.setTimeout(15_000, () => req.destroy(new Error('timeout')));
   });
+  return { sent: sentPromise, answer };
 }
+
+const get = (port: number, urlPath: string, agent?: http.Agent): Promise<Answer> =>
+  send(port, urlPath, agent).answer;
 
 describe('the production entry’s lifecycle', () => {
   let vault: VaultStandIn;
@@ -68,14 +82,19 @@ describe('the production entry’s lifecycle', () => {
     return server;
   }
 
-  /** Starts `count` readiness requests that wait on a slow Vault, and waits until they are in. */
+  /**
+   * Starts `count` readiness requests that wait on a slow Vault, and waits until the server holds
+   * them all: each is written to its socket, Vault is asked, and a request on a connection opened
+   * after them has been answered (the server reads sockets in the order their bytes arrived).
+   */
   async function inFlight(running: RunningProcess, count: number): Promise<Promise<Answer>[]> {
     vault.fault = { kind: 'slow', delayMs: VAULT_DELAY_MS };
     const before = vault.requests;
-    const answers = Array.from({ length: count }, () => get(running.port, '/health/ready'));
+    const requests = Array.from({ length: count }, () => send(running.port, '/health/ready'));
+    await Promise.all(requests.map((r) => r.sent));
     await eventually(() => vault.requests > before);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    return answers;
+    expect((await get(running.port, '/health/live')).status).toBe(200);
+    return requests.map((r) => r.answer);
   }
 
   it('on SIGTERM answers all 20 requests in flight, refuses new connections, exits 0', async () => {
