@@ -1,6 +1,7 @@
-// Two projects: `unit` runs in-process and has no wall-clock or memory bounds; `system` starts
-// the production entry, real tools and load, and holds the few deadline checks, each within
-// SYSTEM_TOLERANCE_MS (test/system/tolerance.ts). `npm test` runs both.
+// Two projects: `unit` runs the code in-process, needs no dist/ and starts no server process, and
+// holds no wall-clock or memory bounds; `system` starts the built entries, real tools and load,
+// and holds the few deadline checks, each within SYSTEM_TOLERANCE_MS (test/system/tolerance.ts).
+// `npm test` runs both.
 const common = {
   testEnvironment: 'node',
   transform: { '^.+\\.ts$': ['@swc/jest'] },

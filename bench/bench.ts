@@ -21,7 +21,6 @@ import {
   requestsOn,
   requireWrk,
   round,
-  rssKb,
   sleep,
   start,
   type Started,
@@ -30,6 +29,7 @@ import {
   writeResult,
   wrk,
 } from './harness';
+import { rssKb } from '../testing/proc';
 import { benchArgs } from './args';
 
 const { quick, out: outArg } = benchArgs(1);

@@ -6,7 +6,8 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import os from 'node:os';
 import { envOf, execCommand, readDockerfile } from '../testing/dockerfile';
-import { FRAMEWORK_MAIN, REPO_ROOT, freePort } from '../testing/process';
+import { peakRssKb } from '../testing/proc';
+import { FRAMEWORK_MAIN, REPO_ROOT, freePort, stopProcess } from '../testing/process';
 
 const START_DEADLINE_MS = 20_000;
 export const CONCURRENCY = 50;
@@ -73,15 +74,6 @@ export function status(port: number, urlPath: string): Promise<number> {
   });
 }
 
-/** Resident memory now (VmRSS), or its peak over the process's life (VmHWM), in kB. */
-export function rssKb(pid: number, field: 'VmRSS' | 'VmHWM' = 'VmRSS'): number {
-  const line = fs
-    .readFileSync(`/proc/${pid}/status`, 'utf8')
-    .split('\n')
-    .find((l) => l.startsWith(`${field}:`));
-  return Number(/(\d+)/.exec(line ?? '')?.[1] ?? 0);
-}
-
 export interface Started {
   child: ChildProcess;
   port: number;
@@ -113,12 +105,7 @@ export async function start(variant: Variant, paths: string[]): Promise<Started>
 }
 
 export async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-  await exited;
-  clearTimeout(timer);
+  await stopProcess(child);
 }
 
 /** `count` sequential keep-alive GETs (bounded by count and by 60 s); returns how many were made. */
@@ -288,7 +275,7 @@ export async function peakUnderLoad(variant: Variant, seconds: number): Promise<
     const load = await wrk(server.port, '/health/live', seconds, CONCURRENCY, 200, 2);
     return {
       variant: variant.name,
-      peakRssMb: round(rssKb(server.child.pid!, 'VmHWM') / 1024),
+      peakRssMb: round(peakRssKb(server.child.pid!) / 1024),
       rps: Math.round(load.rps),
       p99Ms: round(load.p99Ms, 2),
       errors: load.errors,

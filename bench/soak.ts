@@ -19,13 +19,13 @@ import {
   requestsOn,
   requireWrk,
   round,
-  rssKb,
   sleep,
   start,
   stop,
   writeResult,
   wrk,
 } from './harness';
+import { rssKb } from '../testing/proc';
 import { benchArgs } from './args';
 import { svgPlot, trend, type Sample } from './rss-trend';
 

@@ -14,8 +14,10 @@ function render({ ready, components }: ReadinessReport): { status: number; json:
 const DRAINING_JSON = JSON.stringify({ detail: { status: 'draining' } });
 
 /**
- * Readiness: 200 when Vault and Ory are usable, else 503 with each component's state in `detail`;
- * 503 at once while the process drains, so that no new traffic is sent its way.
+ * Readiness: 200 when every component the checker asks is usable (Vault and Ory; the Slack signing
+ * secret when it is read from Vault; PostgreSQL when the app uses the database), else 503 with
+ * each component's state in `detail`; 503 at once while the process drains, so that no new
+ * traffic is sent its way.
  */
 export function healthReady(checker: ReadinessChecker, lifecycle: Lifecycle): Route {
   // Probes come every few milliseconds and the report changes once per TTL at most: a fresh

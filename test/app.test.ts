@@ -88,7 +88,8 @@ describe('GET /health/ready', () => {
     },
   );
 
-  it('answers within the timeout when a dependency hangs', async () => {
+  // How soon is a deadline: test/system/faults.test.ts; that check() answers at all: readiness.test.ts.
+  it('answers 503 naming the timeout when a dependency hangs', async () => {
     const { server, vault } = await harness();
     vault.held = true;
     const res = await request(server).get('/health/ready').expect(503);

@@ -16,7 +16,35 @@ function makeChecker(overrides: Partial<ReadinessCheckerOptions> = {}) {
   return { checker, vault, ory, clock };
 }
 
+/** A promise whose settling the test can see without awaiting it. */
+function settling<T>(promise: Promise<T>): { promise: Promise<T>; settled: boolean } {
+  const state = { promise, settled: false };
+  promise.then(
+    () => (state.settled = true),
+    () => (state.settled = true),
+  );
+  return state;
+}
+
+/**
+ * Moves the (fake) timers by ms and takes the answer, which must be there by then: a checker that
+ * lost its timeout fails here at once rather than hanging the suite.
+ */
+async function checkedWithin<T>(answer: { promise: Promise<T>; settled: boolean }, ms: number) {
+  await jest.advanceTimersByTimeAsync(ms);
+  if (!answer.settled) throw new Error(`check() had not answered ${ms} ms later`);
+  return answer.promise;
+}
+
 describe('ReadinessChecker', () => {
+  // Only the timeout's timer is faked: the checker's clock is `now`, and setImmediate stays real.
+  beforeEach(() => {
+    jest.useFakeTimers({ doNotFake: ['nextTick', 'setImmediate', 'queueMicrotask'] });
+  });
+  afterEach(() => {
+    jest.useRealTimers();
+  });
+
   it('is ready when every component is ok', async () => {
     const { checker } = makeChecker();
     const report = await checker.check();
@@ -91,10 +119,13 @@ describe('ReadinessChecker', () => {
     expect(report.components.vault?.error).toBe('sealed');
   });
 
-  it('answers within the timeout when a check hangs, calling it a timeout', async () => {
+  it('answers when the timeout fires while a check hangs, not before, calling it a timeout', async () => {
     const { checker, vault } = makeChecker({ timeoutMs: 50 });
     vault.held = true;
-    const report = await checker.check();
+    const answer = settling(checker.check());
+    await jest.advanceTimersByTimeAsync(49);
+    expect(answer.settled).toBe(false);
+    const report = await checkedWithin(answer, 1);
     expect(report.ready).toBe(false);
     expect(report.components.vault).toMatchObject({
       status: 'unavailable',
@@ -107,9 +138,9 @@ describe('ReadinessChecker', () => {
   it('joins a hung check until the timeout, then starts a new one', async () => {
     const { checker, vault, clock } = makeChecker({ timeoutMs: 20 });
     vault.held = true;
-    await checker.check();
+    await checkedWithin(settling(checker.check()), 20);
     clock.now = 20;
-    await checker.check();
+    await checkedWithin(settling(checker.check()), 20);
     expect(vault.calls).toBe(1);
     clock.now = 21;
     vault.held = false;

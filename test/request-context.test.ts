@@ -46,11 +46,22 @@ describe('RequestContexts', () => {
     ['too long', 'a'.repeat(129)],
     ['with a newline', 'abc\n{"level":"error"}'],
     ['with a quote', 'abc"def'],
+    ['with an inner space', 'abc def'],
+    ['with an inner tab', 'abc\tdef'],
+    ['only whitespace', ' \t '],
   ])('makes a UUID v4 when the id is %s', (_name, id) => {
     const context = contexts.of(request(id === undefined ? {} : { 'x-request-id': id }));
     expect(context.requestId).toMatch(UUID_V4);
     expect(context.traceId).toBeUndefined();
   });
+  // HTTP leaves the whitespace around a field value out of the value (RFC 9110 §5.5), and Node's
+  // parser drops it before the header reaches us: " abc" on the wire is the id "abc".
+  it.each([' abc', 'abc ', '\tabc\t'])(
+    'takes %j as the id without its surrounding whitespace',
+    (id) => {
+      expect(contexts.of(request({ 'x-request-id': id })).requestId).toBe('abc');
+    },
+  );
 });
 
 describe('runInContext', () => {

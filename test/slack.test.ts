@@ -4,6 +4,7 @@ import { SlackHandlers } from '../lib/slack/handlers';
 import { signSlackRequest } from '../lib/slack/signature';
 import type { App } from '../functions/app';
 import { appHarness, type HarnessOptions } from '../testing/app';
+import { metricValue } from '../testing/metrics-text';
 import { eventually } from '../testing/tools';
 import {
   startOryStandIn,
@@ -90,13 +91,9 @@ const eventBody = (id: string) =>
 const interactionBody = (payload: unknown) =>
   new URLSearchParams({ payload: JSON.stringify(payload) }).toString();
 
-async function slackCount(app: App, kind: string, outcome: string): Promise<number> {
+async function slackCount(app: App, kind: string, outcome: string): Promise<number | undefined> {
   const text = await app.registry.metrics();
-  const line = new RegExp(
-    `^coffeebuddy_slack_requests_total\\{kind="${kind}",outcome="${outcome}"\\} (\\d+)$`,
-    'm',
-  ).exec(text);
-  return Number(line?.[1] ?? 0);
+  return metricValue(text, 'coffeebuddy_slack_requests_total', { kind, outcome });
 }
 
 describe('POST /slack/commands', () => {
@@ -194,11 +191,14 @@ describe('refused requests', () => {
       .expect(401);
   });
 
-  it('answers other methods with 405 and Allow: POST', async () => {
-    const { server } = await harness();
-    const res = await request(server).get('/slack/events').expect(405);
-    expect(res.headers.allow).toBe('POST');
-  });
+  it.each(['get', 'put', 'delete'] as const)(
+    'answers %s with 405 and Allow: POST',
+    async (method) => {
+      const { server } = await harness();
+      const res = await request(server)[method]('/slack/events').expect(405);
+      expect(res.headers.allow).toBe('POST');
+    },
+  );
 
   it('answers 503 when no signing secret is configured', async () => {
     const { server } = await harness({});
@@ -256,11 +256,14 @@ describe('POST /slack/events', () => {
     ).expect(400);
   });
 
-  it('survives a failing event handler after the acknowledgement', async () => {
+  it('survives a failing event handler after the acknowledgement, serving the next event', async () => {
     const { server, registry, app } = await harness();
     registry.onEvent('app_mention', () => Promise.reject(new Error('boom')));
     await post(server, '/slack/events', eventBody('Ev3'), 'application/json').expect(200);
     await eventually(async () => (await slackCount(app, 'events', 'handler_error')) === 1);
+    // Still acknowledging and dispatching: the next event reaches the handler too.
+    await post(server, '/slack/events', eventBody('Ev4'), 'application/json').expect(200);
+    await eventually(async () => (await slackCount(app, 'events', 'handler_error')) === 2);
   });
 
   it('runs handlers after the ack in the request’s context: their log lines carry its id', async () => {

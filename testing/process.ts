@@ -48,13 +48,25 @@ export interface StartOptions {
   timeoutMs?: number;
 }
 
-function exited(child: ChildProcess): Promise<number | null> {
+/** The exit code once the process has exited, at once if it already has. */
+export function exited(child: ChildProcess): Promise<number | null> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
   return new Promise((resolve) =>
     child.once('exit', (code) => {
       resolve(code);
     }),
   );
+}
+
+/** Sends SIGTERM and waits for the exit, sending SIGKILL after graceMs; the exit code. */
+export async function stopProcess(child: ChildProcess, graceMs = 5000): Promise<number | null> {
+  if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  try {
+    return await exited(child);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** Starts a server process on a free loopback port and waits until readyPath answers. */
@@ -79,15 +91,7 @@ export async function startProcess(options: StartOptions): Promise<RunningProces
         .split('\n')
         .filter((line) => line.startsWith('{'))
         .map((line) => JSON.parse(line) as Record<string, unknown>),
-    stop: async () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-      try {
-        return await exited(child);
-      } finally {
-        clearTimeout(timer);
-      }
-    },
+    stop: () => stopProcess(child),
   };
   const deadline = Date.now() + (options.timeoutMs ?? 15_000);
   while (Date.now() < deadline) {

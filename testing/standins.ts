@@ -1,5 +1,6 @@
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { freePort } from './process';
 
 /**
  * Loopback stand-ins for Vault and Ory that answer as their documentation says, and can also
@@ -309,13 +310,5 @@ export async function startOryStandIn(ready = true): Promise<OryStandIn> {
 
 /** A loopback URL where nothing listens: connections to it are refused. */
 export async function absentUrl(): Promise<string> {
-  const server = http.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) =>
-    server.close(() => {
-      resolve();
-    }),
-  );
-  return `http://127.0.0.1:${port}`;
+  return `http://127.0.0.1:${await freePort()}`;
 }

@@ -16,7 +16,7 @@ import {
   type PostgresCluster,
 } from '../../testing/postgres';
 import { startVaultStandIn, type VaultStandIn } from '../../testing/standins';
-import { promtoolCheckMetrics, findCommand } from '../../testing/tools';
+import { eventually, promtoolCheckMetrics, findCommand } from '../../testing/tools';
 
 /** Real PostgreSQL (a throwaway cluster): no mock stands between the client and the server. */
 let cluster: PostgresCluster | undefined;
@@ -96,9 +96,8 @@ describe('PostgresClient against a real PostgreSQL', () => {
 
   itWithPostgres('cuts a query slower than statement_timeout with a clear error', async () => {
     const { db } = client({ PG_STATEMENT_TIMEOUT_MS: '200' });
-    const started = Date.now();
+    // 57014 is a cancel: pg_sleep(5) did not run out. How soon: test/system/deadlines.test.ts.
     const error = await failureOf(db.query('sleep', 'SELECT pg_sleep(5)'));
-    expect(Date.now() - started).toBeLessThan(2000);
     expect(error.sqlState).toBe('57014');
     expect(error.message).toBe(
       'query sleep was cancelled: it ran longer than statement_timeout (200 ms)',
@@ -112,15 +111,12 @@ describe('PostgresClient against a real PostgreSQL', () => {
     async () => {
       const { db, registry } = client({ PG_POOL_MAX: '2', PG_CONNECT_TIMEOUT_MS: '300' });
       const holders = [0, 1].map(() => db.query('hold', 'SELECT pg_sleep(1.5)'));
-      await new Promise((resolve) => setTimeout(resolve, 200));
-      expect(await registry.metrics()).toContain(
-        'coffeebuddy_db_pool_connections{state="total"} 2',
+      await eventually(async () =>
+        (await registry.metrics()).includes('coffeebuddy_db_pool_connections{state="total"} 2'),
       );
-      const started = Date.now();
+      // Failing at all, not answering once a holder is done, shows the wait is bounded; how soon
+      // it gives up is a deadline, in test/system/deadlines.test.ts.
       const error = await failureOf(db.query('starved', 'SELECT 1'));
-      const waitedMs = Date.now() - started;
-      expect(waitedMs).toBeGreaterThanOrEqual(250);
-      expect(waitedMs).toBeLessThan(1200);
       expect(error.message).toBe('no free PostgreSQL connection within 300 ms: all 2 in use');
       await Promise.all(holders);
       // Readiness does not queue behind a busy pool that is serving.

@@ -44,7 +44,16 @@ describe('HttpVaultClient', () => {
     expect(health.status).toBe(expected === undefined ? 'ok' : 'unavailable');
     expect(health.error).toBe(expected);
     expect(Number.isNaN(Date.parse(health.checkedAt))).toBe(false);
-    expect(health.latencyMs).toBeGreaterThanOrEqual(0);
+    expect(Number.isInteger(health.latencyMs)).toBe(true);
+  });
+
+  it('measures the latency of the check in whole milliseconds, the stand-in delay included', async () => {
+    vault.fault = { kind: 'slow', delayMs: 150 };
+    const health = await client.healthCheck();
+    expect(health.status).toBe('ok');
+    expect(Number.isInteger(health.latencyMs)).toBe(true);
+    // A timer may fire up to a millisecond before its delay by the wall clock.
+    expect(health.latencyMs).toBeGreaterThanOrEqual(149);
   });
 
   it.each([418, 500, 404, 302])('names an undocumented status %i', async (status) => {

@@ -225,6 +225,7 @@ describe('loadSettings', () => {
     ],
     ['SLACK_SECRET_TTL_MS', '10', 'must be between 1000 and 86400000'],
     ['SLACK_MAX_BODY_BYTES', '64kb', 'must be a whole number of plain digits'],
+    ['SLACK_MAX_PENDING_WORK', '0', 'must be between 1 and 10000'],
   ])('rejects %s=%s', (name, value, reason) => {
     const problems = problemsOf({ [name]: value });
     expect(problems).toHaveLength(1);

@@ -28,14 +28,11 @@ describe('Upstream.check network failures', () => {
     expect(health).toMatchObject({ status: 'unavailable', error: 'connection refused' });
   });
 
-  it('times out a server that accepts and never answers, within the timeout', async () => {
+  // How soon it gives up is a deadline, held in test/system/deadlines.test.ts.
+  it('times out a server that accepts and never answers, naming the timeout', async () => {
     ory.fault = { kind: 'hang' };
-    const started = Date.now();
     const health = await upstream(ory.url, 200).check('/health/ready', okOn200);
-    const elapsed = Date.now() - started;
     expect(health).toMatchObject({ status: 'unavailable', error: 'timeout after 200 ms' });
-    expect(elapsed).toBeGreaterThanOrEqual(190);
-    expect(elapsed).toBeLessThan(1000);
   });
 
   it('names a reset connection, after one more try', async () => {

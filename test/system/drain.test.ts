@@ -1,6 +1,6 @@
 import http from 'node:http';
 import path from 'node:path';
-import { requireBuild, startCoffeebuddy, type RunningProcess } from '../../testing/process';
+import { exited, requireBuild, startCoffeebuddy, type RunningProcess } from '../../testing/process';
 import { eventually } from '../../testing/tools';
 import {
   startOryStandIn,
@@ -98,10 +98,7 @@ describe('the drain under back-to-back keep-alive traffic', () => {
       await eventually(() => loops.every((loop) => loop.answered >= WARM_REQUESTS), 15_000);
       running.child.kill(signal);
       await traffic;
-      const code = await new Promise<number | null>((resolve) => {
-        if (running.child.exitCode !== null) resolve(running.child.exitCode);
-        else running.child.once('exit', resolve);
-      });
+      const code = await exited(running.child);
 
       expect(loops.map((loop) => loop.lost)).toEqual(loops.map(() => 0));
       expect(loops.map((loop) => loop.toldToClose)).toEqual(loops.map(() => true));

@@ -1,7 +1,8 @@
-import fs from 'node:fs';
 import net from 'node:net';
 import zlib from 'node:zlib';
 import { signSlackRequest } from '../../lib/slack/signature';
+import { peakRssKb, rssKb } from '../../testing/proc';
+import { metricValue } from '../../testing/metrics-text';
 import { requireBuild, startCoffeebuddy, type RunningProcess } from '../../testing/process';
 import {
   startOryStandIn,
@@ -18,14 +19,6 @@ import { SYSTEM_TOLERANCE_MS } from './tolerance';
 
 const MB = 1024 * 1024;
 const CANARY = 'edge-body-canary-51c9';
-
-function status(pid: number, field: 'VmRSS' | 'VmHWM'): number {
-  const line = fs
-    .readFileSync(`/proc/${pid}/status`, 'utf8')
-    .split('\n')
-    .find((l) => l.startsWith(`${field}:`));
-  return Number(/(\d+)/.exec(line ?? '')?.[1] ?? 0) / 1024;
-}
 
 interface RawAnswer {
   status: number;
@@ -99,17 +92,10 @@ async function scrape(port: number): Promise<string> {
   return (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
 }
 
+/** POSTs to `route` answered with `code`: 0 until the first is. */
 function counted(metrics: string, route: string, code: number): number {
-  const line = metrics
-    .split('\n')
-    .find(
-      (l) =>
-        l.startsWith('coffeebuddy_http_requests_total{') &&
-        l.includes(`route="${route}"`) &&
-        l.includes(`status="${code}"`) &&
-        l.includes('method="POST"'),
-    );
-  return line === undefined ? 0 : Number(line.split(' ').at(-1));
+  const labels = { method: 'POST', route, status: String(code) };
+  return metricValue(metrics, 'coffeebuddy_http_requests_total', labels) ?? 0;
 }
 
 describe('the HTTP edge of the production entry', () => {
@@ -152,7 +138,7 @@ describe('the HTTP edge of the production entry', () => {
     it.each(bombs)(
       '%s bombs of 256 MB, four at a time, answered 415 with peak RSS within 50 MB',
       async (encoding, bomb) => {
-        const before = status(server.child.pid!, 'VmRSS');
+        const before = rssKb(server.child.pid!) / 1024;
         for (let round = 0; round < 3; round += 1) {
           const answers = await Promise.all(
             Array.from({ length: 4 }, () =>
@@ -173,7 +159,7 @@ describe('the HTTP edge of the production entry', () => {
             answer.socket.destroy();
           }
         }
-        expect(status(server.child.pid!, 'VmHWM')).toBeLessThan(before + 50);
+        expect(peakRssKb(server.child.pid!) / 1024).toBeLessThan(before + 50);
       },
     );
 

@@ -1,6 +1,6 @@
 import http from 'node:http';
 import path from 'node:path';
-import { requireBuild, startCoffeebuddy, type RunningProcess } from '../../testing/process';
+import { exited, requireBuild, startCoffeebuddy, type RunningProcess } from '../../testing/process';
 import { eventually } from '../../testing/tools';
 import {
   startOryStandIn,
@@ -21,9 +21,18 @@ interface Answer {
   body: string;
 }
 
-/** One GET, on a fresh connection unless an agent is given. */
-function get(port: number, urlPath: string, agent?: http.Agent): Promise<Answer> {
-  return new Promise((resolve, reject) => {
+/**
+ * One GET, on a fresh connection unless an agent is given: `sent` settles once the request is
+ * handed to the kernel, `answer` with the response.
+ */
+function send(
+  port: number,
+  urlPath: string,
+  agent?: http.Agent,
+): { sent: Promise<void>; answer: Promise<Answer> } {
+  let sent!: () => void;
+  const sentPromise = new Promise<void>((resolve) => (sent = resolve));
+  const answer = new Promise<Answer>((resolve, reject) => {
     const req = http.get(
       { host: '127.0.0.1', port, path: urlPath, agent: agent ?? false },
       (res) => {
@@ -35,19 +44,15 @@ function get(port: number, urlPath: string, agent?: http.Agent): Promise<Answer>
         });
       },
     );
+    req.on('finish', sent);
     req.on('error', reject);
     req.setTimeout(15_000, () => req.destroy(new Error('timeout')));
   });
+  return { sent: sentPromise, answer };
 }
 
-const exited = (server: RunningProcess): Promise<number | null> =>
-  new Promise((resolve) => {
-    if (server.child.exitCode !== null) resolve(server.child.exitCode);
-    else
-      server.child.once('exit', (code) => {
-        resolve(code);
-      });
-  });
+const get = (port: number, urlPath: string, agent?: http.Agent): Promise<Answer> =>
+  send(port, urlPath, agent).answer;
 
 describe('the production entry’s lifecycle', () => {
   let vault: VaultStandIn;
@@ -77,14 +82,19 @@ describe('the production entry’s lifecycle', () => {
     return server;
   }
 
-  /** Starts `count` readiness requests that wait on a slow Vault, and waits until they are in. */
+  /**
+   * Starts `count` readiness requests that wait on a slow Vault, and waits until the server holds
+   * them all: each is written to its socket, Vault is asked, and a request on a connection opened
+   * after them has been answered (the server reads sockets in the order their bytes arrived).
+   */
   async function inFlight(running: RunningProcess, count: number): Promise<Promise<Answer>[]> {
     vault.fault = { kind: 'slow', delayMs: VAULT_DELAY_MS };
     const before = vault.requests;
-    const answers = Array.from({ length: count }, () => get(running.port, '/health/ready'));
+    const requests = Array.from({ length: count }, () => send(running.port, '/health/ready'));
+    await Promise.all(requests.map((r) => r.sent));
     await eventually(() => vault.requests > before);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    return answers;
+    expect((await get(running.port, '/health/live')).status).toBe(200);
+    return requests.map((r) => r.answer);
   }
 
   it('on SIGTERM answers all 20 requests in flight, refuses new connections, exits 0', async () => {
@@ -104,7 +114,7 @@ describe('the production entry’s lifecycle', () => {
 
     const statuses = (await Promise.all(answers)).map((a) => a.status);
     expect(statuses).toEqual(Array.from({ length: 20 }, () => 200));
-    expect(await exited(running)).toBe(0);
+    expect(await exited(running.child)).toBe(0);
     const started = running.logLines().find((l) => l.msg === 'drain started');
     const finished = running.logLines().find((l) => l.msg === 'drain finished');
     expect(started).toMatchObject({ reason: 'signal SIGTERM', requests: 20, work: 0 });
@@ -119,7 +129,7 @@ describe('the production entry’s lifecycle', () => {
     await eventually(() => running.logLines().some((l) => l.msg === 'drain started'));
     const signalled = performance.now();
     running.child.kill('SIGINT');
-    expect(await exited(running)).toBe(130);
+    expect(await exited(running.child)).toBe(130);
     expect(performance.now() - signalled).toBeLessThan(SYSTEM_TOLERANCE_MS);
     expect((await answers).map((a) => a.status)).toEqual(['rejected']);
   });
@@ -129,7 +139,7 @@ describe('the production entry’s lifecycle', () => {
     const answers = Promise.allSettled(await inFlight(running, 2));
     const signalled = performance.now();
     running.child.kill('SIGTERM');
-    expect(await exited(running)).toBe(0);
+    expect(await exited(running.child)).toBe(0);
     expect(performance.now() - signalled).toBeLessThan(300 + SYSTEM_TOLERANCE_MS);
     expect(running.logLines().find((l) => l.msg === 'drain finished')).toMatchObject({
       drained: false,
@@ -150,7 +160,7 @@ describe('the production entry’s lifecycle', () => {
       const metrics = await get(running.port, '/metrics', keepAlive);
       expect(metrics.body).toContain(`coffeebuddy_process_faults_total{kind="${kind}"} 1`);
       expect((await Promise.all(answers)).map((a) => a.status)).toEqual([200, 200, 200]);
-      expect(await exited(running)).toBe(1);
+      expect(await exited(running.child)).toBe(1);
       const fault = running.logLines().filter((l) => l.msg === 'fault outside a request');
       expect(fault).toEqual([expect.objectContaining({ level: 'error', kind, error: 'Error' })]);
       expect(server!.output()).not.toContain('injected fault');

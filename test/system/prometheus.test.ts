@@ -9,6 +9,7 @@ import {
   freePort,
   requireBuild,
   startProcess,
+  stopProcess,
   type RunningProcess,
 } from '../../testing/process';
 import {
@@ -63,11 +64,7 @@ describe('scraped by a real Prometheus', () => {
   });
 
   afterAll(async () => {
-    if (prometheus !== undefined && prometheus.exitCode === null) {
-      const exited = new Promise((resolve) => prometheus!.once('exit', resolve));
-      prometheus.kill('SIGTERM');
-      await exited;
-    }
+    if (prometheus !== undefined) await stopProcess(prometheus);
     await app?.stop();
     await Promise.all([vault.close(), ory.close()]);
     fs.rmSync(dir, { recursive: true, force: true });

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { signSlackRequest } from '../../lib/slack/signature';
+import { metricValue } from '../../testing/metrics-text';
 import {
   ENTRY,
   requireBuild,
@@ -45,12 +46,7 @@ const command = new URLSearchParams({ command: '/coffee', text: 'help' }).toStri
 
 async function slackCount(server: RunningProcess, kind: string, outcome: string) {
   const text = await (await fetch(`${server.url}/metrics`)).text();
-  const line = text
-    .split('\n')
-    .find((l) =>
-      l.startsWith(`coffeebuddy_slack_requests_total{kind="${kind}",outcome="${outcome}"}`),
-    );
-  return line === undefined ? undefined : Number(line.split(' ').at(-1));
+  return metricValue(text, 'coffeebuddy_slack_requests_total', { kind, outcome });
 }
 
 /** Vault requests other than health checks: secret reads and logins. */

@@ -1,7 +1,7 @@
-import { dependencies } from '../package.json';
-import { serveFunction } from '../testing/server';
-import { FRAMEWORK_MAIN, requireBuild, runToExit, startProcess } from '../testing/process';
-import { absentUrl } from '../testing/standins';
+import { dependencies } from '../../package.json';
+import { serveFunction } from '../../testing/server';
+import { FRAMEWORK_MAIN, requireBuild, runToExit, startProcess } from '../../testing/process';
+import { absentUrl } from '../../testing/standins';
 
 const target = (name: string) => [FRAMEWORK_MAIN, `--target=${name}`];
 
