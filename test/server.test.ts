@@ -2,19 +2,19 @@ import http from 'node:http';
 import net from 'node:net';
 import request from 'supertest';
 import { appHarness } from '../testing/app';
+import { metricValue } from '../testing/metrics-text';
 import { eventually } from '../testing/tools';
 
 /** createServer: the image's pipeline, in-process. */
 
 const build = appHarness({ env: { READINESS_TIMEOUT_MS: '60000', READINESS_CACHE_TTL_MS: '0' } });
 
-function unmatchedCount(metrics: string, method: string): number {
-  const line = new RegExp(
-    `^coffeebuddy_http_requests_total\\{method="${method}",route="unmatched",status="404"\\} (\\d+)$`,
-    'm',
-  ).exec(metrics);
-  return Number(line?.[1] ?? 0);
-}
+const unmatchedCount = (metrics: string, method: string): number | undefined =>
+  metricValue(metrics, 'coffeebuddy_http_requests_total', {
+    method,
+    route: 'unmatched',
+    status: '404',
+  });
 
 /** Sends a raw request line on a new connection and reads the whole answer. */
 function raw(port: number, text: string): Promise<string> {

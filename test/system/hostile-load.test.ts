@@ -1,7 +1,7 @@
-import fs from 'node:fs';
 import http from 'node:http';
 import { signSlackRequest } from '../../lib/slack/signature';
 import { envOf, readDockerfile } from '../../testing/dockerfile';
+import { peakRssKb } from '../../testing/proc';
 import { requireBuild, startCoffeebuddy, type RunningProcess } from '../../testing/process';
 import {
   startOryStandIn,
@@ -47,13 +47,7 @@ const SHAPES: [string, string, string, string][] = [
   ],
 ];
 
-function peakRssMb(pid: number): number {
-  const line = fs
-    .readFileSync(`/proc/${pid}/status`, 'utf8')
-    .split('\n')
-    .find((l) => l.startsWith('VmHWM:'));
-  return Number(/(\d+)/.exec(line ?? '')?.[1] ?? 0) / 1024;
-}
+const peakRssMb = (pid: number): number => peakRssKb(pid) / 1024;
 
 function post(port: number, path: string, headers: http.OutgoingHttpHeaders, body: string) {
   return new Promise<number>((resolve) => {
