@@ -1,15 +1,18 @@
 /**
  * npm run bench:request [-- --quick] [-- --out FILE]  (bench:request:node24 on the image's Node)
  *
- * What one request costs, layer by layer: server CPU time (user + system) per request, in µs.
+ * What one request costs: server CPU time (user + system) per request, in µs, and its ratio to
+ * the functions-framework hello world's.
  *
- * - Layers, in this process: one loopback server per layer, each adding one piece of the path a
- *   /health/live request takes through the image's entry (bare http → functions-framework's
- *   Express app → edge → router → request context → metrics). CPU is this process's
- *   (process.cpuUsage) over a wrk run, divided by the requests wrk made.
- * - Routes, in child processes: dist/main.cjs as the image starts it (Dockerfile CMD and ENV,
- *   compile cache), the functions-framework hello world and bare Node; CPU from /proc/<pid>/stat.
- * - Operations: single steps of the request path in a tight loop, in ns.
+ * - Layers, in this process, each its own loopback server answering /health/live: bare http +
+ *   sendJson (the floor), functions-framework's Express app + res.json (the hello world), and the
+ *   real pipeline (createServer(createApp(...)): connection tracking, context, id header, routing,
+ *   metrics and access-log observer). CPU is this process's (process.cpuUsage) over a wrk run,
+ *   divided by the requests wrk made.
+ * - Routes, in child processes: every route of dist/main.cjs as the image starts it (Dockerfile
+ *   CMD and ENV, compile cache; Vault and Ory stand-ins), the functions-framework hello world and
+ *   bare Node; CPU from /proc/<pid>/stat.
+ * - Operations: single steps of the pipeline in a tight loop, in ns.
  *
  * Load comes from wrk, a separate process, rather than an in-process client: the server then pays
  * for what a real request costs it (HTTP parsing, socket reads and writes, event-loop turns at the
@@ -22,20 +25,15 @@ import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
-import http, { type IncomingMessage, type RequestListener } from 'node:http';
+import http, { type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
-import * as functionsFramework from '@google-cloud/functions-framework';
-import { getTestServer } from '@google-cloud/functions-framework/testing';
-import { Registry } from 'prom-client';
-import { healthLive } from '../functions/healthLive';
-import { Edge, type EdgeOptions } from '../lib/http/edge';
+import { createApp, type App } from '../functions/app';
+import { createServer, frameworkApp } from '../functions/server';
+import { loadSettings } from '../lib/config/settings';
 import { sendJson } from '../lib/http/respond';
-import { Router, type RequestObserver } from '../lib/http/router';
-import { Lifecycle } from '../lib/lifecycle';
-import { createLogger } from '../lib/logger';
-import { createMetrics } from '../lib/metrics';
-import { RequestContexts, runInContext, type RequestContext } from '../lib/request-context';
+import { runInContext, type RequestContext } from '../lib/request-context';
 import { envOf, readDockerfile } from '../testing/dockerfile';
 import { REPO_ROOT, requireBuild } from '../testing/process';
 import { startOryStandIn, startVaultStandIn } from '../testing/standins';
@@ -69,7 +67,6 @@ const IMAGE_ENV_MARK = 'COFFEEBUDDY_PER_REQUEST_IMAGE_ENV';
 
 const LIVE = { status: 'live' };
 const LIVE_ROUTE = '/health/live';
-const REQUEST_ID_HEADER = 'X-Request-ID';
 /** The signing secret is read from the Vault stand-in, as in production. */
 const VAULT_TOKEN = 'hvs.per-request-bench';
 const SLACK_SECRET_PATH = 'coffeebuddy/slack';
@@ -131,99 +128,30 @@ async function measure(target: Target, seconds: number): Promise<Sample> {
   return { usPerRequest: used / load.requests, rps: load.rps, errors: load.errors };
 }
 
-/** functions-framework's Express app for a registered function (see functions/main.ts). */
-function frameworkApp(target: string): RequestListener & { use: (handler: unknown) => unknown } {
-  const [listener] = getTestServer(target).listeners('request');
-  return listener as RequestListener & { use: (handler: unknown) => unknown };
-}
-
-/** Request context reduced to one shared object: no id parsing, no UUID, no WeakMap. */
-class OneContext extends RequestContexts {
-  private readonly only: RequestContext = { requestId: 'per-request-bench' };
-
-  override of(): RequestContext {
-    return this.only;
-  }
-}
-
-/** Each layer's 'request' listener; each adds one piece to the one before. */
-function layers(): { name: string; listener: RequestListener }[] {
-  const logger = createLogger('info', () => undefined);
-  functionsFramework.http('perRequestHello', (_req, res) => {
-    res.json(LIVE);
-  });
-  functionsFramework.http('perRequestLive', (_req, res) => {
-    sendJson(res, 200, LIVE);
-  });
-  const metrics = createMetrics(new Registry(), { version: 'bench' });
-  const observeMetrics: RequestObserver = (method, route, status, seconds) => {
-    metrics.observeRequest(method, route, status, seconds);
-  };
-  const noObserver: RequestObserver = () => undefined;
-
-  /** The edge in front of the framework's app serving `target`, as functions/main.ts puts it. */
-  const behindEdge = (
-    target: string,
-    options: Pick<EdgeOptions, 'contexts' | 'observe'>,
-    router?: Router,
-  ): RequestListener => {
-    const app = frameworkApp(target);
-    const edge = new Edge({
-      ...options,
-      limitFor: (p) => router?.routeFor(p)?.maxBodyBytes ?? 16_384,
-      routeFor: (p) => router?.routeFor(p)?.path ?? LIVE_ROUTE,
-      lifecycle: new Lifecycle(),
-      logger,
-    });
-    app.use(edge.errorHandler);
-    return edge.handler(app);
-  };
-  /** Edge, router and the live route, with the given contexts and observer. */
-  const routed = (name: string, contexts: RequestContexts, observe: RequestObserver) => {
-    const router = new Router([healthLive()], {
-      logger,
-      contexts,
-      ...(observe === noObserver ? {} : { observe }),
-    });
-    functionsFramework.http(name, router.dispatch);
-    return behindEdge(name, { contexts, observe }, router);
-  };
-
+/** The in-process servers, each answering /health/live; the second is the reference. */
+function layers(app: App): { name: string; server: http.Server }[] {
   return [
     {
       name: 'bare http + sendJson',
-      listener: (_req, res) => {
+      server: http.createServer((_req, res) => {
         sendJson(res, 200, LIVE);
-      },
-    },
-    { name: 'ff Express + res.json (hello world)', listener: frameworkApp('perRequestHello') },
-    { name: 'ff Express + sendJson', listener: frameworkApp('perRequestLive') },
-    {
-      name: '+ edge (one shared context)',
-      listener: behindEdge('perRequestLive', {
-        contexts: new OneContext(REQUEST_ID_HEADER),
-        observe: noObserver,
       }),
     },
     {
-      name: '+ router',
-      listener: routed('perRequestRouted', new OneContext(REQUEST_ID_HEADER), noObserver),
+      name: 'ff Express + res.json (hello world)',
+      server: http.createServer(
+        frameworkApp((_req, res) => {
+          res.json(LIVE);
+        }),
+      ),
     },
-    {
-      name: '+ request context (id, UUID, traceparent)',
-      listener: routed('perRequestContext', new RequestContexts(REQUEST_ID_HEADER), noObserver),
-    },
-    {
-      name: '+ prom-client counter + histogram',
-      listener: routed('perRequestMetrics', new RequestContexts(REQUEST_ID_HEADER), observeMetrics),
-    },
+    { name: 'pipeline: createServer(createApp(…))', server: createServer(app).server },
   ];
 }
 
-async function listen(listener: RequestListener): Promise<http.Server> {
-  const server = http.createServer(listener);
+async function listen(server: http.Server): Promise<number> {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return server;
+  return (server.address() as AddressInfo).port;
 }
 
 /**
@@ -246,24 +174,22 @@ function nsPerOp(op: (i: number) => unknown): number {
 const requestWith = (headers: IncomingMessage['headers']) =>
   ({ headers }) as unknown as IncomingMessage;
 
-/** Single steps of the request path, each in a tight loop. */
-function operations(): Record<string, number> {
-  const contexts = new RequestContexts(REQUEST_ID_HEADER);
+/** Single steps the pipeline takes for each request, with the app's own parts, in a tight loop. */
+function operations(app: App): Record<string, number> {
+  const { contexts, observeRequest, lifecycle } = app;
+  const router = app.routers.coffeebuddy!;
   const context: RequestContext = { requestId: 'per-request-bench' };
-  const metrics = createMetrics(new Registry(), { version: 'bench' });
   const emitter = new EventEmitter();
   const noop = () => undefined;
   const headers = {
-    'x-request-id': 'kong-5f1d#12',
+    [contexts.headerName]: 'kong-5f1d#12',
     traceparent: `00-${'a'.repeat(32)}-${'b'.repeat(16)}-01`,
   };
   return {
     'randomUUID()': nsPerOp(() => randomUUID()),
     // A new request each time: a context is made once per request.
-    'RequestContexts.of, no headers (UUID)': nsPerOp(() => contexts.of(requestWith({}))),
-    'RequestContexts.of, X-Request-ID + traceparent': nsPerOp(() =>
-      contexts.of(requestWith(headers)),
-    ),
+    'contexts.of, no headers (UUID)': nsPerOp(() => contexts.of(requestWith({}))),
+    'contexts.of, request id + traceparent': nsPerOp(() => contexts.of(requestWith(headers))),
     'AsyncLocalStorage run (runInContext)': nsPerOp(() => {
       runInContext(context, noop);
     }),
@@ -274,28 +200,35 @@ function operations(): Record<string, number> {
       emitter.once('finish', noop);
       emitter.emit('finish');
     }),
-    'counter.inc + histogram.observe, 3 labels': nsPerOp((i) => {
-      metrics.observeRequest('GET', LIVE_ROUTE, 200, (i % 100) / 1e5);
+    'router.routeFor + refusal (GET /health/live)': nsPerOp(() =>
+      router.refusal(router.routeFor(LIVE_ROUTE), 'GET'),
+    ),
+    'observeRequest: counter + histogram, probe not logged': nsPerOp((i) => {
+      observeRequest('GET', LIVE_ROUTE, 200, (i % 100) / 1e5, context);
     }),
-    'new Lifecycle().requestStarted() + done': nsPerOp(() => {
-      new Lifecycle().requestStarted()();
+    'lifecycle.requestStarted() + done': nsPerOp(() => {
+      lifecycle.requestStarted()();
     }),
   };
 }
 
+const loadAverage = () => os.loadavg().map((load) => round(load, 2));
+
 async function main(): Promise<void> {
   requireBuild();
   requireWrk();
-  const ops = operations();
-
-  const servers = await Promise.all(
-    layers().map(async ({ name, listener }) => ({ name, server: await listen(listener) })),
-  );
+  const loadBefore = loadAverage();
   const vault = await startVaultStandIn('active');
   vault.tokens.set(VAULT_TOKEN, Infinity);
   vault.secrets[SLACK_SECRET_PATH] = { signing_secret: 'per-request-bench-secret' };
   const ory = await startOryStandIn(true);
   const image = await imageLike(vault.url, ory.url);
+  // The image's settings, in this process: the pipeline's real parts, its metrics and context.
+  const app = createApp({ settings: loadSettings(image.variant.env) });
+  const ops = operations(app);
+
+  const servers = layers(app);
+  const ports = await Promise.all(servers.map(({ server }) => listen(server)));
   const entry = await start(
     {
       ...image.variant,
@@ -327,9 +260,9 @@ async function main(): Promise<void> {
     status,
     cpuUs: () => processCpuUs(started.child.pid!),
   });
-  const layerTargets: Target[] = servers.map(({ name, server }) => ({
+  const layerTargets: Target[] = servers.map(({ name }, i) => ({
     name,
-    port: (server.address() as AddressInfo).port,
+    port: ports[i]!,
     path: LIVE_ROUTE,
     status: 200,
     cpuUs: ownCpuUs,
@@ -338,13 +271,14 @@ async function main(): Promise<void> {
     child('bare Node: /health/live', bare, '/health/live'),
     child('ff hello world: /health/live', hello, '/health/live'),
     child('entry: GET /health/live', entry, '/health/live'),
-    child('entry: GET /health/ready (cached report)', entry, '/health/ready'),
+    child('entry: GET /health/ready (cached report, stand-ins)', entry, '/health/ready'),
     child('entry: GET /metrics', entry, '/metrics'),
     {
       ...child('entry: POST /slack/commands, unsigned (401)', entry, '/slack/commands', 401),
       request: UNSIGNED_SLACK_COMMAND,
     },
     child('entry: GET /not-a-route (404)', entry, '/not-a-route', 404),
+    child('entry: GET /favicon.ico (404)', entry, '/favicon.ico', 404),
   ];
   const targets = [...layerTargets, ...routeTargets];
 
@@ -374,6 +308,7 @@ async function main(): Promise<void> {
       rounds: ROUNDS,
       seconds: SECONDS,
       wrk: `-t${THREADS} -c${CONCURRENCY}`,
+      loadAverage: { before: loadBefore, after: loadAverage() },
       layers: summarise(layerTargets),
       routes: summarise(routeTargets),
       operationsNs: Object.fromEntries(Object.entries(ops).map(([k, v]) => [k, round(v)])),
@@ -383,8 +318,11 @@ async function main(): Promise<void> {
     console.log(`\nwrote ${path.relative(REPO_ROOT, file)}`);
   } finally {
     await Promise.all([stop(entry.child), stop(hello.child), stop(bare.child)]);
-    for (const { server } of servers) server.close();
-    await Promise.all([vault.close(), ory.close()]);
+    for (const { server } of servers) {
+      server.closeAllConnections();
+      server.close();
+    }
+    await Promise.all([app.close(), vault.close(), ory.close()]);
     image.cleanUp();
   }
 }
@@ -401,28 +339,31 @@ function print(r: {
   rounds: number;
   seconds: number;
   wrk: string;
+  loadAverage: { before: number[]; after: number[] };
   layers: Row[];
   routes: Row[];
   operationsNs: Record<string, number>;
 }): void {
-  const table = (rows: Row[], base: number) =>
-    rows.map(
-      (row, i) =>
-        `| ${row.name} | ${row.usPerRequest} | ${i === 0 ? '' : round(row.usPerRequest - rows[i - 1]!.usPerRequest)} | ${round(row.usPerRequest - base)} | ${row.rps} | ${row.errors} |`,
-    );
-  const helloLayer = r.layers[1]!.usPerRequest;
-  const helloChild = r.routes[1]!.usPerRequest;
+  // The hello world is the second row of either table.
+  const table = (title: string, rows: Row[]) => {
+    const hello = rows[1]!;
+    return [
+      `| ${title} | µs/request | × hello world | req/s | req/s × hello world | errors |`,
+      '|---|---|---|---|---|---|',
+      ...rows.map(
+        (row) =>
+          `| ${row.name} | ${row.usPerRequest} | ${round(row.usPerRequest / hello.usPerRequest, 2)} | ${row.rps} | ${round(row.rps / hello.rps, 2)} | ${row.errors} |`,
+      ),
+    ];
+  };
   console.log(
     [
       `Node ${r.node}; wrk ${r.wrk}, ${r.seconds} s a run; medians of ${r.rounds} rounds; server CPU (user + system) per request`,
+      `load average (1, 5, 15 min): ${r.loadAverage.before.join(', ')} before, ${r.loadAverage.after.join(', ')} after`,
       '',
-      '| layer (in this process, /health/live) | µs/request | Δ previous row | Δ hello world | req/s | errors |',
-      '|---|---|---|---|---|---|',
-      ...table(r.layers, helloLayer),
+      ...table('layer (in this process, GET /health/live)', r.layers),
       '',
-      '| route (child process, as the image starts it) | µs/request | Δ previous row | Δ hello world | req/s | errors |',
-      '|---|---|---|---|---|---|',
-      ...table(r.routes, helloChild),
+      ...table('route (child process, as the image starts it)', r.routes),
       '',
       '| operation (tight loop) | ns |',
       '|---|---|',
