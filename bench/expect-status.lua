@@ -1,5 +1,12 @@
 -- wrk script: counts answers whose status is not EXPECT_STATUS (default 200) and prints the count.
+-- With WRK_METHOD (and WRK_BODY, WRK_CONTENT_TYPE), every request uses that method and body.
 local threads = {}
+
+if os.getenv("WRK_METHOD") then
+  wrk.method = os.getenv("WRK_METHOD")
+  wrk.body = os.getenv("WRK_BODY") or ""
+  wrk.headers["Content-Type"] = os.getenv("WRK_CONTENT_TYPE") or "application/octet-stream"
+end
 
 function setup(thread)
   table.insert(threads, thread)

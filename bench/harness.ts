@@ -148,6 +148,13 @@ const execFileAsync = promisify(execFile);
 
 const EXPECT_STATUS_SCRIPT = path.join(__dirname, 'expect-status.lua');
 
+/** A request other than a GET without a body; wrk sends it through the expect-status script. */
+export interface WrkRequest {
+  method: string;
+  body: string;
+  contentType: string;
+}
+
 /**
  * wrk at fixed concurrency for a fixed time (both bounded); latencies from its --latency table.
  * With expectStatus, errors are answers of any other status (checked by a Lua script) plus socket
@@ -161,8 +168,20 @@ export async function wrk(
   connections = CONCURRENCY,
   expectStatus?: number,
   threads = 2,
+  request?: WrkRequest,
 ): Promise<Load> {
+  if (request !== undefined && expectStatus === undefined) {
+    throw new Error('wrk: a request with a method and body needs expectStatus');
+  }
   const script = expectStatus === undefined ? [] : ['-s', EXPECT_STATUS_SCRIPT];
+  const requestEnv =
+    request === undefined
+      ? {}
+      : {
+          WRK_METHOD: request.method,
+          WRK_BODY: request.body,
+          WRK_CONTENT_TYPE: request.contentType,
+        };
   const { stdout: out } = await execFileAsync(
     'wrk',
     [
@@ -178,7 +197,7 @@ export async function wrk(
     {
       encoding: 'utf8',
       timeout: (seconds + 30) * 1000,
-      env: { ...process.env, EXPECT_STATUS: String(expectStatus ?? '') },
+      env: { ...process.env, ...requestEnv, EXPECT_STATUS: String(expectStatus ?? '') },
     },
   );
   const ms = (label: string) => {
