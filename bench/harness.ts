@@ -79,6 +79,8 @@ export interface Started {
   port: number;
   /** ms from spawn to the first 200 on each path asked for. */
   firstOk: Record<string, number>;
+  /** The `listening` log line's fields, once written (CoffeeBuddy's entry only). */
+  listening: () => Record<string, unknown> | undefined;
 }
 
 export async function start(variant: Variant, paths: string[]): Promise<Started> {
@@ -87,7 +89,15 @@ export async function start(variant: Variant, paths: string[]): Promise<Started>
   const child = spawn(process.execPath, variant.args, {
     cwd: variant.cwd,
     env: { PATH: process.env.PATH, ...variant.env, PORT: String(port) },
-    stdio: ['ignore', 'ignore', 'inherit'],
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let output = '';
+  let listening: Record<string, unknown> | undefined;
+  child.stdout.on('data', (chunk: Buffer) => {
+    if (listening !== undefined) return;
+    output += chunk.toString();
+    const line = output.split('\n').find((l) => l.startsWith('{"') && l.includes('"listening"'));
+    if (line !== undefined) listening = JSON.parse(line) as Record<string, unknown>;
   });
   const firstOk: Record<string, number> = {};
   for (const urlPath of paths) {
@@ -101,7 +111,7 @@ export async function start(variant: Variant, paths: string[]): Promise<Started>
       else await sleep(2);
     }
   }
-  return { child, port, firstOk };
+  return { child, port, firstOk, listening: () => listening };
 }
 
 export async function stop(child: ChildProcess): Promise<void> {

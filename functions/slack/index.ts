@@ -26,10 +26,6 @@ const HANDLERS: Record<SlackKind, SlackKindHandler> = {
 
 function answerRefusal(kind: SlackKind, res: Response, verdict: Refused, deps: SlackDependencies) {
   deps.count(kind, verdict.outcome);
-  if (verdict.outcome === 'ssl_check') {
-    ack(res);
-    return;
-  }
   const { outcome, reason } = verdict;
   deps.logger.warn('slack request refused', {
     kind,
@@ -88,7 +84,12 @@ export function slackRoutes(deps: SlackDependencies): Route[] {
         contentType: header(req, 'content-type'),
       });
       if (!verdict.accepted) {
-        answerRefusal(kind, res, verdict, deps);
+        if (verdict.outcome === 'ssl_check') {
+          deps.count(kind, 'ssl_check');
+          ack(res);
+        } else {
+          answerRefusal(kind, res, verdict, deps);
+        }
         return;
       }
       const parsed = parseBody(kind, req);

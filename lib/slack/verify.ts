@@ -21,17 +21,23 @@ export interface Accepted {
   accepted: true;
 }
 
-/** The request goes no further: answer `status` with `error` (ssl_check: an empty 200). */
+/** Slack's certificate check: answered with an empty 200, and nothing else done. */
+export interface SslCheck {
+  accepted: false;
+  outcome: 'ssl_check';
+}
+
+/** The request goes no further: answer `status` with `error`. */
 export interface Refused {
   accepted: false;
-  outcome: Exclude<SlackOutcome, 'ok'>;
+  outcome: Exclude<SlackOutcome, 'ok' | 'ssl_check'>;
   status: number;
   error: string;
   /** Why, for the log: never a body, a secret or a signature. */
   reason?: string;
 }
 
-export type SlackVerdict = Accepted | Refused;
+export type SlackVerdict = Accepted | SslCheck | Refused;
 
 export interface SlackVerifierOptions {
   /** Undefined when no signing secret is configured: every request is then refused. */
@@ -91,7 +97,7 @@ export class SlackVerifier {
     if (request.body.length > maxBodyBytes) return refused('too_large', 413, 'request too large');
     if (isSslCheck(request)) {
       // Slack's certificate check carries no signature and asks for nothing but a 200.
-      return refused('ssl_check', 200, '');
+      return { accepted: false, outcome: 'ssl_check' };
     }
     if (secret === undefined) return refused('not_configured', 503, 'slack is not configured');
     const precheck = precheckSlackSignature(request, nowSeconds());

@@ -106,9 +106,9 @@ describe('SlackVerifier', () => {
       status: 503,
     });
     const check = signed('s', { signature: undefined, body: Buffer.from('ssl_check=1') });
-    expect(await verifier(undefined).verify(check)).toMatchObject({
+    expect(await verifier(undefined).verify(check)).toEqual({
+      accepted: false,
       outcome: 'ssl_check',
-      status: 200,
     });
   });
 
