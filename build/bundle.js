@@ -1,6 +1,8 @@
-// npm run build: three bundles.
-// - dist/main.cjs, the image's entry: functions/main.ts with functions-framework, Express and every
-//   other dependency in one file, so that a cold start loads one file (no node_modules at run time).
+// npm run build: three bundles and two on-demand chunks.
+// - dist/main.cjs, the image's entry: functions/main.ts with every dependency it needs at start in
+//   one file, so that a cold start loads one file (no node_modules at run time); beside it
+//   dist/framework.cjs (functions-framework and Express) and dist/pg.cjs (node-postgres), loaded
+//   only when first needed (ON_DEMAND below).
 // - dist/coffeebuddy.cjs (package.json "main"): the functions alone for
 //   `npx functions-framework --target=<name>`; the framework stays external there, since it holds
 //   the registry of functions the command-line entry reads.
@@ -22,6 +24,38 @@ const lazyPushgateway = {
         : undefined,
     );
   },
+};
+
+/**
+ * Packages the image's entry loads only on demand, each bundled into a file of its own beside it:
+ * reading and compiling them would cost every cold start, and the `coffeebuddy` entry never uses
+ * them (functions-framework's Express app serves only routes that want a parsed body; pg only
+ * functions that use the database).
+ */
+const ON_DEMAND = {
+  '@google-cloud/functions-framework': './framework.cjs',
+  '@google-cloud/functions-framework/testing': './framework.cjs',
+  pg: './pg.cjs',
+};
+const onDemandChunks = {
+  name: 'on-demand-chunks',
+  setup(build) {
+    build.onResolve(
+      { filter: /^(@google-cloud\/functions-framework(\/testing)?|pg)$/ },
+      (args) => ({
+        path: ON_DEMAND[args.path],
+        external: true,
+      }),
+    );
+  },
+};
+/** A chunk's source: the packages it stands for, as one module. */
+const CHUNKS = {
+  'framework.cjs': `module.exports = {
+    ...require('@google-cloud/functions-framework'),
+    getTestServer: require('@google-cloud/functions-framework/testing').getTestServer,
+  };`,
+  'pg.cjs': `module.exports = require('pg');`,
 };
 
 const common = {
@@ -48,7 +82,15 @@ Promise.all([
     ...common,
     entryPoints: [path.join(root, 'functions', 'main.ts')],
     outfile: path.join(root, 'dist', 'main.cjs'),
+    plugins: [...common.plugins, onDemandChunks],
   }),
+  ...Object.entries(CHUNKS).map(([file, contents]) =>
+    esbuild.build({
+      ...common,
+      stdin: { contents, resolveDir: root, sourcefile: `build/${file}` },
+      outfile: path.join(root, 'dist', file),
+    }),
+  ),
   esbuild.build({
     ...common,
     entryPoints: [path.join(root, 'functions', 'index.ts')],

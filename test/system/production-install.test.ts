@@ -33,11 +33,24 @@ describe('production install', () => {
     }
     expect(fs.readdirSync(dir, { recursive: true }).map(String).sort()).toEqual([
       'dist',
+      'dist/framework.cjs',
       'dist/main.cjs',
       'dist/migrate.cjs',
+      'dist/pg.cjs',
       'migrations',
       ...fs.readdirSync(path.join(REPO_ROOT, 'migrations')).map((f) => `migrations/${f}`),
     ]);
+    // The chunks the entry loads on demand stand alone, with no node_modules beside them.
+    const chunks = spawnSync(
+      process.execPath,
+      [
+        '-e',
+        "const f = require('./dist/framework.cjs'); const pg = require('./dist/pg.cjs');" +
+          'console.log(typeof f.http, typeof f.getTestServer, typeof pg.Pool)',
+      ],
+      { cwd: dir, encoding: 'utf8', timeout: 30_000 },
+    );
+    expect(chunks.stdout.trim()).toBe('function function function');
     // The migration entry finds its SQL files beside dist/: it gets as far as connecting.
     const migrate = spawnSync(process.execPath, ['dist/migrate.cjs'], {
       cwd: dir,
