@@ -8,24 +8,35 @@ export function hasBody(req: IncomingMessage): boolean {
 
 /** How reading a body ended: its bytes, or why there are none. */
 export type BodyRead =
-  | { ok: true; bytes: Buffer }
-  | { ok: false; reason: 'too_large' }
-  | { ok: false; reason: 'aborted' };
+  { ok: true; bytes: Buffer } | { ok: false; reason: 'too_large' | 'timeout' | 'aborted' };
+
+/** A chunked body's first buffer; it doubles as bytes arrive, up to the limit. */
+const FIRST_BUFFER_BYTES = 4096;
 
 /**
- * Reads a request's body as raw bytes, at most `limitBytes`, nothing parsed. Past the limit it stops
- * keeping bytes at once and answers `too_large` (the caller refuses and lets the rest drain). With
- * `keep` false the bytes are counted and dropped: a route that takes no body still lets one pass.
+ * Reads a request's body as raw bytes, at most `limitBytes`, within `timeoutMs`, nothing parsed.
+ * Bytes are copied into one buffer as they arrive (sized by Content-Length, or doubling for
+ * chunks), so a body sent a byte a chunk costs its bytes, not a Buffer per chunk. Past the limit it
+ * stops at once and answers `too_large`; past the deadline, `timeout` (a body trickled in to hold
+ * the connection); the caller refuses and lets the rest drain. With `keep` false the bytes are
+ * counted and dropped: a route that takes no body still lets one pass.
  */
 export function readBody(
   req: IncomingMessage,
   limitBytes: number,
   keep: boolean,
+  timeoutMs: number,
 ): Promise<BodyRead> {
   return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
+    const declared = Number(req.headers['content-length'] ?? Number.NaN);
+    let buffer = keep
+      ? Buffer.allocUnsafe(
+          Number.isInteger(declared) ? declared : Math.min(FIRST_BUFFER_BYTES, limitBytes),
+        )
+      : undefined;
     let received = 0;
     const finish = (result: BodyRead) => {
+      clearTimeout(timer);
       req.off('data', onData);
       req.off('end', onEnd);
       req.off('aborted', onAborted);
@@ -33,20 +44,34 @@ export function readBody(
       resolve(result);
     };
     const onData = (chunk: Buffer) => {
-      received += chunk.length;
-      if (received > limitBytes) {
+      if (received + chunk.length > limitBytes) {
         finish({ ok: false, reason: 'too_large' });
         return;
       }
-      if (keep) chunks.push(chunk);
+      if (buffer !== undefined) {
+        if (received + chunk.length > buffer.length) {
+          const grown = Buffer.allocUnsafe(
+            Math.min(Math.max(buffer.length * 2, received + chunk.length), limitBytes),
+          );
+          buffer.copy(grown, 0, 0, received);
+          buffer = grown;
+        }
+        chunk.copy(buffer, received);
+      }
+      received += chunk.length;
     };
     const onEnd = () => {
-      const [only] = chunks;
-      finish({ ok: true, bytes: chunks.length === 1 && only ? only : Buffer.concat(chunks) });
+      finish({
+        ok: true,
+        bytes: buffer === undefined ? Buffer.alloc(0) : buffer.subarray(0, received),
+      });
     };
     const onAborted = () => {
       finish({ ok: false, reason: 'aborted' });
     };
+    const timer = setTimeout(() => {
+      finish({ ok: false, reason: 'timeout' });
+    }, timeoutMs);
     req.on('data', onData);
     req.on('end', onEnd);
     req.on('aborted', onAborted);

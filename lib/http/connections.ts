@@ -7,6 +7,11 @@ import type { Lifecycle } from '../lifecycle';
  * for this long: a request the client sent just before the signal is still on its way.
  */
 export const DRAIN_IDLE_GRACE_MS = 1000;
+/**
+ * While draining, a connection with no request in flight is closed after this long whatever
+ * arrives on it: a request whose head trickles in a byte at a time cannot hold the drain.
+ */
+export const DRAIN_IDLE_MAX_MS = 5000;
 
 interface Tracked {
   /** Responses not yet closed on this connection (more than one only when pipelined), each with
@@ -14,6 +19,8 @@ interface Tracked {
   open: Map<ServerResponse, () => void>;
   /** While draining: when a byte last arrived, to tell an idle connection from a busy one. */
   lastDataAt: number;
+  /** When the last request on it ended (0 before any). */
+  idleSince: number;
 }
 
 /**
@@ -36,7 +43,7 @@ export class Connections {
   /** Tracks the connections `server` accepts. */
   attach(server: Server): void {
     server.on('connection', (socket: Socket) => {
-      const tracked: Tracked = { open: new Map(), lastDataAt: 0 };
+      const tracked: Tracked = { open: new Map(), lastDataAt: 0, idleSince: 0 };
       this.sockets.set(socket, tracked);
       if (this.draining) this.watchIdle(socket, tracked);
       socket.once('close', () => {
@@ -55,7 +62,7 @@ export class Connections {
     if (tracked === undefined) return;
     const done = this.lifecycle.requestStarted();
     const end = () => {
-      tracked.open.delete(res);
+      if (tracked.open.delete(res)) tracked.idleSince = performance.now();
       done();
     };
     tracked.open.set(res, end);
@@ -79,6 +86,11 @@ export class Connections {
     }
   }
 
+  /** Requests in flight on the connection `socket`: more than one only when pipelined. */
+  inFlightOn(socket: Socket): number {
+    return this.sockets.get(socket)?.open.size ?? 0;
+  }
+
   /** Resolves once no connection is open, or false after timeoutMs. */
   allClosed(timeoutMs: number): Promise<boolean> {
     if (this.sockets.size === 0) return Promise.resolve(true);
@@ -99,14 +111,18 @@ export class Connections {
 
   /** Closes the connection once it has had no request in flight and no byte for the grace. */
   private watchIdle(socket: Socket, tracked: Tracked): void {
-    tracked.lastDataAt = performance.now();
+    const watchedAt = performance.now();
+    tracked.lastDataAt = watchedAt;
     socket.on('data', () => {
       tracked.lastDataAt = performance.now();
     });
     const check = () => {
       if (socket.destroyed) return;
-      const quietMs = performance.now() - tracked.lastDataAt;
-      if (tracked.open.size === 0 && quietMs >= this.idleGraceMs) {
+      const now = performance.now();
+      const quietMs = now - tracked.lastDataAt;
+      // Idle since the last answer: a request in flight is answered with close instead.
+      const idleMs = tracked.open.size === 0 ? now - Math.max(watchedAt, tracked.idleSince) : 0;
+      if (tracked.open.size === 0 && (quietMs >= this.idleGraceMs || idleMs >= DRAIN_IDLE_MAX_MS)) {
         socket.destroy();
         return;
       }

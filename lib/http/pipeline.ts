@@ -20,6 +20,17 @@ import {
  */
 const LINGER_MS = 2000;
 const LINGER_MAX_BYTES = 64 * 1024 * 1024;
+/**
+ * Longest a body may take to arrive once its headers have: Kong buffers a request before it sends
+ * it on, so a body that trickles in for longer is holding the connection, not uploading.
+ */
+export const BODY_READ_TIMEOUT_MS = 10_000;
+/**
+ * Most requests answered at once on one connection. Proxies do not pipeline (queue-proxy never
+ * does); a client that pipelines past this without reading its answers is refused, so that
+ * answers it will not read cannot pile up in memory.
+ */
+export const MAX_IN_FLIGHT_PER_CONNECTION = 16;
 
 /** Told of every answered request, with the context of the request it answered. */
 export type RequestObserver = (
@@ -67,7 +78,10 @@ export const BODY_ERRORS: Readonly<Record<string, Refusal>> = {
 
 const INTERNAL_ERROR: Refusal = { status: 500, error: 'internal error' };
 const TOO_LARGE: Refusal = { status: 413, error: 'request too large' };
+const TOO_SLOW: Refusal = { status: 408, error: 'request timeout' };
 const COMPRESSED: Refusal = { status: 415, error: 'unsupported content encoding' };
+const TRANSFER_CODED: Refusal = { status: 415, error: 'unsupported transfer encoding' };
+const PIPELINED: Refusal = { status: 429, error: 'too many requests on one connection' };
 
 const pathOf = (url: string | undefined): string => {
   const value = url ?? '/';
@@ -128,6 +142,12 @@ export function recordRequest(
  * route that asks for a parsed body goes through functions-framework's Express app.
  */
 export class Pipeline {
+  /**
+   * Connections answered with `Connection: close` by a refusal: requests parsed behind it are
+   * never run, since their answers could not be sent.
+   */
+  private readonly closing = new WeakSet<Socket>();
+
   constructor(private readonly options: PipelineOptions) {}
 
   /** The server's 'request' listener. */
@@ -163,6 +183,7 @@ export class Pipeline {
 
   private handle(req: IncomingMessage, res: ServerResponse, expectsContinue: boolean): void {
     const { router, contexts, observe, connections } = this.options;
+    if (this.closing.has(req.socket)) return;
     connections.requestStarted(req, res);
     const route = router.routeFor(pathOf(req.url));
     const context = recordRequest(req, res, route?.path ?? UNMATCHED_ROUTE, contexts, observe);
@@ -173,7 +194,10 @@ export class Pipeline {
         this.answerRefusal(req, res, unrouted ?? INTERNAL_ERROR);
         return;
       }
-      const refusal = this.bodyRefusal(req, route);
+      const refusal =
+        connections.inFlightOn(req.socket) > MAX_IN_FLIGHT_PER_CONNECTION
+          ? PIPELINED
+          : this.bodyRefusal(req, route);
       if (refusal !== undefined) {
         this.refuse(req, res, route, refusal);
         return;
@@ -189,13 +213,13 @@ export class Pipeline {
         void router.run(route, req, res);
         return;
       }
-      void readBody(req, this.limitOf(route), body === 'raw').then((read) => {
+      void readBody(req, this.limitOf(route), body === 'raw', BODY_READ_TIMEOUT_MS).then((read) => {
         runInContext(context, () => {
           if (read.ok) {
             if (body === 'raw') (req as RouteRequest).rawBody = read.bytes;
             void router.run(route, req, res);
-          } else if (read.reason === 'too_large') {
-            this.refuse(req, res, route, TOO_LARGE);
+          } else if (read.reason !== 'aborted') {
+            this.refuse(req, res, route, read.reason === 'timeout' ? TOO_SLOW : TOO_LARGE);
           }
           // aborted: the client is gone and the connection with it; nothing to answer.
         });
@@ -214,6 +238,9 @@ export class Pipeline {
       const coding = encoding.trim().toLowerCase();
       if (coding !== '' && coding !== 'identity') return COMPRESSED;
     }
+    const transfer = req.headers['transfer-encoding'];
+    if (transfer !== undefined && transfer.trim().toLowerCase() !== 'chunked')
+      return TRANSFER_CODED;
     const length = req.headers['content-length'];
     if (length !== undefined && Number(length) > this.limitOf(route)) return TOO_LARGE;
     return undefined;
@@ -253,8 +280,9 @@ export class Pipeline {
   }
 
   private answerRefusal(req: IncomingMessage, res: ServerResponse, refusal: Refusal): void {
-    if (hasBody(req) && !req.complete) {
+    if ((hasBody(req) && !req.complete) || refusal === PIPELINED) {
       res.setHeader('Connection', 'close');
+      this.closing.add(req.socket);
       lingerBeforeClose(req.socket);
     }
     sendJson(res, refusal.status, { error: refusal.error }, refusal.headers);

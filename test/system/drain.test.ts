@@ -1,4 +1,5 @@
 import http from 'node:http';
+import net from 'node:net';
 import path from 'node:path';
 import { exited, requireBuild, startCoffeebuddy, type RunningProcess } from '../../testing/process';
 import { eventually } from '../../testing/tools';
@@ -121,5 +122,30 @@ describe('the drain under back-to-back keep-alive traffic', () => {
       else running.child.once('exit', resolve);
     });
     expect(code).toBe(0);
+  });
+
+  it('finds nothing in flight after a refusal with a request pipelined behind it', async () => {
+    server = await startCoffeebuddy(vault.url, ory.url, { SHUTDOWN_TIMEOUT_MS: '20000' });
+    const running = server;
+    const socket = net.connect(running.port, '127.0.0.1');
+    await new Promise((resolve) => socket.once('connect', resolve));
+    const closed = new Promise((resolve) => socket.once('close', resolve));
+    socket.on('data', () => undefined);
+    socket.write(
+      'POST /slack/events HTTP/1.1\r\nHost: x\r\nContent-Encoding: gzip\r\nContent-Length: 2\r\n\r\n{}' +
+        'GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n',
+    );
+    await closed;
+    running.child.kill('SIGTERM');
+    const code = await new Promise<number | null>((resolve) => {
+      if (running.child.exitCode !== null) resolve(running.child.exitCode);
+      else running.child.once('exit', resolve);
+    });
+    expect(code).toBe(0);
+    // Counted in flight forever, the drain would wait its 20 s and say it did not drain.
+    expect(running.logLines().find((line) => line.msg === 'drain finished')).toMatchObject({
+      drained: true,
+      requestsAbandoned: 0,
+    });
   });
 });

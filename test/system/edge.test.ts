@@ -353,6 +353,52 @@ describe('the HTTP edge of the production entry', () => {
     );
   });
 
+  describe('request targets and ids no route takes', () => {
+    it.each(['OPTIONS', 'GET'])(
+      'answers %s * as any unknown path: JSON 404, counted',
+      async (method) => {
+        const before = metricValue(await scrape(server.port), 'coffeebuddy_http_requests_total', {
+          method,
+          route: 'unmatched',
+          status: '404',
+        });
+        const answer = await exchange(server.port, `${method} * HTTP/1.1\r\nHost: x\r\n\r\n`);
+        answer.socket.destroy();
+        expect([answer.status, answer.body]).toEqual([404, '{"error":"not found"}']);
+        const after = metricValue(await scrape(server.port), 'coffeebuddy_http_requests_total', {
+          method,
+          route: 'unmatched',
+          status: '404',
+        });
+        expect(after).toBe((before ?? 0) + 1);
+      },
+    );
+
+    it('refuses a signed event whose id is longer than Slack’s, so it is never remembered', async () => {
+      const body = JSON.stringify({
+        type: 'event_callback',
+        event_id: `Ev${'x'.repeat(63)}`,
+        event: { type: 'app_mention' },
+      });
+      const timestamp = String(Math.floor(Date.now() / 1000));
+      const answer = await exchange(
+        server.port,
+        post(
+          '/slack/events',
+          {
+            'Content-Type': 'application/json',
+            'Content-Length': Buffer.byteLength(body),
+            'X-Slack-Request-Timestamp': timestamp,
+            'X-Slack-Signature': signSlackRequest('edge-test-secret', timestamp, body),
+          },
+          body,
+        ),
+      );
+      answer.socket.destroy();
+      expect([answer.status, answer.body]).toEqual([400, '{"error":"invalid payload"}']);
+    });
+  });
+
   describe('keep-alive behind queue-proxy', () => {
     it('announces a timeout above queue-proxy’s 90 s, and answers a POST after 10 s idle', async () => {
       const first = await exchange(server.port, 'GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n');
