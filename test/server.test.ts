@@ -2,6 +2,7 @@ import http from 'node:http';
 import net from 'node:net';
 import request from 'supertest';
 import { appHarness } from '../testing/app';
+import { exchangeRaw } from '../testing/server';
 import { metricValue } from '../testing/metrics-text';
 import { eventually } from '../testing/tools';
 
@@ -15,24 +16,6 @@ const unmatchedCount = (metrics: string, method: string): number | undefined =>
     route: 'unmatched',
     status: '404',
   });
-
-/** Sends a raw request line on a new connection and reads the whole answer. */
-function raw(port: number, text: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect(port, '127.0.0.1');
-    let received = '';
-    socket.setTimeout(5000, () => socket.destroy(new Error('no answer within 5 s')));
-    socket.on('data', (chunk: Buffer) => {
-      received += chunk.toString();
-      if (/\r\n\r\n[^]*\}$/.test(received)) socket.end();
-    });
-    socket.on('close', () => {
-      resolve(received);
-    });
-    socket.on('error', reject);
-    socket.write(text);
-  });
-}
 
 describe('paths no route serves', () => {
   it.each(['/favicon.ico', '/robots.txt', '/nope'])(
@@ -52,7 +35,10 @@ describe('paths no route serves', () => {
   it.each(['OPTIONS', 'GET'])('%s * is answered as any unknown path', async (method) => {
     const { server, app } = await build();
     const { port } = server.address() as net.AddressInfo;
-    const answer = await raw(port, `${method} * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+    const answer = await exchangeRaw(
+      port,
+      `${method} * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`,
+    );
     expect(answer).toMatch(/^HTTP\/1\.1 404 [^]*\r\n\r\n\{"error":"not found"\}$/);
     expect(unmatchedCount(await app.registry.metrics(), method)).toBe(1);
   });

@@ -1,4 +1,5 @@
 import type http from 'node:http';
+import net from 'node:net';
 import * as functionsFramework from '@google-cloud/functions-framework';
 import type { HttpFunction } from '@google-cloud/functions-framework';
 import { getTestServer } from '@google-cloud/functions-framework/testing';
@@ -21,5 +22,28 @@ export function listenOnLoopback(server: http.Server): Promise<void> {
       server.off('error', reject);
       resolve();
     });
+  });
+}
+
+/**
+ * Sends raw bytes on a new loopback connection and resolves with what came back: one whole answer
+ * (by its Content-Length), or everything until the server closed. Fails after 5 s of silence.
+ */
+export function exchangeRaw(port: number, text: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1');
+    let received = '';
+    socket.setTimeout(5000, () => socket.destroy(new Error('no answer within 5 s')));
+    socket.on('data', (chunk: Buffer) => {
+      received += chunk.toString();
+      const end = received.indexOf('\r\n\r\n');
+      const length = Number(/content-length: (\d+)/i.exec(received)?.[1] ?? -1);
+      if (end >= 0 && length >= 0 && received.length >= end + 4 + length) socket.end();
+    });
+    socket.on('close', () => {
+      resolve(received);
+    });
+    socket.on('error', reject);
+    socket.write(text);
   });
 }

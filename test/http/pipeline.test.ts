@@ -11,29 +11,8 @@ import { Router } from '../../lib/http/router';
 import { Lifecycle } from '../../lib/lifecycle';
 import { createLogger } from '../../lib/logger';
 import { RequestContexts } from '../../lib/request-context';
-import { listenOnLoopback } from '../../testing/server';
+import { exchangeRaw, listenOnLoopback } from '../../testing/server';
 import { eventually } from '../../testing/tools';
-
-/** Sends raw bytes on a new connection; resolves with everything read until the server closes. */
-function exchange(port: number, text: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect(port, '127.0.0.1');
-    let received = '';
-    socket.setTimeout(5000, () => socket.destroy(new Error('no answer within 5 s')));
-    socket.on('data', (chunk: Buffer) => {
-      received += chunk.toString();
-      // One answer is all this asks for: close once it is complete.
-      const end = received.indexOf('\r\n\r\n');
-      const length = Number(/content-length: (\d+)/i.exec(received)?.[1] ?? -1);
-      if (end >= 0 && length >= 0 && received.length >= end + 4 + length) socket.end();
-    });
-    socket.on('close', () => {
-      resolve(received);
-    });
-    socket.on('error', reject);
-    socket.write(text);
-  });
-}
 
 /** The packages whose errors reach the pipeline's error handler: the framework's body parsers. */
 const FRAMEWORK = path.dirname(require.resolve('@google-cloud/functions-framework'));
@@ -206,8 +185,8 @@ describe('what the pipeline does with bodies before the handler', () => {
     const chunked = (body: string) =>
       `POST /raw HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n` +
       `${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n`;
-    expect(await exchange(port, chunked('x'))).toMatch(/^HTTP\/1\.1 200 [^]*\{"raw":"x"\}$/);
-    expect(await exchange(port, chunked('x'.repeat(20_000)))).toMatch(
+    expect(await exchangeRaw(port, chunked('x'))).toMatch(/^HTTP\/1\.1 200 [^]*\{"raw":"x"\}$/);
+    expect(await exchangeRaw(port, chunked('x'.repeat(20_000)))).toMatch(
       /^HTTP\/1\.1 413 [^]*\{"error":"request too large"\}$/,
     );
   });
