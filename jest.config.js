@@ -1,5 +1,5 @@
-// Two projects: `unit` runs the code in-process, needs no dist/ and starts no server process, and
-// holds no wall-clock or memory bounds; `system` starts the built entries, real tools and load,
+// Two projects: `unit` runs the code in-process, needs no dist/, never starts CoffeeBuddy as a
+// process (it may start PostgreSQL, promtool or kubectl) and holds no wall-clock or memory bounds; `system` starts the built entries, real tools and load,
 // and holds the few deadline checks, each within SYSTEM_TOLERANCE_MS (test/system/tolerance.ts).
 // `npm test` runs both.
 const common = {
