@@ -13,7 +13,7 @@ import {
   type VaultClientFactory,
 } from '../lib/clients/vault';
 import { getSettings, SettingsError, type Settings } from '../lib/config/settings';
-import { COMPONENT_OK, HEALTH_PATH_PREFIX, type HealthCheckClient } from '../lib/health';
+import { COMPONENT_OK, HEALTH_PATH_PREFIX } from '../lib/health';
 import { recordRequest, type RequestObserver } from '../lib/http/pipeline';
 import { Router, UNMATCHED_ROUTE, type Route } from '../lib/http/router';
 import { createLogger, type Logger } from '../lib/logger';
@@ -43,7 +43,6 @@ export interface CreateAppOptions {
   lifecycle?: Lifecycle;
   /** Where Slack event ids are remembered; by default in this process's memory only. */
   seenEvents?: SeenIds;
-  // --- PostgreSQL (issue #20) ---
   /**
    * Whether this app uses PostgreSQL: a client (one pool), its metrics and the `postgres`
    * readiness component. Off by default: the Slack ingress and the probes never connect.
@@ -173,7 +172,7 @@ export function createApp(options: CreateAppOptions = {}): App {
   const secret = signingSecret(settings, clients.vault);
 
   const runtimeMetrics = createMetrics(registry, { version });
-  // --- PostgreSQL (issue #20): only apps that use the database build a client and check it. ---
+  // Only apps that use the database build a client (one pool) and check it.
   const postgres = options.database
     ? (options.postgresClientFactory ?? buildPostgresClient)(settings, {
         vault: clients.vault,
@@ -181,13 +180,11 @@ export function createApp(options: CreateAppOptions = {}): App {
         registry,
       })
     : undefined;
-  const databaseComponent: Record<string, HealthCheckClient> =
-    postgres === undefined ? {} : { postgres: { healthCheck: () => postgres.healthCheck() } };
   const logTransition = logTransitions(logger);
   const checker = new ReadinessChecker({
     components: {
       ...clients,
-      ...databaseComponent,
+      ...(postgres === undefined ? {} : { postgres }),
       ...(secret === undefined ? {} : { slack: { healthCheck: () => secret.healthCheck() } }),
     },
     ttlMs: settings.READINESS_CACHE_TTL_MS,

@@ -42,7 +42,6 @@ export function frameworkApp(handler: HttpFunction): ExpressApp {
 export interface CoffeebuddyServer {
   /** Not yet listening. */
   server: http.Server;
-  connections: Connections;
   /** Its drain, for signals and faults. */
   shutdown: Shutdown;
 }
@@ -100,5 +99,5 @@ export function createServer(app: App, options: ServerOptions = {}): Coffeebuddy
     release: () => app.close(),
     exit: options.exit ?? ((code) => process.exit(code)),
   });
-  return { server, connections, shutdown };
+  return { server, shutdown };
 }

@@ -117,10 +117,7 @@ describe('the drain under back-to-back keep-alive traffic', () => {
     // Lines written now fail with EPIPE; the drain writes two more.
     expect((await fetch(`${running.url}/nope`)).status).toBe(404);
     running.child.kill('SIGTERM');
-    const code = await new Promise<number | null>((resolve) => {
-      if (running.child.exitCode !== null) resolve(running.child.exitCode);
-      else running.child.once('exit', resolve);
-    });
+    const code = await exited(running.child);
     expect(code).toBe(0);
   });
 
@@ -137,10 +134,7 @@ describe('the drain under back-to-back keep-alive traffic', () => {
     );
     await closed;
     running.child.kill('SIGTERM');
-    const code = await new Promise<number | null>((resolve) => {
-      if (running.child.exitCode !== null) resolve(running.child.exitCode);
-      else running.child.once('exit', resolve);
-    });
+    const code = await exited(running.child);
     expect(code).toBe(0);
     // Counted in flight forever, the drain would wait its 20 s and say it did not drain.
     expect(running.logLines().find((line) => line.msg === 'drain finished')).toMatchObject({

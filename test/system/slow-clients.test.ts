@@ -2,7 +2,7 @@ import net from 'node:net';
 import { BODY_READ_TIMEOUT_MS, MAX_IN_FLIGHT_PER_CONNECTION } from '../../lib/http/pipeline';
 import { DRAIN_IDLE_MAX_MS } from '../../lib/http/connections';
 import { peakRssKb } from '../../testing/proc';
-import { requireBuild, startCoffeebuddy, type RunningProcess } from '../../testing/process';
+import { exited, requireBuild, startCoffeebuddy, type RunningProcess } from '../../testing/process';
 import {
   startOryStandIn,
   startVaultStandIn,
@@ -173,10 +173,7 @@ describe('a request head that trickles through a drain', () => {
     try {
       const signalled = performance.now();
       running.child.kill('SIGTERM');
-      const code = await new Promise<number | null>((resolve) => {
-        if (running.child.exitCode !== null) resolve(running.child.exitCode);
-        else running.child.once('exit', resolve);
-      });
+      const code = await exited(running.child);
       expect(code).toBe(0);
       expect(performance.now() - signalled).toBeLessThan(
         DRAIN_IDLE_MAX_MS + SYSTEM_TOLERANCE_MS + 1000,
