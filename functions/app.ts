@@ -1,4 +1,6 @@
-import type { HttpFunction } from '@google-cloud/functions-framework';
+import { randomBytes } from 'node:crypto';
+import os from 'node:os';
+import type { CloudEventFunction, HttpFunction } from '@google-cloud/functions-framework';
 import { Registry } from 'prom-client';
 import { buildOryClient, type OryClientFactory } from '../lib/clients/ory';
 import {
@@ -12,7 +14,12 @@ import {
   type VaultClient,
   type VaultClientFactory,
 } from '../lib/clients/vault';
-import { getSettings, SettingsError, type Settings } from '../lib/config/settings';
+import {
+  getSettings,
+  SettingsError,
+  type FunctionTarget,
+  type Settings,
+} from '../lib/config/settings';
 import { COMPONENT_OK, HEALTH_PATH_PREFIX } from '../lib/health';
 import { recordRequest, type RequestObserver } from '../lib/http/pipeline';
 import { Router, UNMATCHED_ROUTE, type Route } from '../lib/http/router';
@@ -25,8 +32,13 @@ import { SlackHandlers } from '../lib/slack/handlers';
 import { RecentIds, type SeenIds } from '../lib/slack/recent-ids';
 import { SigningSecret } from '../lib/slack/signing-secret';
 import { SlackVerifier } from '../lib/slack/verify';
+import { createWorkMetrics } from '../lib/slack/work-metrics';
+import { WorkStore } from '../lib/slack/work-store';
+import { DeadLetters, SlackWorker } from '../lib/slack/worker';
 import { version } from '../package.json';
-import { coffeebuddyRoutes } from './coffeebuddy';
+import { coffeebuddyRoutes, probeRoutes, type ProbeDependencies } from './coffeebuddy';
+import { SLACK_DEAD_LETTER, slackDeadLetter } from './slackDeadLetter';
+import { SLACK_WORKER, slackWorker } from './slackWorker';
 
 export interface CreateAppOptions {
   settings?: Settings;
@@ -44,8 +56,14 @@ export interface CreateAppOptions {
   /** Where Slack event ids are remembered; by default in this process's memory only. */
   seenEvents?: SeenIds;
   /**
+   * The function this process serves (FUNCTION_TARGET by default): the worker and dead-letter
+   * functions are apps of their own, with the probes, /metrics and the database.
+   */
+  target?: FunctionTarget;
+  /**
    * Whether this app uses PostgreSQL: a client (one pool), its metrics and the `postgres`
-   * readiness component. Off by default: the Slack ingress and the probes never connect.
+   * readiness component. By default only the worker and dead-letter functions do: the Slack
+   * ingress and the probes never connect.
    */
   database?: boolean;
   postgresClientFactory?: PostgresClientFactory;
@@ -56,6 +74,10 @@ const RECENT_EVENTS_MAX = 10_000;
 const RECENT_EVENTS_TTL_MS = 30 * 60 * 1000;
 /** A slash command's answer must leave time for the network inside Slack's 3 seconds. */
 const COMMAND_TIMEOUT_MS = 2500;
+/** Room for a CloudEvent's attributes around the Slack body it carries. */
+const EVENT_ATTRIBUTES_BYTES = 16 * 1024;
+/** The functions Knative Eventing delivers to: apps of their own, which use the database. */
+const EVENT_TARGETS: readonly FunctionTarget[] = [SLACK_WORKER, SLACK_DEAD_LETTER];
 
 /** Where the signing secret comes from, if anywhere. */
 function signingSecret(settings: Settings, vault: VaultClient): SigningSecret | undefined {
@@ -84,13 +106,17 @@ function logTransitions(logger: Logger): CheckListener {
   };
 }
 
-/** One router per function name, and `coffeebuddy`, which routes to every route. */
-function routersByName(routes: readonly Route[], logger: Logger): Record<string, Router> {
+/** One router per function name, and the entry's (`entry`), which routes to every route. */
+function routersByName(
+  routes: readonly Route[],
+  entry: string,
+  logger: Logger,
+): Record<string, Router> {
   const byName = new Map<string, Route[]>();
   for (const route of routes) byName.set(route.name, [...(byName.get(route.name) ?? []), route]);
   const routers: Record<string, Router> = {};
   for (const [name, named] of byName) routers[name] = new Router(named, logger);
-  routers.coffeebuddy = new Router(routes, logger);
+  routers[entry] = new Router(routes, logger);
   return routers;
 }
 
@@ -137,6 +163,8 @@ function requestObserver(
 
 export interface App {
   readonly settings: Settings;
+  /** The function this app serves behind the image's entry (createServer's default). */
+  readonly target: FunctionTarget;
   readonly registry: Registry;
   readonly metrics: RuntimeMetrics;
   readonly checker: ReadinessChecker;
@@ -150,6 +178,8 @@ export interface App {
   readonly observeRequest: RequestObserver;
   /** The same functions for functions-framework to serve alone (`--target=<name>`). */
   readonly functions: Readonly<Record<string, HttpFunction>>;
+  /** The worker or dead-letter function as a functions-framework `cloudEvent` function. */
+  readonly cloudEventFunctions: Readonly<Record<string, CloudEventFunction>>;
   /** The PostgreSQL client when the app uses the database. */
   readonly postgres: PostgresClient | undefined;
   /**
@@ -172,20 +202,26 @@ export function createApp(options: CreateAppOptions = {}): App {
   const secret = signingSecret(settings, clients.vault);
 
   const runtimeMetrics = createMetrics(registry, { version });
+  const target = options.target ?? settings.FUNCTION_TARGET;
+  const takesEvents = EVENT_TARGETS.includes(target);
   // Only apps that use the database build a client (one pool) and check it.
-  const postgres = options.database
-    ? (options.postgresClientFactory ?? buildPostgresClient)(settings, {
-        vault: clients.vault,
-        logger,
-        registry,
-      })
-    : undefined;
+  const postgres =
+    (options.database ?? takesEvents)
+      ? (options.postgresClientFactory ?? buildPostgresClient)(settings, {
+          vault: clients.vault,
+          logger,
+          registry,
+        })
+      : undefined;
   const logTransition = logTransitions(logger);
   const checker = new ReadinessChecker({
     components: {
-      ...clients,
+      // The event functions need Vault (the database password) and PostgreSQL, not Ory.
+      ...(takesEvents ? { vault: clients.vault } : clients),
       ...(postgres === undefined ? {} : { postgres }),
-      ...(secret === undefined ? {} : { slack: { healthCheck: () => secret.healthCheck() } }),
+      ...(secret === undefined || takesEvents
+        ? {}
+        : { slack: { healthCheck: () => secret.healthCheck() } }),
     },
     ttlMs: settings.READINESS_CACHE_TTL_MS,
     timeoutMs: settings.READINESS_TIMEOUT_MS,
@@ -196,37 +232,80 @@ export function createApp(options: CreateAppOptions = {}): App {
   });
   runtimeMetrics.collectReadinessFrom(() => checker.check());
 
-  const routes = coffeebuddyRoutes({
+  const handlers = options.slackHandlers ?? new SlackHandlers();
+  const probes: ProbeDependencies = {
     checker,
     lifecycle,
     registry,
     metricsPath: settings.METRICS_PATH,
-    slack: {
-      verifier: new SlackVerifier({
-        secret,
-        maxBodyBytes: settings.SLACK_MAX_BODY_BYTES,
-        nowSeconds: options.nowSeconds ?? (() => Math.floor(Date.now() / 1000)),
-      }),
-      handlers: options.slackHandlers ?? new SlackHandlers(),
-      seenEvents: options.seenEvents ?? new RecentIds(RECENT_EVENTS_MAX, RECENT_EVENTS_TTL_MS),
-      maxPendingWork: settings.SLACK_MAX_PENDING_WORK,
-      commandTimeoutMs: COMMAND_TIMEOUT_MS,
-      lifecycle,
+  };
+  const cloudEventFunctions: Record<string, CloudEventFunction> = {};
+  let routes: Route[];
+  let entry: string = target;
+  let closeWork = (): Promise<void> => Promise.resolve();
+  if (takesEvents) {
+    if (postgres === undefined) throw new Error(`${target} needs the database`);
+    const metrics = createWorkMetrics(registry);
+    const store = new WorkStore(postgres, workerName());
+    const deps = {
       logger,
-      count: runtimeMetrics.observeSlack,
-    },
-  });
+      metrics,
+      maxBodyBytes: settings.SLACK_MAX_BODY_BYTES + EVENT_ATTRIBUTES_BYTES,
+    };
+    let taker;
+    if (target === SLACK_WORKER) {
+      const worker = new SlackWorker({
+        store,
+        handlers,
+        lifecycle,
+        logger,
+        metrics,
+        handlerTimeoutMs: settings.SLACK_HANDLER_TIMEOUT_MS,
+        leaseMs: settings.SLACK_WORK_LEASE_MS,
+        retentionMs: settings.SLACK_WORK_RETENTION_MS,
+      });
+      closeWork = () => worker.close();
+      taker = slackWorker(worker, deps);
+    } else {
+      taker = slackDeadLetter(new DeadLetters({ store, logger, metrics }), deps);
+    }
+    routes = [...probeRoutes(probes), taker.route];
+    cloudEventFunctions[target] = taker.cloudEvent;
+  } else {
+    entry = 'coffeebuddy';
+    routes = coffeebuddyRoutes({
+      ...probes,
+      slack: {
+        verifier: new SlackVerifier({
+          secret,
+          maxBodyBytes: settings.SLACK_MAX_BODY_BYTES,
+          nowSeconds: options.nowSeconds ?? (() => Math.floor(Date.now() / 1000)),
+        }),
+        handlers,
+        seenEvents: options.seenEvents ?? new RecentIds(RECENT_EVENTS_MAX, RECENT_EVENTS_TTL_MS),
+        maxPendingWork: settings.SLACK_MAX_PENDING_WORK,
+        commandTimeoutMs: COMMAND_TIMEOUT_MS,
+        lifecycle,
+        logger,
+        count: runtimeMetrics.observeSlack,
+      },
+    });
+  }
   runtimeMetrics.initRequests(routes);
   const contexts = new RequestContexts(settings.REQUEST_ID_HEADER);
   const observeRequest = requestObserver(settings, logger, runtimeMetrics);
-  const routers = routersByName(routes, logger);
+  const routers = routersByName(routes, entry, logger);
   const functions: Record<string, HttpFunction> = {};
   for (const [name, router] of Object.entries(routers)) {
-    functions[name] = standalone(router, contexts, observeRequest);
+    // A function Knative Eventing delivers to is served alone as a cloudEvent function.
+    if (!(name in cloudEventFunctions)) {
+      functions[name] = standalone(router, contexts, observeRequest);
+    }
   }
 
   return {
     settings,
+    target,
     registry,
     metrics: runtimeMetrics,
     checker,
@@ -236,21 +315,29 @@ export function createApp(options: CreateAppOptions = {}): App {
     contexts,
     observeRequest,
     functions,
+    cloudEventFunctions,
     postgres,
     close: async () => {
+      // Claims first, while the pool is still open; then sockets and the pool.
+      await closeWork();
       for (const client of Object.values(clients)) client.close?.();
       await postgres?.close();
     },
   };
 }
 
+/** This worker's name in the work table: the pod (host name), the process and a random part. */
+function workerName(): string {
+  return `${os.hostname()}/${process.pid}/${randomBytes(4).toString('hex')}`;
+}
+
 /** Exit status for bad configuration (sysexits EX_CONFIG). */
 const EXIT_CONFIG = 78;
 
 /** The process's app from its environment; bad settings end the process with one message. */
-export function startApp(): App {
+export function startApp(options: { target?: FunctionTarget | undefined } = {}): App {
   try {
-    return createApp();
+    return createApp(options.target === undefined ? {} : { target: options.target });
   } catch (error) {
     if (!(error instanceof SettingsError)) throw error;
     // A stack trace would bury it: a person needs only the list of bad settings.

@@ -7,20 +7,23 @@ import { healthReady } from './healthReady';
 import { metrics } from './metrics';
 import { slackRoutes, type SlackDependencies } from './slack';
 
-export interface CoffeebuddyDependencies {
+export interface ProbeDependencies {
   checker: ReadinessChecker;
   lifecycle: Lifecycle;
   registry: Registry;
   metricsPath: string;
-  slack: SlackDependencies;
 }
 
-/** Every endpoint the `coffeebuddy` entry serves; routes sharing a name form one function. */
-export function coffeebuddyRoutes(deps: CoffeebuddyDependencies): Route[] {
+/** The probes and /metrics: every entry the image serves has them. */
+export function probeRoutes(deps: ProbeDependencies): Route[] {
   return [
     healthLive(),
     healthReady(deps.checker, deps.lifecycle),
     metrics(deps.registry, deps.metricsPath),
-    ...slackRoutes(deps.slack),
   ];
+}
+
+/** Every endpoint the `coffeebuddy` entry serves; routes sharing a name form one function. */
+export function coffeebuddyRoutes(deps: ProbeDependencies & { slack: SlackDependencies }): Route[] {
+  return [...probeRoutes(deps), ...slackRoutes(deps.slack)];
 }

@@ -47,7 +47,7 @@ export interface CoffeebuddyServer {
 }
 
 export interface ServerOptions {
-  /** The function to serve; `coffeebuddy` routes to every endpoint. */
+  /** The function to serve, by default the app's own (FUNCTION_TARGET); `coffeebuddy` routes to every endpoint. */
   target?: string;
   /** Ends the process after the drain; tests pass their own. */
   exit?: (code: number) => void;
@@ -61,7 +61,7 @@ export interface ServerOptions {
  */
 export function createServer(app: App, options: ServerOptions = {}): CoffeebuddyServer {
   const { settings, lifecycle, logger } = app;
-  const target = options.target ?? 'coffeebuddy';
+  const target = options.target ?? app.target;
   const router = app.routers[target];
   if (router === undefined) throw new Error(`no function named ${target}`);
   const connections = new Connections(lifecycle);

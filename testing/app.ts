@@ -47,7 +47,7 @@ export function appHarness(
     );
   });
   return async (options = {}) => {
-    const { env, fn = 'coffeebuddy', ...appOptions } = { ...defaults, ...options };
+    const { env, fn, ...appOptions } = { ...defaults, ...options };
     const vault = new FakeClient();
     const ory = new FakeClient();
     const logs: Record<string, unknown>[] = [];

@@ -3,7 +3,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Client } from 'pg';
-import { freePort } from './process';
+import { Registry } from 'prom-client';
+import { buildPostgresClient } from '../lib/clients/postgres';
+import { loadSettings } from '../lib/config/settings';
+import { createLogger } from '../lib/logger';
+import { migrate, readMigrations } from '../lib/migrations';
+import { FakeClient } from './fakes';
+import { freePort, REPO_ROOT } from './process';
 import { itWhen } from './tools';
 
 /**
@@ -164,4 +170,20 @@ export async function startPostgres(): Promise<PostgresCluster> {
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** Applies the repository's migrations (migrations/) to the cluster's app database, as the Job does. */
+export async function applyMigrations(cluster: PostgresCluster): Promise<void> {
+  const settings = loadSettings(cluster.env({ PGPASSWORD: APP_PASSWORD }));
+  const logger = createLogger('error');
+  const db = buildPostgresClient(settings, {
+    vault: new FakeClient(),
+    logger,
+    registry: new Registry(),
+  });
+  try {
+    await migrate(db, readMigrations(path.join(REPO_ROOT, 'migrations')), logger);
+  } finally {
+    await db.close();
+  }
 }

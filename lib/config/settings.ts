@@ -23,6 +23,21 @@ export type NodeEnv = (typeof NODE_ENVS)[number];
 export const PG_SSL_MODES = ['disable', 'require', 'verify-ca', 'verify-full'] as const;
 export type PgSslMode = (typeof PG_SSL_MODES)[number];
 
+/**
+ * What the image's entry can serve (FUNCTION_TARGET): every endpoint, one of them alone, or one of
+ * the functions Knative Eventing delivers to.
+ */
+export const FUNCTION_TARGETS = [
+  'coffeebuddy',
+  'healthLive',
+  'healthReady',
+  'metrics',
+  'slack',
+  'slackWorker',
+  'slackDeadLetter',
+] as const;
+export type FunctionTarget = (typeof FUNCTION_TARGETS)[number];
+
 /** Thrown when the environment holds bad settings; its message names every bad variable. */
 export class SettingsError extends Error {
   readonly problems: readonly string[];
@@ -45,6 +60,8 @@ const shutdownMs = strictInteger(0, 600_000);
 const staleMs = strictInteger(0, 86_400_000);
 const pendingWork = strictInteger(1, 10_000);
 const poolSize = strictInteger(1, 100);
+const leaseMs = strictInteger(1000, 600_000);
+const retentionMs = strictInteger(3_600_000, 90 * 86_400_000);
 const FORMATS = [
   port,
   timeoutMs,
@@ -57,6 +74,8 @@ const FORMATS = [
   staleMs,
   pendingWork,
   poolSize,
+  leaseMs,
+  retentionMs,
   listenHost,
   pgHost,
   pgName,
@@ -318,12 +337,39 @@ const schema = {
     default: 5000,
     env: 'PG_STATEMENT_TIMEOUT_MS',
   },
+  FUNCTION_TARGET: {
+    doc: 'The function the image serves: coffeebuddy (every endpoint), slackWorker or slackDeadLetter',
+    format: [...FUNCTION_TARGETS],
+    default: 'coffeebuddy' as FunctionTarget,
+    env: 'FUNCTION_TARGET',
+  },
+  SLACK_HANDLER_TIMEOUT_MS: {
+    doc: 'Longest the worker lets one event’s handlers run before the attempt fails',
+    format: timeoutMs.name,
+    default: 10_000,
+    env: 'SLACK_HANDLER_TIMEOUT_MS',
+  },
+  SLACK_WORK_LEASE_MS: {
+    doc: 'How long a worker’s claim on an event holds before another worker may take it over',
+    format: leaseMs.name,
+    default: 30_000,
+    env: 'SLACK_WORK_LEASE_MS',
+  },
+  SLACK_WORK_RETENTION_MS: {
+    doc: 'How long done events are remembered, so that a redelivery is not run again',
+    format: retentionMs.name,
+    default: 86_400_000,
+    env: 'SLACK_WORK_RETENTION_MS',
+  },
 };
 
 /** The runtime's settings, named as the environment variables that set them: one list, the schema. */
 export type Settings = {
   readonly [Name in keyof typeof schema]: (typeof schema)[Name]['default'];
 };
+
+/** Time a worker needs around its handlers (claim, record) inside its lease. */
+const LEASE_MARGIN_MS = 1000;
 
 const VAULT_AUTH_SETTINGS = ['VAULT_TOKEN', 'VAULT_TOKEN_FILE', 'VAULT_K8S_ROLE'] as const;
 
@@ -358,6 +404,11 @@ function crossProblems(settings: Settings): string[] {
     );
   }
   problems.push(...postgresProblems(settings, auth.length > 0));
+  if (settings.SLACK_WORK_LEASE_MS < settings.SLACK_HANDLER_TIMEOUT_MS + LEASE_MARGIN_MS) {
+    problems.push(
+      `SLACK_WORK_LEASE_MS: must be at least SLACK_HANDLER_TIMEOUT_MS + ${LEASE_MARGIN_MS}, so that a live worker keeps its claim`,
+    );
+  }
   return problems;
 }
 

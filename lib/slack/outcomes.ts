@@ -19,3 +19,23 @@ export const SLACK_OUTCOMES = [
   'overloaded',
 ] as const;
 export type SlackOutcome = (typeof SLACK_OUTCOMES)[number];
+
+/** What the Slack worker took: the `kind` label of coffeebuddy_slack_work_total. */
+export const WORK_KINDS = ['events', 'interactions', 'unknown'] as const;
+export type WorkKind = (typeof WORK_KINDS)[number];
+
+/** What became of an event the worker or the dead-letter function took. */
+export const WORK_OUTCOMES = [
+  'done',
+  'duplicate',
+  'busy',
+  'failed',
+  'invalid',
+  'unavailable',
+  'dead_lettered',
+] as const;
+export type WorkOutcome = (typeof WORK_OUTCOMES)[number];
+
+/** How one event's handlers ended: the `outcome` label of the handler histogram. */
+export const HANDLER_OUTCOMES = ['done', 'failed'] as const;
+export type HandlerOutcome = (typeof HANDLER_OUTCOMES)[number];

@@ -1,0 +1,28 @@
+import type { CloudEventFunction } from '@google-cloud/functions-framework';
+import {
+  eventFunction,
+  eventRoute,
+  refuseInvalidEvent,
+  type EventFunctionDependencies,
+} from '../lib/eventing/receive';
+import type { Route } from '../lib/http/router';
+import type { SlackWorker } from '../lib/slack/worker';
+
+export const SLACK_WORKER = 'slackWorker';
+
+/**
+ * The `slackWorker` function: Slack events and interactions the ingress published, delivered by
+ * a Knative Trigger to POST /, each run once across every worker (SlackWorker). As a route behind
+ * the image's entry (FUNCTION_TARGET=slackWorker), and as a functions-framework cloudEvent function.
+ */
+export function slackWorker(
+  worker: SlackWorker,
+  deps: EventFunctionDependencies,
+): { route: Route; cloudEvent: CloudEventFunction } {
+  const take = (event: Parameters<SlackWorker['handle']>[0]) => worker.handle(event);
+  const invalid = refuseInvalidEvent(deps);
+  return {
+    route: eventRoute(SLACK_WORKER, '/', deps.maxBodyBytes, take, invalid),
+    cloudEvent: eventFunction(take, invalid),
+  };
+}

@@ -1,0 +1,109 @@
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
+import type { CloudEventFunction } from '@google-cloud/functions-framework';
+import { sendJson } from '../http/respond';
+import type { Route, RouteRequest } from '../http/router';
+import type { Logger } from '../logger';
+import type { WorkMetrics } from '../slack/work-metrics';
+import { workEventOf, type WorkEvent, type WorkResult } from '../slack/worker';
+
+/**
+ * The CloudEvent in an HTTP request, binary or structured mode, as the cloudevents SDK reads it;
+ * undefined when the request holds none (or a batch). The SDK parses and does not validate: the
+ * caller checks the attributes it needs.
+ */
+export function cloudEventFrom(headers: IncomingHttpHeaders, body: Buffer): unknown {
+  // Loaded here, not at start: only the worker and dead-letter functions receive events.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { HTTP } = require('cloudevents') as typeof import('cloudevents');
+  const plain: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (typeof value === 'string') plain[name] = value;
+  }
+  try {
+    const event: unknown = HTTP.toEvent({ headers: plain, body: body.toString('utf8') });
+    return Array.isArray(event) ? undefined : event;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Takes one checked event and says what became of it (SlackWorker, DeadLetters). */
+export type EventTaker = (event: WorkEvent) => Promise<WorkResult>;
+
+/** Refused or failed: functions-framework answers a throw from a cloudEvent function with 500. */
+export class EventNotTaken extends Error {
+  constructor(readonly result: WorkResult) {
+    super(`event not taken: ${result.outcome}`);
+    this.name = 'EventNotTaken';
+  }
+}
+
+/**
+ * POST `path` as a route of the pipeline: a CloudEvent in binary or structured mode, read raw
+ * (`maxBodyBytes`), then answered as Knative's delivery contract reads it: 204 with no body when
+ * taken, else the result's status with a JSON reason (400 is not retried; 409, 5xx are).
+ */
+export function eventRoute(
+  name: string,
+  path: string,
+  maxBodyBytes: number,
+  take: EventTaker,
+  onInvalid: (error: string) => void,
+): Route {
+  return {
+    name,
+    path,
+    methods: ['POST'],
+    body: 'raw',
+    maxBodyBytes,
+    handler: async (req: RouteRequest, res: ServerResponse) => {
+      const checked = workEventOf(cloudEventFrom(req.headers, req.rawBody ?? Buffer.alloc(0)));
+      if (!checked.ok) {
+        onInvalid(checked.error);
+        sendJson(res, 400, { error: checked.error });
+        return;
+      }
+      const result = await take(checked.event);
+      if (result.status === 204) {
+        res.writeHead(204, { 'Cache-Control': 'no-store' });
+        res.end();
+      } else {
+        sendJson(res, result.status, { error: result.error ?? result.outcome });
+      }
+    },
+  };
+}
+
+/**
+ * The same as a functions-framework `cloudEvent` function, for `--target`: the framework answers
+ * 204 when it returns and 500 when it throws, so there every refusal is a 500 (retried).
+ */
+export function eventFunction(
+  take: EventTaker,
+  onInvalid: (error: string) => void,
+): CloudEventFunction {
+  return async (cloudEvent) => {
+    const checked = workEventOf(cloudEvent);
+    if (!checked.ok) {
+      onInvalid(checked.error);
+      throw new EventNotTaken({ outcome: 'invalid', status: 400, error: checked.error });
+    }
+    const result = await take(checked.event);
+    if (result.status !== 204) throw new EventNotTaken(result);
+  };
+}
+
+export interface EventFunctionDependencies {
+  logger: Logger;
+  metrics: WorkMetrics;
+  /** Largest CloudEvent taken, in bytes. */
+  maxBodyBytes: number;
+}
+
+/** A request that holds no CloudEvent: one warning, counted `invalid`, never retried (400). */
+export function refuseInvalidEvent(deps: EventFunctionDependencies): (error: string) => void {
+  return (error) => {
+    deps.logger.warn('slack event refused', { reason: error });
+    deps.metrics.observeWork('unknown', 'invalid');
+  };
+}

@@ -1,0 +1,305 @@
+import { errorName, reasonOf } from '../errors';
+import type { Lifecycle } from '../lifecycle';
+import type { Logger } from '../logger';
+import type { SlackHandlers } from './handlers';
+import type { WorkKind, WorkOutcome } from './outcomes';
+import type { WorkMetrics } from './work-metrics';
+import type { WorkKey, WorkStore } from './work-store';
+
+/** The CloudEvent types the Slack ingress publishes: a prefix and Slack's own type. */
+export const EVENT_TYPE_PREFIX = 'com.slack.event.';
+export const INTERACTION_TYPE_PREFIX = 'com.slack.interaction.';
+
+/** Bounds on attributes, so that a row and a log line stay small whatever a producer sends. */
+const MAX_ID_LENGTH = 128;
+const MAX_SOURCE_LENGTH = 256;
+const MAX_TYPE_LENGTH = 128;
+/** At most this long is kept of Knative's error attributes in the table. */
+const MAX_ERROR_FIELD_LENGTH = 512;
+/** The retention sweep runs at most this often, after work is done. */
+const SWEEP_INTERVAL_MS = 60_000;
+
+/** A CloudEvent as the worker takes it: what identifies it, its type, data and other attributes. */
+export interface WorkEvent extends WorkKey {
+  type: string;
+  data: unknown;
+  /** Every other attribute (extensions included), as strings. */
+  attributes: Readonly<Record<string, string>>;
+}
+
+export type Checked = { ok: true; event: WorkEvent } | { ok: false; error: string };
+
+const CORE = new Set(['specversion', 'id', 'source', 'type', 'data', 'data_base64']);
+
+/**
+ * A CloudEvent 1.0 from what a transport parsed (the cloudevents SDK's event, or
+ * functions-framework's plain object): specversion, id, source and type present and bounded.
+ */
+export function workEventOf(candidate: unknown): Checked {
+  if (candidate === null || typeof candidate !== 'object' || Array.isArray(candidate)) {
+    return { ok: false, error: 'not a CloudEvent' };
+  }
+  const fields = candidate as Record<string, unknown>;
+  if (fields.specversion !== '1.0') return { ok: false, error: 'specversion must be 1.0' };
+  const bounds = { id: MAX_ID_LENGTH, source: MAX_SOURCE_LENGTH, type: MAX_TYPE_LENGTH };
+  for (const [name, max] of Object.entries(bounds)) {
+    const value = fields[name];
+    if (typeof value !== 'string' || value === '' || value.length > max) {
+      return { ok: false, error: `${name} must be 1 to ${max} characters` };
+    }
+  }
+  const attributes: Record<string, string> = {};
+  for (const [name, value] of Object.entries(fields)) {
+    if (!CORE.has(name) && (typeof value === 'string' || typeof value === 'number')) {
+      attributes[name] = String(value);
+    }
+  }
+  const { id, source, type } = fields as Record<'id' | 'source' | 'type', string>;
+  return { ok: true, event: { id, source, type, data: fields.data, attributes } };
+}
+
+/** The `kind` label of an event's type. */
+export function kindOf(type: string): WorkKind {
+  if (type.startsWith(EVENT_TYPE_PREFIX)) return 'events';
+  if (type.startsWith(INTERACTION_TYPE_PREFIX)) return 'interactions';
+  return 'unknown';
+}
+
+/** What became of one event, and the status Knative is answered with. */
+export interface WorkResult {
+  outcome: WorkOutcome;
+  /** 204 done or duplicate; 409 busy; 500 failed; 400 invalid; 503 unavailable. */
+  status: number;
+  /** Why, for a refusal's body: never the event's data. */
+  error?: string;
+}
+
+const RESULTS: Record<Exclude<WorkOutcome, 'dead_lettered'>, WorkResult> = {
+  done: { outcome: 'done', status: 204 },
+  duplicate: { outcome: 'duplicate', status: 204 },
+  busy: { outcome: 'busy', status: 409, error: 'another worker holds this event' },
+  failed: { outcome: 'failed', status: 500, error: 'handler failed' },
+  invalid: { outcome: 'invalid', status: 400, error: 'invalid event' },
+  unavailable: { outcome: 'unavailable', status: 503, error: 'database unavailable' },
+};
+
+type Run = (input: Record<string, unknown>) => void | Promise<void>;
+
+/** The handlers registered for an event and what they are given, or why there are none. */
+function planOf(
+  event: WorkEvent,
+  handlers: SlackHandlers,
+): { kind: WorkKind; run: readonly Run[]; input: Record<string, unknown> } | string {
+  const kind = kindOf(event.type);
+  const data = event.data;
+  if (data === null || typeof data !== 'object' || Array.isArray(data))
+    return 'data is not an object';
+  const fields = data as Record<string, unknown>;
+  if (kind === 'events') {
+    const slackType = event.type.slice(EVENT_TYPE_PREFIX.length);
+    const inner: unknown = fields.event;
+    if (
+      inner === null ||
+      typeof inner !== 'object' ||
+      (inner as Record<string, unknown>).type !== slackType
+    ) {
+      return 'data is not the envelope of an event of this type';
+    }
+    return {
+      kind,
+      run: handlers.handlersForEvent(slackType),
+      input: inner as Record<string, unknown>,
+    };
+  }
+  if (kind === 'interactions') {
+    const slackType = event.type.slice(INTERACTION_TYPE_PREFIX.length);
+    if (fields.type !== slackType) return 'data is not an interaction of this type';
+    return { kind, run: handlers.handlersForInteraction(slackType), input: fields };
+  }
+  return 'not a Slack event type';
+}
+
+export interface SlackWorkerOptions {
+  store: WorkStore;
+  handlers: SlackHandlers;
+  /** Handlers still running after their timeout are tracked here, so that the drain waits. */
+  lifecycle: Lifecycle;
+  logger: Logger;
+  metrics: WorkMetrics;
+  /** Longest one event's handlers may run before the attempt counts as failed. */
+  handlerTimeoutMs: number;
+  /** How long a claim holds before another worker may take the event over. */
+  leaseMs: number;
+  /** How long done events are remembered. */
+  retentionMs: number;
+}
+
+class HandlerTimeout extends Error {
+  constructor() {
+    super('handler timed out');
+    this.name = 'HandlerTimeout';
+  }
+}
+
+/**
+ * Runs the SlackHandlers registered for each event Knative Eventing delivers, once per event
+ * across every worker: the event is claimed in PostgreSQL (WorkStore) before its handlers run,
+ * recorded done after, released when they fail, so Knative's retry runs them again.
+ */
+export class SlackWorker {
+  private lastSweepAt = Number.NEGATIVE_INFINITY;
+
+  constructor(private readonly options: SlackWorkerOptions) {}
+
+  async handle(event: WorkEvent): Promise<WorkResult> {
+    const { store, logger, metrics } = this.options;
+    const plan = planOf(event, this.options.handlers);
+    if (typeof plan === 'string') {
+      logger.warn('slack event refused', { id: event.id, type: event.type, reason: plan });
+      metrics.observeWork(kindOf(event.type), 'invalid');
+      return { ...RESULTS.invalid, error: plan };
+    }
+    const { kind } = plan;
+    const count = (result: WorkResult) => {
+      metrics.observeWork(kind, result.outcome);
+      return result;
+    };
+    // Nothing registered for this type: nothing to run, nothing to remember.
+    if (plan.run.length === 0) return count(RESULTS.done);
+
+    let attempts: number;
+    try {
+      const claim = await store.claim(event, event.type, this.options.leaseMs);
+      if (!claim.claimed) return count(claim.state === 'done' ? RESULTS.duplicate : RESULTS.busy);
+      attempts = claim.attempts;
+    } catch (error) {
+      logger.warn('slack work unavailable', { id: event.id, reason: reasonOf(error) });
+      return count(RESULTS.unavailable);
+    }
+
+    const started = performance.now();
+    const failure = await this.run(plan.run, plan.input);
+    const seconds = (performance.now() - started) / 1000;
+    metrics.observeHandlers(kind, failure === undefined ? 'done' : 'failed', seconds);
+    if (failure !== undefined) {
+      logger.error('slack handler failed', {
+        id: event.id,
+        type: event.type,
+        attempt: attempts,
+        error: failure,
+      });
+      await store.release(event, failure).catch((error: unknown) => {
+        // The lease ends by itself: the event is taken again after it.
+        logger.warn('slack work not released', { id: event.id, reason: reasonOf(error) });
+      });
+      return count(RESULTS.failed);
+    }
+    try {
+      if (!(await store.complete(event))) {
+        logger.warn('slack work done after its lease ended', { id: event.id, attempt: attempts });
+      }
+    } catch (error) {
+      // Done but not recorded: Knative retries, and the event runs again once the lease ends.
+      logger.warn('slack work not recorded', { id: event.id, reason: reasonOf(error) });
+      return count(RESULTS.unavailable);
+    }
+    this.sweepNowAndThen();
+    return count(RESULTS.done);
+  }
+
+  /** Gives back every event this worker still holds: the drain calls it after requests end. */
+  async close(): Promise<void> {
+    try {
+      const released = await this.options.store.releaseAll('shutdown');
+      if (released > 0) this.options.logger.warn('slack work released at shutdown', { released });
+    } catch (error) {
+      this.options.logger.warn('slack work not released at shutdown', {
+        reason: reasonOf(error),
+      });
+    }
+  }
+
+  /** Runs every handler; why the attempt failed (an error name or the timeout), if it did. */
+  private async run(
+    run: readonly Run[],
+    input: Record<string, unknown>,
+  ): Promise<string | undefined> {
+    const all = Promise.all(run.map((handler) => Promise.resolve().then(() => handler(input))));
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => {
+        reject(new HandlerTimeout());
+      }, this.options.handlerTimeoutMs);
+    });
+    try {
+      await Promise.race([all, timeout]);
+      return undefined;
+    } catch (error) {
+      // Handlers cannot be stopped: those still running are waited for by the drain.
+      if (error instanceof HandlerTimeout) void this.options.lifecycle.track(all);
+      return error instanceof HandlerTimeout ? 'timeout' : errorName(error);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Deletes done events past their retention, at most once a minute, in the background. */
+  private sweepNowAndThen(): void {
+    const now = performance.now();
+    if (now - this.lastSweepAt < SWEEP_INTERVAL_MS) return;
+    this.lastSweepAt = now;
+    const { store, lifecycle, logger, retentionMs } = this.options;
+    void lifecycle.track(
+      store.sweep(retentionMs).then(
+        (deleted) => {
+          if (deleted > 0) logger.info('slack work swept', { deleted });
+        },
+        (error: unknown) => {
+          logger.warn('slack work not swept', { reason: reasonOf(error) });
+        },
+      ),
+    );
+  }
+}
+
+export interface DeadLettersOptions {
+  store: WorkStore;
+  logger: Logger;
+  metrics: WorkMetrics;
+}
+
+/** Bounded, for a column. */
+const bounded = (value: string | undefined): string =>
+  (value ?? 'unknown').slice(0, MAX_ERROR_FIELD_LENGTH);
+
+/**
+ * The Trigger's dead-letter sink: records each event Knative gave up on as dead, with Knative's
+ * `knativeerrorcode` and `knativeerrordest`, and says so in one error line (id and type, never
+ * the data).
+ */
+export class DeadLetters {
+  constructor(private readonly options: DeadLettersOptions) {}
+
+  async handle(event: WorkEvent): Promise<WorkResult> {
+    const { store, logger, metrics } = this.options;
+    const kind = kindOf(event.type);
+    const errorCode = bounded(event.attributes.knativeerrorcode);
+    const errorDest = bounded(event.attributes.knativeerrordest);
+    try {
+      await store.markDead(event, event.type, errorCode, errorDest);
+    } catch (error) {
+      logger.warn('slack dead letter not recorded', { id: event.id, reason: reasonOf(error) });
+      metrics.observeWork(kind, 'unavailable');
+      return RESULTS.unavailable;
+    }
+    logger.error('slack event dead-lettered', {
+      id: event.id,
+      type: event.type,
+      source: event.source,
+      errorCode,
+      errorDest,
+    });
+    metrics.observeWork(kind, 'dead_lettered');
+    return { outcome: 'dead_lettered', status: 204 };
+  }
+}

@@ -1,0 +1,463 @@
+import { CloudEvent, HTTP } from 'cloudevents';
+import request from 'supertest';
+import { appHarness } from '../testing/app';
+import { metricValue } from '../testing/metrics-text';
+import {
+  APP_PASSWORD,
+  applyMigrations,
+  itWithPostgres,
+  startPostgres,
+  type PostgresCluster,
+} from '../testing/postgres';
+import { serveCloudEventFunction } from '../testing/server';
+import { findCommand, promtoolCheckMetrics } from '../testing/tools';
+import { SlackHandlers } from '../lib/slack/handlers';
+
+/**
+ * The slackWorker and slackDeadLetter functions behind the image's pipeline (and alone under
+ * functions-framework), on a real PostgreSQL with the repository's migrations, fed CloudEvents
+ * made by the cloudevents SDK.
+ */
+let cluster: PostgresCluster | undefined;
+
+beforeAll(async () => {
+  cluster = await startPostgres().catch(() => undefined);
+  if (cluster !== undefined) await applyMigrations(cluster);
+}, 60_000);
+
+afterAll(async () => {
+  await cluster?.remove();
+}, 60_000);
+
+beforeEach(async () => {
+  await cluster?.admin('TRUNCATE slack_work', 'coffeebuddy');
+});
+
+const SOURCE = 'https://slack.com/teams/T0001';
+const harness = appHarness({ env: { READINESS_CACHE_TTL_MS: '0' } });
+
+function workerEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  return {
+    READINESS_CACHE_TTL_MS: '0',
+    SLACK_HANDLER_TIMEOUT_MS: '300',
+    SLACK_WORK_LEASE_MS: '1300',
+    ...cluster!.env({ PGPASSWORD: APP_PASSWORD }),
+    ...extra,
+  };
+}
+
+/** A Slack event as the ingress publishes it. */
+function slackEvent(id: string, text = id, slackType = 'app_mention'): CloudEvent<unknown> {
+  return new CloudEvent({
+    id,
+    source: SOURCE,
+    type: `com.slack.event.${slackType}`,
+    datacontenttype: 'application/json',
+    data: {
+      type: 'event_callback',
+      event_id: id,
+      team_id: 'T0001',
+      event: { type: slackType, text },
+    },
+  });
+}
+
+type Answer = { status: number; text: string };
+
+/** POSTs an event in binary mode (as Knative delivers) or structured mode. */
+async function deliver(
+  server: Parameters<typeof request>[0],
+  event: CloudEvent<unknown>,
+  mode: 'binary' | 'structured' = 'binary',
+): Promise<Answer> {
+  const message = mode === 'binary' ? HTTP.binary(event) : HTTP.structured(event);
+  const res = await request(server)
+    .post('/')
+    .set(message.headers as Record<string, string>)
+    .send(message.body as string);
+  return { status: res.status, text: res.text };
+}
+
+async function rows(): Promise<Record<string, unknown>[]> {
+  return cluster!.admin(
+    'SELECT id, type, state, attempts, claimed_by, last_error, error_code, error_dest FROM slack_work ORDER BY id',
+    'coffeebuddy',
+  );
+}
+
+async function workCount(server: Parameters<typeof request>[0], outcome: string, kind = 'events') {
+  const text = (await request(server).get('/metrics').expect(200)).text;
+  return metricValue(text, 'coffeebuddy_slack_work_total', { kind, outcome });
+}
+
+/** Handlers that record what they ran. */
+function recording(behaviour: (text: string) => void | Promise<void> = () => undefined) {
+  const ran: string[] = [];
+  const handlers = new SlackHandlers().onEvent('app_mention', async (event) => {
+    await behaviour(String(event.text));
+    ran.push(String(event.text));
+  });
+  return { handlers, ran };
+}
+
+describe('slackWorker behind the image pipeline', () => {
+  itWithPostgres(
+    'runs an event once: 204 done, then 204 duplicate; binary and structured',
+    async () => {
+      const { handlers, ran } = recording();
+      const { server } = await harness({
+        target: 'slackWorker',
+        slackHandlers: handlers,
+        env: workerEnv(),
+      });
+      const first = await deliver(server, slackEvent('Ev1'));
+      expect(first).toEqual({ status: 204, text: '' });
+      expect(await deliver(server, slackEvent('Ev1'), 'structured')).toEqual({
+        status: 204,
+        text: '',
+      });
+      expect(await deliver(server, slackEvent('Ev2'), 'structured')).toEqual({
+        status: 204,
+        text: '',
+      });
+      expect(ran).toEqual(['Ev1', 'Ev2']);
+      expect(await rows()).toEqual([
+        expect.objectContaining({ id: 'Ev1', state: 'done', attempts: 1, claimed_by: null }),
+        expect.objectContaining({ id: 'Ev2', state: 'done', attempts: 1 }),
+      ]);
+      expect(await workCount(server, 'done')).toBe(2);
+      expect(await workCount(server, 'duplicate')).toBe(1);
+    },
+  );
+
+  itWithPostgres('an interaction runs its handlers with the payload', async () => {
+    const got: unknown[] = [];
+    const handlers = new SlackHandlers().onInteraction('block_actions', (payload) => {
+      got.push(payload);
+    });
+    const { server } = await harness({
+      target: 'slackWorker',
+      slackHandlers: handlers,
+      env: workerEnv(),
+    });
+    const payload = { type: 'block_actions', team: { id: 'T0001' }, actions: [{ action_id: 'a' }] };
+    const event = new CloudEvent({
+      id: 'sha256:abc',
+      source: SOURCE,
+      type: 'com.slack.interaction.block_actions',
+      datacontenttype: 'application/json',
+      data: payload,
+    });
+    expect((await deliver(server, event)).status).toBe(204);
+    expect(got).toEqual([payload]);
+    expect(await workCount(server, 'done', 'interactions')).toBe(1);
+  });
+
+  itWithPostgres(
+    'a handler that throws: 500, released with the reason, run again by the retry',
+    async () => {
+      let fail = true;
+      const { handlers, ran } = recording(() => {
+        if (fail) throw new TypeError('boom with data that must not be logged');
+      });
+      const { server, logs } = await harness({
+        target: 'slackWorker',
+        slackHandlers: handlers,
+        env: workerEnv(),
+      });
+      const failed = await deliver(server, slackEvent('Ev3'));
+      expect(failed.status).toBe(500);
+      expect(await rows()).toEqual([
+        expect.objectContaining({
+          state: 'released',
+          attempts: 1,
+          last_error: 'TypeError',
+          claimed_by: null,
+        }),
+      ]);
+      expect(JSON.stringify(logs)).not.toContain('must not be logged');
+      expect(logs).toContainEqual(
+        expect.objectContaining({
+          msg: 'slack handler failed',
+          id: 'Ev3',
+          attempt: 1,
+          error: 'TypeError',
+        }),
+      );
+      fail = false;
+      expect((await deliver(server, slackEvent('Ev3'))).status).toBe(204);
+      expect(ran).toEqual(['Ev3']);
+      expect(await rows()).toEqual([expect.objectContaining({ state: 'done', attempts: 2 })]);
+      expect(await workCount(server, 'failed')).toBe(1);
+      const metrics = (await request(server).get('/metrics')).text;
+      expect(
+        metricValue(metrics, 'coffeebuddy_slack_handler_duration_seconds_count', {
+          kind: 'events',
+          outcome: 'failed',
+        }),
+      ).toBe(1);
+      expect(
+        metricValue(metrics, 'coffeebuddy_slack_handler_duration_seconds_count', {
+          kind: 'events',
+          outcome: 'done',
+        }),
+      ).toBe(1);
+    },
+  );
+
+  itWithPostgres('a handler past SLACK_HANDLER_TIMEOUT_MS: 500, released as timeout', async () => {
+    const { handlers } = recording(() => new Promise((resolve) => setTimeout(resolve, 700)));
+    const { server, app } = await harness({
+      target: 'slackWorker',
+      slackHandlers: handlers,
+      env: workerEnv(),
+    });
+    expect((await deliver(server, slackEvent('Ev4'))).status).toBe(500);
+    expect(await rows()).toEqual([
+      expect.objectContaining({ state: 'released', last_error: 'timeout' }),
+    ]);
+    // The handler still runs: the drain waits for it.
+    expect(app.lifecycle.inFlight().work).toBe(1);
+    await app.lifecycle.idle(2000);
+  });
+
+  itWithPostgres(
+    'held by another worker: 409 while its lease lasts, taken over after',
+    async () => {
+      const { handlers, ran } = recording();
+      const { server } = await harness({
+        target: 'slackWorker',
+        slackHandlers: handlers,
+        env: workerEnv(),
+      });
+      await cluster!.admin(
+        `INSERT INTO slack_work (source, id, type, state, attempts, claimed_by, lease_until)
+       VALUES ('${SOURCE}', 'Ev5', 'com.slack.event.app_mention', 'claimed', 1, 'other', now() + interval '1 hour'),
+              ('${SOURCE}', 'Ev6', 'com.slack.event.app_mention', 'claimed', 1, 'other', now() - interval '1 second')`,
+        'coffeebuddy',
+      );
+      const busy = await deliver(server, slackEvent('Ev5'));
+      expect(busy.status).toBe(409);
+      expect((await deliver(server, slackEvent('Ev6'))).status).toBe(204);
+      expect(ran).toEqual(['Ev6']);
+      expect(await rows()).toEqual([
+        expect.objectContaining({ id: 'Ev5', state: 'claimed', claimed_by: 'other' }),
+        expect.objectContaining({ id: 'Ev6', state: 'done', attempts: 2 }),
+      ]);
+      expect(await workCount(server, 'busy')).toBe(1);
+    },
+  );
+
+  itWithPostgres(
+    'not a CloudEvent, or an attribute missing or unknown: 400, nothing run',
+    async () => {
+      const { handlers, ran } = recording();
+      const { server } = await harness({
+        target: 'slackWorker',
+        slackHandlers: handlers,
+        env: workerEnv(),
+      });
+      await request(server)
+        .post('/')
+        .set('content-type', 'application/json')
+        .send('{"a":1}')
+        .expect(400);
+      await request(server)
+        .post('/')
+        .set({ 'ce-specversion': '1.0', 'ce-id': 'Ev7', 'ce-type': 'com.slack.event.app_mention' })
+        .set('content-type', 'application/json')
+        .send('{}')
+        .expect(400);
+      const wrongType = new CloudEvent({
+        id: 'Ev8',
+        source: SOURCE,
+        type: 'com.example.other',
+        data: {},
+      });
+      expect((await deliver(server, wrongType)).status).toBe(400);
+      const mismatched = new CloudEvent({
+        id: 'Ev9',
+        source: SOURCE,
+        type: 'com.slack.event.app_mention',
+        data: { event: { type: 'message' } },
+      });
+      expect((await deliver(server, mismatched)).status).toBe(400);
+      expect(ran).toEqual([]);
+      expect(await rows()).toEqual([]);
+      expect(await workCount(server, 'invalid', 'unknown')).toBe(3);
+      expect(await workCount(server, 'invalid', 'events')).toBe(1);
+    },
+  );
+
+  itWithPostgres(
+    'PostgreSQL stopped: 503 (retried), readiness names postgres; then 204',
+    async () => {
+      const { handlers, ran } = recording();
+      const { server } = await harness({
+        target: 'slackWorker',
+        slackHandlers: handlers,
+        env: workerEnv({ PG_CONNECT_TIMEOUT_MS: '500' }),
+      });
+      await cluster!.stop();
+      try {
+        expect((await deliver(server, slackEvent('Ev10'))).status).toBe(503);
+        const ready = await request(server).get('/health/ready').expect(503);
+        expect(ready.body.detail.components.postgres.status).toBe('unavailable');
+        expect(ran).toEqual([]);
+      } finally {
+        await cluster!.start();
+      }
+      expect((await deliver(server, slackEvent('Ev10'))).status).toBe(204);
+      expect(ran).toEqual(['Ev10']);
+      expect(await workCount(server, 'unavailable')).toBe(1);
+    },
+    30_000,
+  );
+
+  itWithPostgres('done events past the retention are deleted; others stay', async () => {
+    const { handlers } = recording();
+    const { server } = await harness({
+      target: 'slackWorker',
+      slackHandlers: handlers,
+      env: workerEnv(),
+    });
+    await cluster!.admin(
+      `INSERT INTO slack_work (source, id, type, state, done_at) VALUES
+         ('${SOURCE}', 'Old', 'com.slack.event.app_mention', 'done', now() - interval '2 days'),
+         ('${SOURCE}', 'Dead', 'com.slack.event.app_mention', 'dead', NULL),
+         ('${SOURCE}', 'Recent', 'com.slack.event.app_mention', 'done', now() - interval '1 hour')`,
+      'coffeebuddy',
+    );
+    expect((await deliver(server, slackEvent('Ev11'))).status).toBe(204);
+    const remaining = async () => (await rows()).map((row) => row.id);
+    for (let i = 0; i < 200 && (await remaining()).includes('Old'); i += 1) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    expect(await remaining()).toEqual(['Dead', 'Ev11', 'Recent']);
+  });
+
+  itWithPostgres('a drain that times out releases the claims it still holds', async () => {
+    const { handlers } = recording(() => new Promise((resolve) => setTimeout(resolve, 250)));
+    const { server, shutdown, exits } = await harness({
+      target: 'slackWorker',
+      slackHandlers: handlers,
+      env: workerEnv({ SHUTDOWN_TIMEOUT_MS: '0' }),
+    });
+    const pending = deliver(server, slackEvent('Ev12'));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(await rows()).toEqual([expect.objectContaining({ state: 'claimed' })]);
+    shutdown.onSignal('SIGTERM');
+    await pending.catch(() => undefined);
+    for (let i = 0; i < 300 && exits.length === 0; i += 1) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    expect(exits).toHaveLength(1);
+    expect(await rows()).toEqual([
+      expect.objectContaining({ state: 'released', last_error: 'shutdown', claimed_by: null }),
+    ]);
+  });
+
+  itWithPostgres(
+    'a fresh worker: probes without Ory or Slack, every work series at 0',
+    async () => {
+      const { server } = await harness({ target: 'slackWorker', env: workerEnv() });
+      const ready = await request(server).get('/health/ready').expect(200);
+      expect(Object.keys(ready.body.components).sort()).toEqual(['postgres', 'vault']);
+      await request(server).get('/health/live').expect(200);
+      const text = (await request(server).get('/metrics').expect(200)).text;
+      for (const kind of ['events', 'interactions', 'unknown']) {
+        for (const outcome of [
+          'done',
+          'duplicate',
+          'busy',
+          'failed',
+          'invalid',
+          'unavailable',
+          'dead_lettered',
+        ]) {
+          expect(metricValue(text, 'coffeebuddy_slack_work_total', { kind, outcome })).toBe(0);
+        }
+      }
+      expect(
+        metricValue(text, 'coffeebuddy_slack_handler_duration_seconds_count', {
+          kind: 'events',
+          outcome: 'done',
+        }),
+      ).toBe(0);
+      if (findCommand('promtool') !== undefined) expect(promtoolCheckMetrics(text).status).toBe(0);
+      await request(server).get('/slack/events').expect(404);
+    },
+  );
+});
+
+describe('slackDeadLetter behind the image pipeline', () => {
+  itWithPostgres(
+    "records Knative's error attributes, logs id and type only, answers 204",
+    async () => {
+      const { server, logs } = await harness({ target: 'slackDeadLetter', env: workerEnv() });
+      const event = new CloudEvent({
+        ...slackEvent('Ev13', 'secret text').toJSON(),
+        knativeerrorcode: '500',
+        knativeerrordest: 'http://coffeebuddy-slack-worker.coffeebuddy.svc.cluster.local',
+        knativeerrordata: Buffer.from('handler failed').toString('base64'),
+      });
+      expect(await deliver(server, event)).toEqual({ status: 204, text: '' });
+      expect(await rows()).toEqual([
+        expect.objectContaining({
+          id: 'Ev13',
+          state: 'dead',
+          error_code: '500',
+          error_dest: 'http://coffeebuddy-slack-worker.coffeebuddy.svc.cluster.local',
+        }),
+      ]);
+      const line = logs.find((l) => l.msg === 'slack event dead-lettered');
+      expect(line).toMatchObject({
+        level: 'error',
+        id: 'Ev13',
+        type: 'com.slack.event.app_mention',
+      });
+      expect(JSON.stringify(logs)).not.toContain('secret text');
+      expect(await workCount(server, 'dead_lettered')).toBe(1);
+    },
+  );
+
+  itWithPostgres('an event done meanwhile stays done', async () => {
+    await cluster!.admin(
+      `INSERT INTO slack_work (source, id, type, state, done_at)
+       VALUES ('${SOURCE}', 'Ev14', 'com.slack.event.app_mention', 'done', now())`,
+      'coffeebuddy',
+    );
+    const { server } = await harness({ target: 'slackDeadLetter', env: workerEnv() });
+    expect((await deliver(server, slackEvent('Ev14'))).status).toBe(204);
+    expect(await rows()).toEqual([expect.objectContaining({ state: 'done' })]);
+  });
+});
+
+describe('slackWorker as a functions-framework cloudEvent function (--target)', () => {
+  itWithPostgres(
+    'the framework parses binary and structured events; 204 done, refusals 500',
+    async () => {
+      const { handlers, ran } = recording();
+      const { app } = await harness({
+        target: 'slackWorker',
+        slackHandlers: handlers,
+        env: workerEnv(),
+      });
+      const framework = serveCloudEventFunction(app.cloudEventFunctions.slackWorker!);
+      try {
+        expect((await deliver(framework, slackEvent('Ev15'))).status).toBe(204);
+        expect((await deliver(framework, slackEvent('Ev15'), 'structured')).status).toBe(204);
+        expect((await deliver(framework, slackEvent('Ev16'), 'structured')).status).toBe(204);
+        expect(ran).toEqual(['Ev15', 'Ev16']);
+        const notAnEvent = await request(framework)
+          .post('/')
+          .set('content-type', 'application/json')
+          .send('{"a":1}');
+        expect(notAnEvent.status).toBe(500);
+        expect(Object.keys(app.functions).sort()).toEqual(['healthLive', 'healthReady', 'metrics']);
+      } finally {
+        framework.close();
+      }
+    },
+  );
+});
