@@ -335,9 +335,9 @@ function workerName(): string {
 const EXIT_CONFIG = 78;
 
 /** The process's app from its environment; bad settings end the process with one message. */
-export function startApp(options: { target?: FunctionTarget | undefined } = {}): App {
+export function startApp(options: Pick<CreateAppOptions, 'target' | 'slackHandlers'> = {}): App {
   try {
-    return createApp(options.target === undefined ? {} : { target: options.target });
+    return createApp(options);
   } catch (error) {
     if (!(error instanceof SettingsError)) throw error;
     // A stack trace would bury it: a person needs only the list of bad settings.

@@ -17,7 +17,8 @@ function requestedTarget(argv: readonly string[]): FunctionTarget | undefined {
 }
 
 /** The process's app; its functions are registered with functions-framework by name. */
-export const app = startApp({ target: requestedTarget(process.argv) });
+const target = requestedTarget(process.argv);
+export const app = startApp(target === undefined ? {} : { target });
 for (const [name, handler] of Object.entries(app.functions)) {
   functionsFramework.http(name, handler);
 }
