@@ -67,6 +67,10 @@ describe('loadSettings', () => {
       PG_POOL_MAX: 10,
       PG_CONNECT_TIMEOUT_MS: 2000,
       PG_STATEMENT_TIMEOUT_MS: 5000,
+      FUNCTION_TARGET: 'coffeebuddy',
+      SLACK_HANDLER_TIMEOUT_MS: 10_000,
+      SLACK_WORK_LEASE_MS: 30_000,
+      SLACK_WORK_RETENTION_MS: 86_400_000,
     });
   });
 
@@ -117,6 +121,10 @@ describe('loadSettings', () => {
       PG_POOL_MAX: '4',
       PG_CONNECT_TIMEOUT_MS: '1500',
       PG_STATEMENT_TIMEOUT_MS: '3000',
+      FUNCTION_TARGET: 'slackWorker',
+      SLACK_HANDLER_TIMEOUT_MS: '5000',
+      SLACK_WORK_LEASE_MS: '6000',
+      SLACK_WORK_RETENTION_MS: '7200000',
     };
     const settings = loadSettings(env);
     expect(settings).toEqual({
@@ -141,6 +149,9 @@ describe('loadSettings', () => {
       PG_POOL_MAX: 4,
       PG_CONNECT_TIMEOUT_MS: 1500,
       PG_STATEMENT_TIMEOUT_MS: 3000,
+      SLACK_HANDLER_TIMEOUT_MS: 5000,
+      SLACK_WORK_LEASE_MS: 6000,
+      SLACK_WORK_RETENTION_MS: 7_200_000,
     });
     expect(Object.keys(settings).sort()).toEqual([...SETTING_NAMES].sort());
     expect(Object.isFrozen(settings)).toBe(true);
@@ -164,6 +175,18 @@ describe('loadSettings', () => {
     ]);
     expect(() => loadSettings({ PG_PASSWORD_VAULT_PATH: 'cb/pg', ...vault })).not.toThrow();
     expect(() => loadSettings({ PGPASSWORD: 'x' })).not.toThrow();
+  });
+
+  it('keeps a worker’s lease above its handler timeout, and names only functions it has', () => {
+    expect(problemsOf({ SLACK_HANDLER_TIMEOUT_MS: '10000', SLACK_WORK_LEASE_MS: '10999' })).toEqual(
+      [
+        'SLACK_WORK_LEASE_MS: must be at least SLACK_HANDLER_TIMEOUT_MS + 1000, so that a live worker keeps its claim',
+      ],
+    );
+    expect(() =>
+      loadSettings({ SLACK_HANDLER_TIMEOUT_MS: '10000', SLACK_WORK_LEASE_MS: '11000' }),
+    ).not.toThrow();
+    expect(() => loadSettings({ FUNCTION_TARGET: 'slackworker' })).toThrow(/FUNCTION_TARGET/);
   });
 
   it('takes PGSSLROOTCERT only where the certificate is verified', () => {
