@@ -199,11 +199,15 @@ export function backoffMs(
 
 type TriggerState = Trigger & { readonly filter: TriggerInput['filter']; turn: number };
 
-type Answer =
+/** What one attempt got: an answer, or the error that stood for one. */
+export type SubscriberAnswer =
   { status: number; headers: http.IncomingHttpHeaders; body: Buffer } | { error: string };
 
 /** The extensions the Kafka dispatcher adds before dead-lettering (RecordDispatcherImpl.errorTransform). */
-export function errorExtensions(destination: string, answer: Answer): Record<string, string> {
+export function errorExtensions(
+  destination: string,
+  answer: SubscriberAnswer,
+): Record<string, string> {
   const extensions: Record<string, string> = { knativeerrordest: destination };
   if ('error' in answer) return extensions;
   extensions.knativeerrorcode = String(answer.status);
@@ -324,14 +328,14 @@ export async function startDeliverer(input: DelivererInput = {}): Promise<Delive
 
   /** One POST in binary mode, bounded by timeoutMs; never rejects. */
   const post = (url: string, event: CloudEvent<unknown>, timeoutMs: number) =>
-    new Promise<Answer>((resolve) => {
+    new Promise<SubscriberAnswer>((resolve) => {
       const message = HTTP.binary(event);
       const body =
         message.body === undefined || message.body === null
           ? Buffer.alloc(0)
           : Buffer.from(message.body as string | Uint8Array);
       let settled = false;
-      const finish = (answer: Answer) => {
+      const finish = (answer: SubscriberAnswer) => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
@@ -381,7 +385,9 @@ export async function startDeliverer(input: DelivererInput = {}): Promise<Delive
     trigger: TriggerState,
     target: DeliveryAttempt['target'],
     event: CloudEvent<unknown>,
-  ): Promise<{ done: boolean; answer: Answer; reply?: CloudEvent<unknown> } | undefined> => {
+  ): Promise<
+    { done: boolean; answer: SubscriberAnswer; reply?: CloudEvent<unknown> } | undefined
+  > => {
     const { delivery } = trigger;
     for (let attempt = 0; ; attempt += 1) {
       if (state.closed) return undefined;
@@ -429,7 +435,7 @@ export async function startDeliverer(input: DelivererInput = {}): Promise<Delive
       changed();
       if (result === 'ok') return { done: true, answer, ...(reply && { reply }) };
       // The sender's answer decides the error extensions; a bad 2xx body fails without one.
-      const failure: Answer =
+      const failure: SubscriberAnswer =
         result === 'failed' && 'status' in answer && answer.status < 300
           ? { error: error ?? 'failed' }
           : answer;
