@@ -155,15 +155,15 @@ export function startCoffeebuddy(
   });
 }
 
-/** tsx's command-line entry, to run TypeScript entries as they are. */
-export const TSX_CLI = 'node_modules/tsx/dist/cli.mjs';
 /** The production process with the eventing tests' Slack handler (testing/worker-entry.ts). */
 export const WORKER_ENTRY = 'testing/worker-entry.ts';
 
 /** A Slack worker process (FUNCTION_TARGET=slackWorker unless env says otherwise) on loopback. */
 export function startWorkerProcess(env: NodeJS.ProcessEnv): Promise<RunningProcess> {
   return startProcess({
-    args: [TSX_CLI, WORKER_ENTRY],
+    // tsx as a loader in this process (its command-line entry would run the entry in a child
+    // process of its own, which a SIGKILL would leave running).
+    args: ['--import', 'tsx', WORKER_ENTRY],
     env: { NODE_ENV: 'test', LISTEN_HOST: '127.0.0.1', FUNCTION_TARGET: 'slackWorker', ...env },
     timeoutMs: 30_000,
   });

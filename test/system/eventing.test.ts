@@ -1,0 +1,294 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { CloudEvent, HTTP } from 'cloudevents';
+import { startDeliverer, type Deliverer, type DeliverySpec } from '../../testing/deliverer';
+import { metricValue } from '../../testing/metrics-text';
+import {
+  APP_PASSWORD,
+  applyMigrations,
+  itWithPostgres,
+  startPostgres,
+  type PostgresCluster,
+} from '../../testing/postgres';
+import {
+  ENTRY,
+  requireBuild,
+  startProcess,
+  startWorkerProcess,
+  type RunningProcess,
+} from '../../testing/process';
+
+/**
+ * Slack work across processes: workers (the production process with the tests' handler,
+ * testing/worker-entry.ts) and the dead-letter function (the built entry), on a real PostgreSQL,
+ * fed by a stand-in for Knative's Kafka Broker and Trigger (testing/deliverer.ts) that retries and
+ * dead-letters as Knative does. Nothing of the path between them is faked.
+ */
+let cluster: PostgresCluster | undefined;
+let deliverer: Deliverer | undefined;
+const processes: RunningProcess[] = [];
+let runsFile = '';
+
+beforeAll(async () => {
+  cluster = await startPostgres().catch(() => undefined);
+  if (cluster !== undefined) await applyMigrations(cluster);
+}, 60_000);
+
+afterAll(async () => {
+  await cluster?.remove();
+}, 60_000);
+
+beforeEach(async () => {
+  await cluster?.admin('TRUNCATE slack_work', 'coffeebuddy');
+  runsFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'coffeebuddy-runs-')), 'runs');
+  fs.writeFileSync(runsFile, '');
+});
+
+afterEach(async () => {
+  await deliverer?.close();
+  deliverer = undefined;
+  await Promise.all(processes.splice(0).map((p) => p.stop()));
+  fs.rmSync(path.dirname(runsFile), { recursive: true, force: true });
+}, 30_000);
+
+const SOURCE = 'https://slack.com/teams/T0001';
+/** What the worker Trigger would say, with short waits: Knative's exponential backoff. */
+const DELIVERY: Partial<DeliverySpec> = {
+  retry: 10,
+  backoffPolicy: 'exponential',
+  backoffDelayMs: 100,
+  timeoutMs: 5000,
+};
+
+function env(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  return {
+    ...cluster!.env({ PGPASSWORD: APP_PASSWORD }),
+    SLACK_HANDLER_TIMEOUT_MS: '1000',
+    SLACK_WORK_LEASE_MS: '2000',
+    WORK_RUNS_FILE: runsFile,
+    ...extra,
+  };
+}
+
+async function worker(extra: NodeJS.ProcessEnv = {}): Promise<RunningProcess> {
+  const started = await startWorkerProcess(env(extra));
+  processes.push(started);
+  return started;
+}
+
+/** The handler's runs: `start` and `end` lines with the event's text and the process id. */
+function runs(kind: 'start' | 'end', text?: string): { text: string; pid: number }[] {
+  return fs
+    .readFileSync(runsFile, 'utf8')
+    .split('\n')
+    .filter((line) => line.startsWith(`${kind} `))
+    .map((line) => {
+      const [, mark, pid] = line.split(' ');
+      return { text: mark!, pid: Number(pid) };
+    })
+    .filter((run) => text === undefined || run.text === text);
+}
+
+function slackEvent(id: string): CloudEvent<unknown> {
+  return new CloudEvent({
+    id,
+    source: SOURCE,
+    type: 'com.slack.event.app_mention',
+    datacontenttype: 'application/json',
+    data: { type: 'event_callback', event_id: id, event: { type: 'app_mention', text: id } },
+  });
+}
+
+/** What the ingress does: POSTs the event to the Broker (K_SINK) and expects its 202. */
+async function publish(event: CloudEvent<unknown>): Promise<void> {
+  const message = HTTP.binary(event);
+  const res = await fetch(deliverer!.url, {
+    method: 'POST',
+    headers: message.headers as Record<string, string>,
+    body: message.body as string,
+    signal: AbortSignal.timeout(5000),
+  });
+  expect(res.status).toBe(202);
+}
+
+async function scrape(process: RunningProcess): Promise<string> {
+  const res = await fetch(`${process.url}/metrics`, { signal: AbortSignal.timeout(5000) });
+  return res.text();
+}
+
+async function rows(): Promise<Record<string, unknown>[]> {
+  return cluster!.admin(
+    'SELECT id, state, attempts, last_error, error_code, error_dest FROM slack_work ORDER BY id',
+    'coffeebuddy',
+  );
+}
+
+describe('Slack work through Knative Eventing, across processes', () => {
+  itWithPostgres(
+    'a worker killed with SIGKILL inside a slow handler: another does the event once, after the lease',
+    async () => {
+      const [a, b] = await Promise.all([
+        worker({ WORK_HANDLER_DELAY_MS: '800' }),
+        worker({ WORK_HANDLER_DELAY_MS: '800' }),
+      ]);
+      deliverer = await startDeliverer();
+      deliverer.addTrigger({
+        url: 'http://coffeebuddy-slack-worker.coffeebuddy.svc.cluster.local',
+        endpoints: [`${a.url}/`, `${b.url}/`],
+        delivery: DELIVERY,
+      });
+      await publish(slackEvent('Kill1'));
+      await deliverer.waitFor(() => runs('start').length === 1, 10_000, 'the handler to start');
+      const first = runs('start')[0]!.pid;
+      const [killed, survivor] = first === a.child.pid ? [a, b] : [b, a];
+      killed.child.kill('SIGKILL');
+      await deliverer.waitForSettled(20_000);
+
+      expect(deliverer.settlements.map((s) => s.outcome)).toEqual(['delivered']);
+      expect(runs('end', 'Kill1')).toEqual([{ text: 'Kill1', pid: survivor.child.pid }]);
+      const [row] = await rows();
+      expect(row).toMatchObject({ id: 'Kill1', state: 'done' });
+      // The killed claim counted, the survivor's took it over once the lease had ended.
+      expect(row!.attempts).toBe(2);
+      const statuses = deliverer.attempts.map((t) => t.status ?? t.error);
+      expect(statuses[0]).toMatch(/^E|timeout/);
+      expect(statuses.at(-1)).toBe(204);
+      expect(
+        metricValue(await scrape(survivor), 'coffeebuddy_slack_work_total', {
+          kind: 'events',
+          outcome: 'done',
+        }),
+      ).toBe(1);
+    },
+    40_000,
+  );
+
+  itWithPostgres(
+    'two workers given the same 40 ids at once, each twice: 40 done in all, each once',
+    async () => {
+      const [a, b] = await Promise.all([
+        worker({ WORK_HANDLER_DELAY_MS: '20' }),
+        worker({ WORK_HANDLER_DELAY_MS: '20' }),
+      ]);
+      deliverer = await startDeliverer({ concurrency: 32 });
+      deliverer.addTrigger({
+        url: 'http://coffeebuddy-slack-worker.coffeebuddy.svc.cluster.local',
+        endpoints: [`${a.url}/`, `${b.url}/`],
+        delivery: DELIVERY,
+      });
+      const ids = Array.from({ length: 40 }, (_, i) => `Twice${i}`);
+      await Promise.all([...ids, ...ids].map((id) => publish(slackEvent(id))));
+      await deliverer.waitForSettled(30_000);
+
+      expect(deliverer.settlements.filter((s) => s.outcome === 'delivered')).toHaveLength(80);
+      const ends = runs('end');
+      expect(ends.map((run) => run.text).sort()).toEqual([...ids].sort());
+      // Both workers took a share.
+      expect(new Set(ends.map((run) => run.pid)).size).toBe(2);
+      const done = await rows();
+      expect(done.filter((row) => row.state === 'done')).toHaveLength(40);
+      let counted = 0;
+      for (const process of [a, b]) {
+        counted += metricValue(await scrape(process), 'coffeebuddy_slack_work_total', {
+          kind: 'events',
+          outcome: 'done',
+        })!;
+      }
+      expect(counted).toBe(40);
+    },
+    60_000,
+  );
+
+  itWithPostgres(
+    'PostgreSQL stopped: the worker answers 503, Knative retries, the event is done once after the restart',
+    async () => {
+      const a = await worker({ PG_CONNECT_TIMEOUT_MS: '300', READINESS_CACHE_TTL_MS: '0' });
+      deliverer = await startDeliverer();
+      deliverer.addTrigger({ url: `${a.url}/`, delivery: DELIVERY });
+      await cluster!.stop();
+      try {
+        await publish(slackEvent('Pg1'));
+        await deliverer.waitFor(
+          () => deliverer!.attempts.some((t) => t.status === 503),
+          10_000,
+          'a 503 from the worker',
+        );
+        const ready = await fetch(`${a.url}/health/ready`);
+        expect(ready.status).toBe(503);
+        expect(JSON.stringify(await ready.json())).toContain('postgres');
+      } finally {
+        await cluster!.start();
+      }
+      await deliverer.waitForSettled(20_000);
+      expect(deliverer.settlements.map((s) => s.outcome)).toEqual(['delivered']);
+      expect(runs('end', 'Pg1')).toHaveLength(1);
+      expect(await rows()).toEqual([expect.objectContaining({ id: 'Pg1', state: 'done' })]);
+    },
+    40_000,
+  );
+
+  itWithPostgres(
+    'a handler failing every time: retried, dead-lettered to slackDeadLetter and recorded dead',
+    async () => {
+      requireBuild();
+      const a = await worker({ WORK_HANDLER_FAILS: 'always' });
+      const deadLetter = await startProcess({
+        args: [ENTRY],
+        env: {
+          NODE_ENV: 'test',
+          LISTEN_HOST: '127.0.0.1',
+          ...env(),
+          FUNCTION_TARGET: 'slackDeadLetter',
+        },
+      });
+      processes.push(deadLetter);
+      deliverer = await startDeliverer();
+      const trigger = deliverer.addTrigger({
+        url: `${a.url}/`,
+        delivery: {
+          ...DELIVERY,
+          retry: 2,
+          backoffDelayMs: 20,
+          deadLetterSink: `${deadLetter.url}/`,
+        },
+      });
+      await publish(slackEvent('Dead1'));
+      await deliverer.waitForSettled(20_000);
+
+      expect(deliverer.settlements.map((s) => s.outcome)).toEqual(['deadLettered']);
+      expect(runs('start', 'Dead1')).toHaveLength(3);
+      expect(runs('end')).toEqual([]);
+      expect(await rows()).toEqual([
+        expect.objectContaining({
+          id: 'Dead1',
+          state: 'dead',
+          attempts: 3,
+          last_error: 'Error',
+          error_code: '500',
+          error_dest: trigger.url,
+        }),
+      ]);
+      const line = deadLetter.logLines().find((l) => l.msg === 'slack event dead-lettered');
+      expect(line).toMatchObject({
+        level: 'error',
+        id: 'Dead1',
+        type: 'com.slack.event.app_mention',
+      });
+      expect(JSON.stringify(line)).not.toContain('event_callback');
+      expect(
+        metricValue(await scrape(a), 'coffeebuddy_slack_work_total', {
+          kind: 'events',
+          outcome: 'failed',
+        }),
+      ).toBe(3);
+      expect(
+        metricValue(await scrape(deadLetter), 'coffeebuddy_slack_work_total', {
+          kind: 'events',
+          outcome: 'dead_lettered',
+        }),
+      ).toBe(1);
+    },
+    40_000,
+  );
+});
