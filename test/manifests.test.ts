@@ -366,3 +366,61 @@ describe('the migration Job', () => {
     expect(settings.PGSSLMODE).toBe('verify-full');
   });
 });
+
+describe('the Knative Eventing base (knative/eventing), file by file', () => {
+  const eventing = loadManifests('knative/eventing');
+  const problems = modelProblems(eventing.map((m) => m.doc));
+  const strictly = itWhen(
+    SCHEMAS_PRESENT,
+    `upstream schemas not found at ${SCHEMAS_DIR}: knative/eventing not checked for unknown fields`,
+  );
+  const validators = SCHEMAS_PRESENT ? loadValidators() : undefined;
+
+  it('holds the Broker, its ConfigMap, the SinkBinding, the Trigger and two ksvcs', () => {
+    expect(eventing.map((m) => `${m.doc.kind}/${m.doc.metadata.name}`).sort()).toEqual(
+      [
+        'Broker/coffeebuddy',
+        'ConfigMap/kafka-broker-config',
+        'Service/coffeebuddy-slack-dead-letter',
+        'Service/coffeebuddy-slack-worker',
+        'SinkBinding/coffeebuddy-slack',
+        'Trigger/coffeebuddy-slack-worker',
+      ].sort(),
+    );
+  });
+
+  it.each(eventing.map((m, i): [string, number] => [titled(m)[0], i]))(
+    '%s validates against its npm model',
+    (_name, i) => {
+      expect(problems[i]).toEqual([]);
+    },
+  );
+
+  strictly.each(eventing.map(titled))(
+    '%s validates strictly against its upstream schema',
+    (_name, { doc }) => {
+      expect(schemaProblems(validators!, doc)).toEqual([]);
+    },
+  );
+
+  strictly('the schemas catch a misspelt reference and an unknown metadata field', () => {
+    const trigger = structuredClone(
+      eventing.find((m) => m.doc.kind === 'Trigger')!.doc,
+    ) as Manifest & Obj;
+    trigger.spec.subscriber.ref.nmae = trigger.spec.subscriber.ref.name;
+    expect(schemaProblems(validators!, trigger).join()).toContain('additional properties');
+    const binding = structuredClone(
+      eventing.find((m) => m.doc.kind === 'SinkBinding')!.doc,
+    ) as Manifest & Obj;
+    (binding.metadata as Obj).label = {};
+    expect(schemaProblems(validators!, binding).join()).toContain('additional properties');
+  });
+
+  it.each(
+    eventing
+      .filter((m) => m.doc.apiVersion === 'serving.knative.dev/v1')
+      .map((m): [string, Obj] => [m.doc.metadata.name, m.doc]),
+  )('the ksvc %s passes Knative’s admission rules', (_name, service) => {
+    expect(knativeAdmissionProblems(service)).toEqual([]);
+  });
+});

@@ -1,10 +1,12 @@
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { Registry } from 'prom-client';
 import request from 'supertest';
 import { parse } from 'yaml';
 import { createApp } from '../functions/app';
 import { createLogger } from '../lib/logger';
+import { createMetrics } from '../lib/metrics';
 import { loadSettings } from '../lib/config/settings';
 import { FakeClient } from '../testing/fakes';
 import {
@@ -66,6 +68,9 @@ describe('alerting rules', () => {
         'CoffeeBuddyHighErrorRate',
         'CoffeeBuddyNotReady',
         'CoffeeBuddyRestarting',
+        'CoffeeBuddySlackDeadLetter',
+        'CoffeeBuddySlackPublishFailing',
+        'CoffeeBuddySlackWorkFailing',
       ].sort(),
     );
     const tests = parse(read('rules.test.yaml'));
@@ -92,24 +97,58 @@ describe('alerting rules', () => {
   });
 });
 
+/**
+ * The Slack work metrics of issue 21's contract, which createMetrics registers with the worker:
+ * the Slack work alerts and panels read them. Until then the check below leaves them out and the
+ * one after it is skipped (and fails under CI=true).
+ */
+const SLACK_WORK_METRICS = [
+  'coffeebuddy_slack_work_total',
+  'coffeebuddy_slack_handler_duration_seconds_bucket',
+  'coffeebuddy_slack_publish_duration_seconds_bucket',
+];
+const slackWorkMetricsRegistered = (() => {
+  const registry = new Registry();
+  createMetrics(registry, { version: 'test' });
+  return registry.getSingleMetric('coffeebuddy_slack_work_total') !== undefined;
+})();
+
+/** The metric names the app serves on /metrics, as a fresh pod serves them. */
+async function exportedByTheApp(): Promise<Set<string>> {
+  const app = createApp({
+    settings: loadSettings({}),
+    vaultClientFactory: () => new FakeClient(),
+    oryClientFactory: () => new FakeClient(),
+    logger: createLogger('error'),
+  });
+  try {
+    const server = serveFunction(app.functions.coffeebuddy!);
+    await request(server).get('/health/ready');
+    return exportedNames((await request(server).get('/metrics').expect(200)).text);
+  } finally {
+    await app.close();
+  }
+}
+
 describe('metric names in the dashboard and the rules', () => {
-  it('are all exported by the app', async () => {
-    const app = createApp({
-      settings: loadSettings({}),
-      vaultClientFactory: () => new FakeClient(),
-      oryClientFactory: () => new FakeClient(),
-      logger: createLogger('error'),
-    });
-    try {
-      const server = serveFunction(app.functions.coffeebuddy!);
-      await request(server).get('/health/ready');
-      const exported = exportedNames((await request(server).get('/metrics').expect(200)).text);
-      const used = new Set([...ruleExpressions(), ...dashboardExpressions()].flatMap(metricNames));
-      expect(used.size).toBeGreaterThan(8);
-      expect([...used].filter((name) => !exported.has(name))).toEqual([]);
-    } finally {
-      await app.close();
-    }
+  const used = () =>
+    new Set([...ruleExpressions(), ...dashboardExpressions()].flatMap(metricNames));
+
+  it('are all exported by the app (the Slack work metrics aside, checked below)', async () => {
+    const exported = await exportedByTheApp();
+    expect(used().size).toBeGreaterThan(8);
+    expect(
+      [...used()].filter((name) => !exported.has(name) && !SLACK_WORK_METRICS.includes(name)),
+    ).toEqual([]);
+  });
+
+  itWhen(
+    slackWorkMetricsRegistered,
+    `createMetrics does not register ${SLACK_WORK_METRICS[0]} yet: the Slack work alerts and panels not checked against the app`,
+  )('include the Slack work metrics, exported by the app', async () => {
+    const exported = await exportedByTheApp();
+    for (const name of SLACK_WORK_METRICS) expect(used()).toContain(name);
+    expect([...used()].filter((name) => !exported.has(name))).toEqual([]);
   });
 
   it('are found by the extractor, which ignores functions, labels and keywords', () => {
@@ -122,10 +161,20 @@ describe('metric names in the dashboard and the rules', () => {
 });
 
 describe('the dashboard', () => {
-  it('is a Grafana dashboard with a panel for requests, latency, dependencies and the runtime', () => {
+  it('is a Grafana dashboard with a panel for requests, latency, dependencies, the runtime and Slack work', () => {
     const titles: string[] = dashboard.panels.map((p: { title: string }) => p.title);
     expect(dashboard.uid).toBe('coffeebuddy-runtime');
-    for (const word of ['Requests', 'Latency', 'Dependency up', 'Event-loop', 'Memory', 'CPU']) {
+    for (const word of [
+      'Requests',
+      'Latency',
+      'Dependency up',
+      'Event-loop',
+      'Memory',
+      'CPU',
+      'publish failures',
+      'work outcomes',
+      'handler latency',
+    ]) {
       expect(titles.some((t) => t.includes(word))).toBe(true);
     }
     const ids = dashboard.panels.map((p: { id: number }) => p.id);

@@ -128,6 +128,19 @@ function closeObjects(schema: unknown): void {
   for (const value of Object.values(node)) closeObjects(value);
 }
 
+/**
+ * The API server takes apiVersion, kind and metadata (an ObjectMeta) on every custom resource,
+ * whether its CRD schema lists them or not; Knative Eventing's do not.
+ */
+function withImplicitRootFields(schema: JsonSchema, objectMeta: unknown): void {
+  const implicit = {
+    apiVersion: { type: 'string' },
+    kind: { type: 'string' },
+    metadata: objectMeta,
+  };
+  schema.properties = { ...implicit, ...schema.properties };
+}
+
 /** CRD patterns are Go RE2: (?i) is a flag there and a syntax error in JavaScript. */
 const goRegExp = Object.assign(
   (pattern: string, flags: string) =>
@@ -155,6 +168,15 @@ export function loadValidators(): Validators {
   ajv.addFormat('int64', { type: 'number', validate: (n: number) => Number.isInteger(n) });
   ajv.addFormat('date-time', (s: string) => !Number.isNaN(Date.parse(s)));
 
+  const service = readJson(
+    path.join(SCHEMAS_DIR, 'kubernetes', 'v1.32.2-standalone-strict-service-v1.json'),
+  );
+  const ingress = readJson(
+    path.join(SCHEMAS_DIR, 'kubernetes', 'v1.32.2-standalone-strict-ingress-networking-v1.json'),
+  );
+  for (const schema of [service, ingress]) delete schema.$schema;
+  const objectMeta = service.properties.metadata;
+
   const schemas = new Map<string, object>();
   for (const dir of ['knative', 'kong', 'gateway-api', 'prometheus-operator']) {
     for (const name of fs
@@ -164,25 +186,16 @@ export function loadValidators(): Validators {
         fs.readFileSync(path.join(SCHEMAS_DIR, dir, name), 'utf8'),
       )[0]?.toJS() as CustomResourceDefinition;
       for (const version of crd.spec.versions) {
-        closeObjects(version.schema.openAPIV3Schema);
-        schemas.set(
-          gvk(`${crd.spec.group}/${version.name}`, crd.spec.names.kind),
-          version.schema.openAPIV3Schema,
-        );
+        const schema = version.schema.openAPIV3Schema as JsonSchema;
+        withImplicitRootFields(schema, objectMeta);
+        closeObjects(schema);
+        schemas.set(gvk(`${crd.spec.group}/${version.name}`, crd.spec.names.kind), schema);
       }
     }
   }
-  const service = readJson(
-    path.join(SCHEMAS_DIR, 'kubernetes', 'v1.32.2-standalone-strict-service-v1.json'),
-  );
-  const ingress = readJson(
-    path.join(SCHEMAS_DIR, 'kubernetes', 'v1.32.2-standalone-strict-ingress-networking-v1.json'),
-  );
-  for (const schema of [service, ingress]) delete schema.$schema;
   schemas.set(gvk('v1', 'Service'), service);
   schemas.set(gvk('networking.k8s.io/v1', 'Ingress'), ingress);
-  for (const [key, schema] of Object.entries(coreSchemas(service.properties.metadata)))
-    schemas.set(key, schema);
+  for (const [key, schema] of Object.entries(coreSchemas(objectMeta))) schemas.set(key, schema);
 
   const compiled = new Map<string, ValidateFunction>();
   return {
