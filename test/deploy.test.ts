@@ -1,9 +1,14 @@
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { SETTING_NAMES, loadSettings, type Settings } from '../lib/config/settings';
+import {
+  SETTING_NAMES,
+  loadSettings,
+  type FunctionTarget,
+  type Settings,
+} from '../lib/config/settings';
 import { REPO_ROOT } from '../testing/process';
-import { findCommand, itWhen, itWithCommand } from '../testing/tools';
+import { findCommand, itWithCommand } from '../testing/tools';
 import { knativeAdmissionProblems } from './support/knative-rules';
 import {
   KINDS_WITHOUT_UPSTREAM_SCHEMA,
@@ -257,18 +262,9 @@ function durationMs(iso: string): number {
   return ((Number(hours) * 60 + Number(minutes)) * 60 + Number(seconds)) * 1000;
 }
 
-/** The functions of issue 21's contract that the worker and dead-letter Services serve. */
-const WORKER_TARGET = 'slackWorker';
-const DEAD_LETTER_TARGET = 'slackDeadLetter';
-/** The worker settings of the contract, declared in lib/config/settings with the worker. */
-const WORKER_SETTINGS = ['FUNCTION_TARGET', 'SLACK_HANDLER_TIMEOUT_MS', 'SLACK_WORK_LEASE_MS'];
-const workerSettingsDeclared = WORKER_SETTINGS.every((name) =>
-  (SETTING_NAMES as string[]).includes(name),
-);
-const withKubectlAndWorkerSettings = itWhen(
-  findCommand('kubectl') !== undefined && workerSettingsDeclared,
-  `kubectl, and the worker settings (${WORKER_SETTINGS.join(', ')}) in lib/config/settings.ts`,
-);
+/** The functions the worker and dead-letter Services serve. */
+const WORKER_TARGET: FunctionTarget = 'slackWorker';
+const DEAD_LETTER_TARGET: FunctionTarget = 'slackDeadLetter';
 /** Queue-proxy drains up to this long before the user container gets SIGTERM. */
 const QUEUE_PROXY_DRAIN_MS = 30_000;
 /** PostgreSQL's default max_connections. */
@@ -357,22 +353,19 @@ describe('Slack work through Knative Eventing, as the overlay builds it', () => 
     },
   );
 
-  withKubectlAndWorkerSettings(
+  withKubectl(
     'an attempt outlasts a handler, and the retries outlast the lease of a dead worker’s claim',
     () => {
       const { delivery } = trigger().spec;
-      const settings = loadSettings(environmentOf(docs, worker())) as unknown as Record<
-        string,
-        number
-      >;
-      const handlerMs = settings.SLACK_HANDLER_TIMEOUT_MS!;
+      const settings = loadSettings(environmentOf(docs, worker()));
+      const handlerMs = settings.SLACK_HANDLER_TIMEOUT_MS;
       expect(durationMs(delivery.timeout)).toBeGreaterThan(handlerMs);
       // Exponential backoff waits backoffDelay·2^n; the smallest reading starts at n = 0.
       const waitsMs = Array.from(
         { length: delivery.retry },
         (_, n) => durationMs(delivery.backoffDelay) * 2 ** n,
       );
-      expect(waitsMs.reduce((a, b) => a + b, 0)).toBeGreaterThan(settings.SLACK_WORK_LEASE_MS!);
+      expect(waitsMs.reduce((a, b) => a + b, 0)).toBeGreaterThan(settings.SLACK_WORK_LEASE_MS);
       // A draining worker finishes or releases its claims within SHUTDOWN_TIMEOUT_MS.
       expect(settings.SHUTDOWN_TIMEOUT_MS).toBeGreaterThan(handlerMs);
     },
@@ -430,18 +423,15 @@ describe('Slack work through Knative Eventing, as the overlay builds it', () => 
     expect(connections.reduce((a, b) => a + b, 1)).toBeLessThan(POSTGRES_MAX_CONNECTIONS);
   });
 
-  withKubectlAndWorkerSettings(
-    'the worker and dead-letter ksvcs set only declared settings, all valid',
-    () => {
-      for (const ksvc of [worker(), deadLetter()]) {
-        const env = environmentOf(docs, ksvc);
-        expect(
-          Object.keys(env).filter((name) => !(SETTING_NAMES as string[]).includes(name)),
-        ).toEqual([]);
-        expect(() => loadSettings(env)).not.toThrow();
-      }
-    },
-  );
+  withKubectl('the worker and dead-letter ksvcs set only declared settings, all valid', () => {
+    for (const ksvc of [worker(), deadLetter()]) {
+      const env = environmentOf(docs, ksvc);
+      expect(
+        Object.keys(env).filter((name) => !(SETTING_NAMES as string[]).includes(name)),
+      ).toEqual([]);
+      expect(() => loadSettings(env)).not.toThrow();
+    }
+  });
 });
 
 describe('Vault as code', () => {
