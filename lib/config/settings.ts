@@ -4,6 +4,7 @@ import { LOG_LEVELS, type LogLevel } from '../logger';
 import {
   absoluteFile,
   anyText,
+  ceOverrides,
   headerName,
   httpUrl,
   listenHost,
@@ -45,6 +46,8 @@ const shutdownMs = strictInteger(0, 600_000);
 const staleMs = strictInteger(0, 86_400_000);
 const pendingWork = strictInteger(1, 10_000);
 const poolSize = strictInteger(1, 100);
+/** The sink's answer must come, with the ack's own way back, inside Slack's 3 seconds. */
+const publishTimeoutMs = strictInteger(1, 2500);
 const FORMATS = [
   port,
   timeoutMs,
@@ -57,6 +60,7 @@ const FORMATS = [
   staleMs,
   pendingWork,
   poolSize,
+  publishTimeoutMs,
   listenHost,
   pgHost,
   pgName,
@@ -67,6 +71,7 @@ const FORMATS = [
   absoluteFile,
   vaultName,
   anyText,
+  ceOverrides,
 ];
 
 const schema = {
@@ -242,6 +247,26 @@ const schema = {
     format: bodyBytes.name,
     default: 65_536,
     env: 'SLACK_MAX_BODY_BYTES',
+  },
+  K_SINK: {
+    doc: 'Where verified Slack events and interactions are published as CloudEvents (SinkBinding)',
+    format: httpUrl.name,
+    default: '',
+    env: 'K_SINK',
+  },
+  K_CE_OVERRIDES: {
+    doc: 'JSON {"extensions":{"name":"value"}}: extensions added to every published CloudEvent',
+    format: ceOverrides.name,
+    default: '',
+    env: 'K_CE_OVERRIDES',
+    // Never echoed in an error: its values are whatever the SinkBinding was given.
+    sensitive: true,
+  },
+  SLACK_PUBLISH_TIMEOUT_MS: {
+    doc: 'Longest a publish to K_SINK may take, connection and answer, before Slack gets a 503',
+    format: publishTimeoutMs.name,
+    default: 1500,
+    env: 'SLACK_PUBLISH_TIMEOUT_MS',
   },
   PGHOST: {
     doc: 'PostgreSQL host name, IP address or socket directory',
