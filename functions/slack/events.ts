@@ -35,7 +35,9 @@ export const event: SlackKindHandler = async (envelope, res, deps) => {
   const handlers = deps.handlers.handlersForEvent(inner.type);
   if (refuseWhenBusy(deps, 'events', res, handlers)) return;
   // A delivery seen before, retried by Slack or not, is acknowledged and not handled again.
-  if (await deps.seenEvents.checkAndRecord(eventId)) {
+  // Asked and recorded in one step, so that a retry racing the first delivery is still a duplicate.
+  const [seen] = await Promise.all([deps.seenEvents.has(eventId), deps.seenEvents.record(eventId)]);
+  if (seen) {
     deps.count('events', 'retry_duplicate');
     ack(res);
     return;
