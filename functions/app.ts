@@ -12,7 +12,9 @@ import {
   type VaultClient,
   type VaultClientFactory,
 } from '../lib/clients/vault';
+import { parseCeOverrides } from '../lib/config/formats';
 import { getSettings, SettingsError, type Settings } from '../lib/config/settings';
+import { CloudEventPublisher, type Publisher } from '../lib/eventing/publisher';
 import { COMPONENT_OK, HEALTH_PATH_PREFIX } from '../lib/health';
 import { recordRequest, type RequestObserver } from '../lib/http/pipeline';
 import { Router, UNMATCHED_ROUTE, type Route } from '../lib/http/router';
@@ -69,6 +71,22 @@ function signingSecret(settings: Settings, vault: VaultClient): SigningSecret | 
   const key = settings.SLACK_SIGNING_SECRET_VAULT_KEY;
   const load = vaultSecretValue(vault, { mount: settings.VAULT_KV_MOUNT, path, key });
   return new SigningSecret({ load, ...reuse });
+}
+
+/** With K_SINK, the publisher of verified Slack requests; without, none (handled in process). */
+function slackPublisher(
+  settings: Settings,
+  logger: Logger,
+  metrics: RuntimeMetrics,
+): Publisher | undefined {
+  if (settings.K_SINK === '') return undefined;
+  return new CloudEventPublisher({
+    sink: settings.K_SINK,
+    extensions: parseCeOverrides(settings.K_CE_OVERRIDES),
+    timeoutMs: settings.SLACK_PUBLISH_TIMEOUT_MS,
+    logger,
+    observe: metrics.observePublish,
+  });
 }
 
 /** Logs each change of a dependency's state (the first result too), once. */
@@ -153,8 +171,8 @@ export interface App {
   /** The PostgreSQL client when the app uses the database. */
   readonly postgres: PostgresClient | undefined;
   /**
-   * Releases the clients' sockets and ends the database pool; the drain calls it once requests
-   * and work are done.
+   * Releases the clients' and the publisher's sockets and ends the database pool; the drain calls
+   * it once requests (a publish is inside its request) and work are done.
    */
   close(): Promise<void>;
 }
@@ -195,6 +213,7 @@ export function createApp(options: CreateAppOptions = {}): App {
     },
   });
   runtimeMetrics.collectReadinessFrom(() => checker.check());
+  const publisher = slackPublisher(settings, logger, runtimeMetrics);
 
   const routes = coffeebuddyRoutes({
     checker,
@@ -208,6 +227,7 @@ export function createApp(options: CreateAppOptions = {}): App {
         nowSeconds: options.nowSeconds ?? (() => Math.floor(Date.now() / 1000)),
       }),
       handlers: options.slackHandlers ?? new SlackHandlers(),
+      publisher,
       seenEvents: options.seenEvents ?? new RecentIds(RECENT_EVENTS_MAX, RECENT_EVENTS_TTL_MS),
       maxPendingWork: settings.SLACK_MAX_PENDING_WORK,
       commandTimeoutMs: COMMAND_TIMEOUT_MS,
@@ -239,6 +259,7 @@ export function createApp(options: CreateAppOptions = {}): App {
     postgres,
     close: async () => {
       for (const client of Object.values(clients)) client.close?.();
+      publisher?.close();
       await postgres?.close();
     },
   };
