@@ -159,12 +159,22 @@ export class CloudEventPublisher implements Publisher {
         );
         current?.destroy();
       }, timeoutMs);
+      const fail = (error: unknown) => {
+        settle({ ok: false, reason: describeFailure(error, this.url.hostname, timeoutMs) });
+      };
       const attempt = (first: boolean) => {
-        const req = this.request(this.url, {
-          method: 'POST',
-          agent: this.agent,
-          headers: message.headers,
-        });
+        let req: http.ClientRequest;
+        try {
+          req = this.request(this.url, {
+            method: 'POST',
+            agent: this.agent,
+            headers: message.headers,
+          });
+        } catch (error) {
+          // A header Node refuses (ERR_INVALID_CHAR): a failure like any other, never a throw.
+          fail(error);
+          return;
+        }
         current = req;
         req.on('response', (res) => {
           status = res.statusCode ?? 0;
@@ -192,7 +202,7 @@ export class CloudEventPublisher implements Publisher {
           } else if (first && req.reusedSocket && isReset(error)) {
             attempt(false);
           } else {
-            settle({ ok: false, reason: describeFailure(error, this.url.hostname, timeoutMs) });
+            fail(error);
           }
         });
         req.end(message.body);
