@@ -1,8 +1,8 @@
-// npm run build: three bundles and two on-demand chunks.
+// npm run build: three bundles and three on-demand chunks.
 // - dist/main.cjs, the image's entry: functions/main.ts with every dependency it needs at start in
 //   one file, so that a cold start loads one file (no node_modules at run time); beside it
-//   dist/framework.cjs (functions-framework and Express) and dist/pg.cjs (node-postgres), loaded
-//   only when first needed (ON_DEMAND below).
+//   dist/framework.cjs (functions-framework and Express), dist/pg.cjs (node-postgres) and
+//   dist/cloudevents.cjs (the CloudEvents SDK), loaded only when first needed (ON_DEMAND below).
 // - dist/coffeebuddy.cjs (package.json "main"): the functions alone for
 //   `npx functions-framework --target=<name>`; the framework stays external there, since it holds
 //   the registry of functions the command-line entry reads.
@@ -30,18 +30,19 @@ const lazyPushgateway = {
  * Packages the image's entry loads only on demand, each bundled into a file of its own beside it:
  * reading and compiling them would cost every cold start, and the `coffeebuddy` entry never uses
  * them (functions-framework's Express app serves only routes that want a parsed body; pg only
- * functions that use the database).
+ * functions that use the database; cloudevents only a process with K_SINK).
  */
 const ON_DEMAND = {
   '@google-cloud/functions-framework': './framework.cjs',
   '@google-cloud/functions-framework/testing': './framework.cjs',
   pg: './pg.cjs',
+  cloudevents: './cloudevents.cjs',
 };
 const onDemandChunks = {
   name: 'on-demand-chunks',
   setup(build) {
     build.onResolve(
-      { filter: /^(@google-cloud\/functions-framework(\/testing)?|pg)$/ },
+      { filter: /^(@google-cloud\/functions-framework(\/testing)?|pg|cloudevents)$/ },
       (args) => ({
         path: ON_DEMAND[args.path],
         external: true,
@@ -56,6 +57,7 @@ const CHUNKS = {
     getTestServer: require('@google-cloud/functions-framework/testing').getTestServer,
   };`,
   'pg.cjs': `module.exports = require('pg');`,
+  'cloudevents.cjs': `module.exports = require('cloudevents');`,
 };
 
 const common = {

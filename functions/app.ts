@@ -14,12 +14,14 @@ import {
   type VaultClient,
   type VaultClientFactory,
 } from '../lib/clients/vault';
+import { parseCeOverrides } from '../lib/config/formats';
 import {
   getSettings,
   SettingsError,
   type FunctionTarget,
   type Settings,
 } from '../lib/config/settings';
+import { CloudEventPublisher, type Publisher } from '../lib/eventing/publisher';
 import { COMPONENT_OK, HEALTH_PATH_PREFIX } from '../lib/health';
 import { recordRequest, type RequestObserver } from '../lib/http/pipeline';
 import { Router, UNMATCHED_ROUTE, type Route } from '../lib/http/router';
@@ -91,6 +93,22 @@ function signingSecret(settings: Settings, vault: VaultClient): SigningSecret | 
   const key = settings.SLACK_SIGNING_SECRET_VAULT_KEY;
   const load = vaultSecretValue(vault, { mount: settings.VAULT_KV_MOUNT, path, key });
   return new SigningSecret({ load, ...reuse });
+}
+
+/** With K_SINK, the publisher of verified Slack requests; without, none (handled in process). */
+function slackPublisher(
+  settings: Settings,
+  logger: Logger,
+  metrics: RuntimeMetrics,
+): Publisher | undefined {
+  if (settings.K_SINK === '') return undefined;
+  return new CloudEventPublisher({
+    sink: settings.K_SINK,
+    extensions: parseCeOverrides(settings.K_CE_OVERRIDES),
+    timeoutMs: settings.SLACK_PUBLISH_TIMEOUT_MS,
+    logger,
+    observe: metrics.observePublish,
+  });
 }
 
 /** Logs each change of a dependency's state (the first result too), once. */
@@ -183,8 +201,8 @@ export interface App {
   /** The PostgreSQL client when the app uses the database. */
   readonly postgres: PostgresClient | undefined;
   /**
-   * Releases the clients' sockets and ends the database pool; the drain calls it once requests
-   * and work are done.
+   * Releases the clients' and the publisher's sockets and ends the database pool; the drain calls
+   * it once requests (a publish is inside its request) and work are done.
    */
   close(): Promise<void>;
 }
@@ -231,6 +249,7 @@ export function createApp(options: CreateAppOptions = {}): App {
     },
   });
   runtimeMetrics.collectReadinessFrom(() => checker.check());
+  const publisher = takesEvents ? undefined : slackPublisher(settings, logger, runtimeMetrics);
 
   const handlers = options.slackHandlers ?? new SlackHandlers();
   const probes: ProbeDependencies = {
@@ -282,6 +301,7 @@ export function createApp(options: CreateAppOptions = {}): App {
           nowSeconds: options.nowSeconds ?? (() => Math.floor(Date.now() / 1000)),
         }),
         handlers,
+        publisher,
         seenEvents: options.seenEvents ?? new RecentIds(RECENT_EVENTS_MAX, RECENT_EVENTS_TTL_MS),
         maxPendingWork: settings.SLACK_MAX_PENDING_WORK,
         commandTimeoutMs: COMMAND_TIMEOUT_MS,
@@ -321,6 +341,7 @@ export function createApp(options: CreateAppOptions = {}): App {
       // Claims first, while the pool is still open; then sockets and the pool.
       await closeWork();
       for (const client of Object.values(clients)) client.close?.();
+      publisher?.close();
       await postgres?.close();
     },
   };

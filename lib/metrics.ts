@@ -24,6 +24,10 @@ const MISNAMED_DEFAULT_GAUGES = [
 export const PROCESS_FAULTS = ['unhandled_rejection', 'uncaught_exception'] as const;
 export type ProcessFault = (typeof PROCESS_FAULTS)[number];
 
+/** How a publish to K_SINK ended: the sink answered 2xx, or not (any status, refusal, timeout). */
+export const PUBLISH_OUTCOMES = ['ok', 'failed'] as const;
+export type PublishOutcome = (typeof PUBLISH_OUTCOMES)[number];
+
 export interface MetricsOptions {
   version: string;
 }
@@ -32,6 +36,8 @@ export interface RuntimeMetrics {
   observeRequest: (method: string, route: string, status: number, seconds: number) => void;
   observeCheck: (component: string, health: ComponentHealth) => void;
   observeSlack: (kind: SlackKind, outcome: SlackOutcome) => void;
+  /** One publish of a Slack request to K_SINK: from the POST to the sink's answer. */
+  observePublish: (outcome: PublishOutcome, seconds: number) => void;
   observeFault: (kind: ProcessFault) => void;
   /**
    * Starts each route's successful answers at 0, so that rates and ratios over them have a value
@@ -101,6 +107,14 @@ export function createMetrics(registry: Registry, options: MetricsOptions): Runt
   for (const kind of SLACK_KINDS) {
     for (const outcome of SLACK_OUTCOMES) slackRequests.inc({ kind, outcome }, 0);
   }
+  const publishDuration = new Histogram({
+    name: `${METRIC_PREFIX}slack_publish_duration_seconds`,
+    help: 'Time from the POST of a Slack request to K_SINK to its answer, by outcome (ok, failed).',
+    labelNames: ['outcome'] as const,
+    buckets: LATENCY_BUCKETS_SECONDS,
+    registers,
+  });
+  for (const outcome of PUBLISH_OUTCOMES) publishDuration.zero({ outcome });
   const faults = new Counter({
     name: `${METRIC_PREFIX}process_faults_total`,
     help: 'Failures outside any request (unhandled rejections, uncaught exceptions); each drains the process.',
@@ -126,6 +140,9 @@ export function createMetrics(registry: Registry, options: MetricsOptions): Runt
     },
     observeSlack: (kind, outcome) => {
       slackRequests.inc({ kind, outcome });
+    },
+    observePublish: (outcome, seconds) => {
+      publishDuration.observe({ outcome }, seconds);
     },
     initRequests: (routes) => {
       for (const route of routes) {

@@ -1,4 +1,5 @@
 import type { ServerResponse as Response } from 'node:http';
+import type { EventToPublish, Publisher } from '../../lib/eventing/publisher';
 import type { RouteRequest as Request } from '../../lib/http/router';
 import { sendJson, sendText } from '../../lib/http/respond';
 import type { Lifecycle } from '../../lib/lifecycle';
@@ -12,6 +13,11 @@ import type { SlackVerifier } from '../../lib/slack/verify';
 export interface SlackDependencies {
   verifier: SlackVerifier;
   handlers: SlackHandlers;
+  /**
+   * With K_SINK: where verified events and interactions go, handled by the worker rather than in
+   * this process. Undefined: handled here, after the ack.
+   */
+  publisher: Publisher | undefined;
   /** Event ids already handled: a delivery seen before is acknowledged, not dispatched again. */
   seenEvents: SeenIds;
   /** Most handlers running after their ack at once; beyond it a request is answered 503. */
@@ -60,6 +66,25 @@ export function refuseInvalid(
 export const ack = (res: Response): void => {
   sendText(res, 200, 'text/plain; charset=utf-8', '');
 };
+
+/**
+ * Publishes a verified request. True once the sink took it (answer nothing yet: the caller acks);
+ * otherwise Slack gets 503, counted `publish_failed` (the publisher has logged why), and Slack's
+ * retry of an event is published again.
+ */
+export async function publishOrRefuse(
+  deps: SlackDependencies,
+  kind: SlackKind,
+  res: Response,
+  publisher: Publisher,
+  event: EventToPublish,
+): Promise<boolean> {
+  const result = await publisher.publish(event);
+  if (result.ok) return true;
+  deps.count(kind, 'publish_failed');
+  sendJson(res, 503, { error: 'temporarily unavailable' });
+  return false;
+}
 
 /**
  * Refuses a request whose handlers would run after the ack when as many as maxPendingWork are

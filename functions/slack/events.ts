@@ -1,11 +1,16 @@
+import type { ServerResponse as Response } from 'node:http';
+import type { Publisher } from '../../lib/eventing/publisher';
 import { sendJson } from '../../lib/http/respond';
+import { eventCloudEvent } from '../../lib/slack/cloud-events';
 import {
   ack,
   dispatchLater,
+  publishOrRefuse,
   refuseInvalid,
   refuseWhenBusy,
   text,
   type Fields,
+  type SlackDependencies,
   type SlackKindHandler,
 } from './context';
 
@@ -15,7 +20,39 @@ import {
  */
 const EVENT_ID = /^[A-Za-z0-9]{1,64}$/;
 
-/** POST /slack/events: answers url_verification, acknowledges events, then dispatches them. */
+/**
+ * With K_SINK: the verified envelope is published, and Slack acknowledged once the sink has it.
+ * The event id is remembered only then, so Slack's retry of a failed publish is published again.
+ */
+async function publishEvent(
+  envelope: Fields,
+  eventId: string,
+  type: string,
+  res: Response,
+  deps: SlackDependencies,
+  publisher: Publisher,
+): Promise<void> {
+  const cloudEvent = eventCloudEvent(envelope, eventId, type);
+  if (cloudEvent === undefined) {
+    refuseInvalid(deps, 'events', res);
+    return;
+  }
+  // Published by this pod before: acknowledged, not published again (the worker takes each id once).
+  if (await deps.seenEvents.has(eventId)) {
+    deps.count('events', 'retry_duplicate');
+    ack(res);
+    return;
+  }
+  if (!(await publishOrRefuse(deps, 'events', res, publisher, cloudEvent))) return;
+  await deps.seenEvents.record(eventId);
+  deps.count('events', 'ok');
+  ack(res);
+}
+
+/**
+ * POST /slack/events: answers url_verification; acknowledges events, then dispatches them, or
+ * with K_SINK publishes them before the acknowledgement.
+ */
 export const event: SlackKindHandler = async (envelope, res, deps) => {
   if (envelope.type === 'url_verification' && typeof envelope.challenge === 'string') {
     deps.count('events', 'url_verification');
@@ -32,10 +69,16 @@ export const event: SlackKindHandler = async (envelope, res, deps) => {
     refuseInvalid(deps, 'events', res);
     return;
   }
+  if (deps.publisher !== undefined) {
+    await publishEvent(envelope, eventId, inner.type, res, deps, deps.publisher);
+    return;
+  }
   const handlers = deps.handlers.handlersForEvent(inner.type);
   if (refuseWhenBusy(deps, 'events', res, handlers)) return;
   // A delivery seen before, retried by Slack or not, is acknowledged and not handled again.
-  if (await deps.seenEvents.checkAndRecord(eventId)) {
+  // Asked and recorded in one step, so that a retry racing the first delivery is still a duplicate.
+  const [seen] = await Promise.all([deps.seenEvents.has(eventId), deps.seenEvents.record(eventId)]);
+  if (seen) {
     deps.count('events', 'retry_duplicate');
     ack(res);
     return;

@@ -1,7 +1,9 @@
 import { parseJson } from '../../lib/http/parse';
+import { interactionCloudEvent } from '../../lib/slack/cloud-events';
 import {
   ack,
   dispatchLater,
+  publishOrRefuse,
   refuseInvalid,
   refuseWhenBusy,
   text,
@@ -20,11 +22,25 @@ function payloadOf(form: Fields): (Fields & { type: string }) | undefined {
   return undefined;
 }
 
-/** POST /slack/interactions: acknowledges the interaction, then dispatches it. */
-export const interaction: SlackKindHandler = (form, res, deps) => {
+/**
+ * POST /slack/interactions: acknowledges the interaction, then dispatches it, or with K_SINK
+ * publishes it before the acknowledgement.
+ */
+export const interaction: SlackKindHandler = async (form, res, deps) => {
   const payload = payloadOf(form);
   if (payload === undefined) {
     refuseInvalid(deps, 'interactions', res);
+    return;
+  }
+  const { publisher } = deps;
+  if (publisher !== undefined) {
+    const cloudEvent = interactionCloudEvent(text(form.payload), payload);
+    if (cloudEvent === undefined) {
+      refuseInvalid(deps, 'interactions', res);
+    } else if (await publishOrRefuse(deps, 'interactions', res, publisher, cloudEvent)) {
+      deps.count('interactions', 'ok');
+      ack(res);
+    }
     return;
   }
   const { type } = payload;

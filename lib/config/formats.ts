@@ -140,3 +140,68 @@ export const pgName: convict.Format = {
     }
   },
 };
+
+/** CloudEvents' own attribute names: an extension may not take one. */
+const CLOUDEVENT_ATTRIBUTES = new Set([
+  'id',
+  'source',
+  'type',
+  'specversion',
+  'datacontenttype',
+  'dataschema',
+  'subject',
+  'time',
+  'data',
+  'data_base64',
+]);
+const EXTENSION_NAME = /^[a-z0-9]{1,20}$/;
+/** Printable ASCII: each value is sent as a `ce-<name>` header. */
+const EXTENSION_VALUE = /^[\x20-\x7e]{0,1024}$/;
+
+/**
+ * The extensions of Knative's K_CE_OVERRIDES (`{"extensions":{"name":"value"}}`), checked
+ * strictly; empty text means none. Errors name what is wrong, never a value.
+ */
+export function parseCeOverrides(text: string): Readonly<Record<string, string>> {
+  if (text.trim() === '') return {};
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw new Error('must be JSON like {"extensions":{"name":"value"}}');
+  }
+  const isObject = (value: unknown): value is Record<string, unknown> =>
+    value !== null && typeof value === 'object' && !Array.isArray(value);
+  if (!isObject(parsed) || Object.keys(parsed).some((key) => key !== 'extensions')) {
+    throw new Error(
+      'must be an object with "extensions" only, like {"extensions":{"name":"value"}}',
+    );
+  }
+  const { extensions = {} } = parsed;
+  if (!isObject(extensions)) throw new Error('"extensions" must be an object of names to text');
+  const result: Record<string, string> = {};
+  for (const [name, value] of Object.entries(extensions)) {
+    const shown = JSON.stringify(name.slice(0, 32));
+    if (!EXTENSION_NAME.test(name)) {
+      throw new Error(`extension name ${shown} must be 1–20 lower-case letters or digits`);
+    }
+    if (CLOUDEVENT_ATTRIBUTES.has(name)) {
+      throw new Error(`extension name ${shown} is a CloudEvents attribute, not an extension`);
+    }
+    if (typeof value !== 'string' || !EXTENSION_VALUE.test(value)) {
+      throw new Error(
+        `extension ${shown} must have a value of printable ASCII text, at most 1024 characters`,
+      );
+    }
+    result[name] = value;
+  }
+  return Object.freeze(result);
+}
+
+export const ceOverrides: convict.Format = {
+  name: 'ce-overrides',
+  validate: (value: unknown) => {
+    if (typeof value !== 'string') throw new Error('must be JSON text');
+    parseCeOverrides(value);
+  },
+};

@@ -4,6 +4,7 @@ import { LOG_LEVELS, type LogLevel } from '../logger';
 import {
   absoluteFile,
   anyText,
+  ceOverrides,
   headerName,
   httpUrl,
   listenHost,
@@ -62,6 +63,8 @@ const pendingWork = strictInteger(1, 10_000);
 const poolSize = strictInteger(1, 100);
 const leaseMs = strictInteger(1000, 600_000);
 const retentionMs = strictInteger(3_600_000, 90 * 86_400_000);
+/** The sink's answer must come, with the ack's own way back, inside Slack's 3 seconds. */
+const publishTimeoutMs = strictInteger(1, 2500);
 const FORMATS = [
   port,
   timeoutMs,
@@ -76,6 +79,7 @@ const FORMATS = [
   poolSize,
   leaseMs,
   retentionMs,
+  publishTimeoutMs,
   listenHost,
   pgHost,
   pgName,
@@ -86,6 +90,7 @@ const FORMATS = [
   absoluteFile,
   vaultName,
   anyText,
+  ceOverrides,
 ];
 
 const schema = {
@@ -261,6 +266,26 @@ const schema = {
     format: bodyBytes.name,
     default: 65_536,
     env: 'SLACK_MAX_BODY_BYTES',
+  },
+  K_SINK: {
+    doc: 'Where verified Slack events and interactions are published as CloudEvents (SinkBinding)',
+    format: httpUrl.name,
+    default: '',
+    env: 'K_SINK',
+  },
+  K_CE_OVERRIDES: {
+    doc: 'JSON {"extensions":{"name":"value"}}: extensions added to every published CloudEvent',
+    format: ceOverrides.name,
+    default: '',
+    env: 'K_CE_OVERRIDES',
+    // Never echoed in an error: its values are whatever the SinkBinding was given.
+    sensitive: true,
+  },
+  SLACK_PUBLISH_TIMEOUT_MS: {
+    doc: 'Longest a publish to K_SINK may take, connection and answer, before Slack gets a 503',
+    format: publishTimeoutMs.name,
+    default: 1500,
+    env: 'SLACK_PUBLISH_TIMEOUT_MS',
   },
   PGHOST: {
     doc: 'PostgreSQL host name, IP address or socket directory',

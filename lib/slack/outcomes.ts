@@ -17,6 +17,7 @@ export const SLACK_OUTCOMES = [
   'secret_unavailable',
   'handler_error',
   'overloaded',
+  'publish_failed',
 ] as const;
 export type SlackOutcome = (typeof SLACK_OUTCOMES)[number];
 

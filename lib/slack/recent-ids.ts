@@ -1,10 +1,13 @@
 /**
  * Where Slack event ids already handled are remembered, to recognise a delivery seen before. In
  * memory (RecentIds) each pod knows only its own; with several pods, plug in a shared store.
+ * Asking and recording are apart, so that an id is recorded only once its delivery succeeded.
  */
 export interface SeenIds {
-  /** Whether `id` was seen before (within the store's memory); records it either way. */
-  checkAndRecord(id: string): boolean | Promise<boolean>;
+  /** Whether `id` was recorded before (within the store's memory). */
+  has(id: string): boolean | Promise<boolean>;
+  /** Remembers `id` as handled. */
+  record(id: string): void | Promise<void>;
 }
 
 /** A bounded set of recently seen ids: at most maxEntries, each forgotten after ttlMs. */
@@ -17,11 +20,13 @@ export class RecentIds implements SeenIds {
     private readonly now: () => number = () => performance.now(),
   ) {}
 
-  /** Whether `id` was seen within the TTL; records it either way. */
-  checkAndRecord(id: string): boolean {
-    const now = this.now();
+  has(id: string): boolean {
     const at = this.seenAt.get(id);
-    const seen = at !== undefined && now - at < this.ttlMs;
+    return at !== undefined && this.now() - at < this.ttlMs;
+  }
+
+  record(id: string): void {
+    const now = this.now();
     // Re-inserting moves the id to the end: the map's order is oldest first.
     this.seenAt.delete(id);
     this.seenAt.set(id, now);
@@ -29,7 +34,6 @@ export class RecentIds implements SeenIds {
       if (this.seenAt.size <= this.maxEntries && now - when < this.ttlMs) break;
       this.seenAt.delete(oldest);
     }
-    return seen;
   }
 
   get size(): number {

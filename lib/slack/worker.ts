@@ -1,14 +1,11 @@
 import { errorName, reasonOf } from '../errors';
 import type { Lifecycle } from '../lifecycle';
 import type { Logger } from '../logger';
+import { SLACK_EVENT_TYPE_PREFIX, SLACK_INTERACTION_TYPE_PREFIX } from './cloud-events';
 import type { SlackHandlers } from './handlers';
 import type { WorkKind, WorkOutcome } from './outcomes';
 import type { WorkMetrics } from './work-metrics';
 import type { WorkKey, WorkStore } from './work-store';
-
-/** The CloudEvent types the Slack ingress publishes: a prefix and Slack's own type. */
-export const EVENT_TYPE_PREFIX = 'com.slack.event.';
-export const INTERACTION_TYPE_PREFIX = 'com.slack.interaction.';
 
 /** Bounds on attributes, so that a row and a log line stay small whatever a producer sends. */
 const MAX_ID_LENGTH = 128;
@@ -60,8 +57,8 @@ export function workEventOf(candidate: unknown): Checked {
 
 /** The `kind` label of an event's type. */
 export function kindOf(type: string): WorkKind {
-  if (type.startsWith(EVENT_TYPE_PREFIX)) return 'events';
-  if (type.startsWith(INTERACTION_TYPE_PREFIX)) return 'interactions';
+  if (type.startsWith(SLACK_EVENT_TYPE_PREFIX)) return 'events';
+  if (type.startsWith(SLACK_INTERACTION_TYPE_PREFIX)) return 'interactions';
   return 'unknown';
 }
 
@@ -96,7 +93,7 @@ function planOf(
     return 'data is not an object';
   const fields = data as Record<string, unknown>;
   if (kind === 'events') {
-    const slackType = event.type.slice(EVENT_TYPE_PREFIX.length);
+    const slackType = event.type.slice(SLACK_EVENT_TYPE_PREFIX.length);
     const inner: unknown = fields.event;
     if (
       inner === null ||
@@ -112,7 +109,7 @@ function planOf(
     };
   }
   if (kind === 'interactions') {
-    const slackType = event.type.slice(INTERACTION_TYPE_PREFIX.length);
+    const slackType = event.type.slice(SLACK_INTERACTION_TYPE_PREFIX.length);
     if (fields.type !== slackType) return 'data is not an interaction of this type';
     return { kind, run: handlers.handlersForInteraction(slackType), input: fields };
   }

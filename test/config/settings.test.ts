@@ -53,6 +53,9 @@ describe('loadSettings', () => {
       SLACK_MAX_PENDING_WORK: 100,
       VAULT_K8S_TOKEN_TTL_MS: 300_000,
       SLACK_MAX_BODY_BYTES: 65_536,
+      K_SINK: '',
+      K_CE_OVERRIDES: '',
+      SLACK_PUBLISH_TIMEOUT_MS: 1500,
       PGHOST: 'localhost',
       PGPORT: 5432,
       PGDATABASE: 'coffeebuddy',
@@ -107,6 +110,10 @@ describe('loadSettings', () => {
       SLACK_MAX_PENDING_WORK: '5',
       VAULT_K8S_TOKEN_TTL_MS: '90000',
       SLACK_MAX_BODY_BYTES: '32768',
+      K_SINK:
+        'http://kafka-broker-ingress.knative-eventing.svc.cluster.local/coffeebuddy/coffeebuddy',
+      K_CE_OVERRIDES: '{"extensions":{"team":"coffee"}}',
+      SLACK_PUBLISH_TIMEOUT_MS: '800',
       PGHOST: 'pg-rw.db.svc',
       PGPORT: '6432',
       PGDATABASE: 'coffeebuddy_prod',
@@ -143,6 +150,7 @@ describe('loadSettings', () => {
       SLACK_MAX_PENDING_WORK: 5,
       VAULT_K8S_TOKEN_TTL_MS: 90_000,
       SLACK_MAX_BODY_BYTES: 32_768,
+      SLACK_PUBLISH_TIMEOUT_MS: 800,
       PGPORT: 6432,
       PG_PASSWORD_TTL_MS: 60_000,
       PG_PASSWORD_STALE_MS: 0,
@@ -249,6 +257,20 @@ describe('loadSettings', () => {
     ['SLACK_SECRET_TTL_MS', '10', 'must be between 1000 and 86400000'],
     ['SLACK_MAX_BODY_BYTES', '64kb', 'must be a whole number of plain digits'],
     ['SLACK_MAX_PENDING_WORK', '0', 'must be between 1 and 10000'],
+    ['K_SINK', 'broker:8080/ns/b', 'must be an absolute http:// or https:// URL'],
+    ['SLACK_PUBLISH_TIMEOUT_MS', '3000', 'must be between 1 and 2500'],
+    ['SLACK_PUBLISH_TIMEOUT_MS', '0', 'must be between 1 and 2500'],
+    ['K_CE_OVERRIDES', '{extensions:{}}', 'must be JSON like {"extensions":{"name":"value"}}'],
+    ['K_CE_OVERRIDES', '{"extensions":{}, "x":1}', 'must be an object with "extensions" only'],
+    ['K_CE_OVERRIDES', '["extensions"]', 'must be an object with "extensions" only'],
+    ['K_CE_OVERRIDES', '{"extensions":"a=b"}', '"extensions" must be an object'],
+    ['K_CE_OVERRIDES', '{"extensions":{"Team":"a"}}', 'name "Team" must be 1–20 lower-case'],
+    ['K_CE_OVERRIDES', '{"extensions":{"a_b":"a"}}', 'name "a_b" must be 1–20 lower-case'],
+    ['K_CE_OVERRIDES', `{"extensions":{"${'a'.repeat(21)}":"a"}}`, 'must be 1–20 lower-case'],
+    ['K_CE_OVERRIDES', '{"extensions":{"type":"a"}}', '"type" is a CloudEvents attribute'],
+    ['K_CE_OVERRIDES', '{"extensions":{"source":"a"}}', '"source" is a CloudEvents attribute'],
+    ['K_CE_OVERRIDES', '{"extensions":{"n":1}}', 'extension "n" must have a value of printable'],
+    ['K_CE_OVERRIDES', '{"extensions":{"n":"a\\nb"}}', 'extension "n" must have a value of'],
   ])('rejects %s=%s', (name, value, reason) => {
     const problems = problemsOf({ [name]: value });
     expect(problems).toHaveLength(1);
@@ -293,6 +315,14 @@ describe('loadSettings', () => {
     expect(problems.map((p) => p.split(':')[0]).sort()).toEqual(
       ['LOG_LEVEL', 'ORY_URL', 'PORT', 'READINESS_CACHE_TTL_MS', 'VAULT_ADDR'].sort(),
     );
+  });
+
+  it('never echoes K_CE_OVERRIDES, whose values may be anything', () => {
+    const problems = problemsOf({ K_CE_OVERRIDES: '{"extensions":{"token":7,"k":"PW-canary"}}' });
+    expect(problems).toEqual([
+      'K_CE_OVERRIDES: extension "token" must have a value of printable ASCII text, at most 1024 characters',
+    ]);
+    expect(problemsOf({ K_CE_OVERRIDES: '{"PW-canary' }).join('\n')).not.toContain('PW-canary');
   });
 
   it('never repeats credentials found in a URL', () => {

@@ -33,6 +33,7 @@ describe('production install', () => {
     }
     expect(fs.readdirSync(dir, { recursive: true }).map(String).sort()).toEqual([
       'dist',
+      'dist/cloudevents.cjs',
       'dist/framework.cjs',
       'dist/main.cjs',
       'dist/migrate.cjs',
@@ -46,11 +47,12 @@ describe('production install', () => {
       [
         '-e',
         "const f = require('./dist/framework.cjs'); const pg = require('./dist/pg.cjs');" +
-          'console.log(typeof f.http, typeof f.getTestServer, typeof pg.Pool)',
+          "const ce = require('./dist/cloudevents.cjs');" +
+          'console.log(typeof f.http, typeof f.getTestServer, typeof pg.Pool, typeof ce.HTTP.binary)',
       ],
       { cwd: dir, encoding: 'utf8', timeout: 30_000 },
     );
-    expect(chunks.stdout.trim()).toBe('function function function');
+    expect(chunks.stdout.trim()).toBe('function function function function');
     // The migration entry finds its SQL files beside dist/: it gets as far as connecting.
     const migrate = spawnSync(process.execPath, ['dist/migrate.cjs'], {
       cwd: dir,

@@ -1,0 +1,69 @@
+import crypto from 'node:crypto';
+import type { EventToPublish } from '../eventing/publisher';
+
+/** CloudEvent types: the prefix and Slack's own type (`com.slack.event.app_mention`). */
+export const SLACK_EVENT_TYPE_PREFIX = 'com.slack.event.';
+export const SLACK_INTERACTION_TYPE_PREFIX = 'com.slack.interaction.';
+/** The source of a request whose workspace cannot be told. */
+export const UNKNOWN_SOURCE = 'unknown';
+
+/** Slack's team and enterprise ids (`T0001`, `E0001`): anything else names no workspace. */
+const WORKSPACE_ID = /^[A-Z0-9]{1,32}$/;
+/**
+ * Slack's type names (`app_mention`, `block_actions`): a type is sent as a `ce-type` header and
+ * matched by Trigger filters, so anything else is not published.
+ */
+const SLACK_TYPE = /^[A-Za-z0-9_.-]{1,64}$/;
+
+type Fields = Record<string, unknown>;
+
+const field = (value: unknown, name: string): unknown =>
+  value !== null && typeof value === 'object' ? (value as Fields)[name] : undefined;
+
+/** `https://slack.com/teams/<id>` for the first candidate that is a workspace id, else `unknown`. */
+export function slackSource(...candidates: unknown[]): string {
+  const id = candidates.find(
+    (candidate): candidate is string =>
+      typeof candidate === 'string' && WORKSPACE_ID.test(candidate),
+  );
+  return id === undefined ? UNKNOWN_SOURCE : `https://slack.com/teams/${id}`;
+}
+
+/**
+ * A verified Events API `event_callback` as a CloudEvent: Slack's event_id as its id, the whole
+ * envelope as its data. Undefined when the event's type cannot be a CloudEvent type.
+ */
+export function eventCloudEvent(
+  envelope: Fields,
+  eventId: string,
+  eventType: string,
+): EventToPublish | undefined {
+  if (!SLACK_TYPE.test(eventType)) return undefined;
+  return {
+    id: eventId,
+    type: `${SLACK_EVENT_TYPE_PREFIX}${eventType}`,
+    source: slackSource(envelope.team_id, envelope.enterprise_id),
+    data: envelope,
+  };
+}
+
+/**
+ * A verified interaction as a CloudEvent: its id is the hash of the `payload` text as Slack sent
+ * it, so the same delivery always gets the same id; the parsed payload is its data.
+ */
+export function interactionCloudEvent(
+  payloadText: string,
+  payload: Fields & { type: string },
+): EventToPublish | undefined {
+  if (!SLACK_TYPE.test(payload.type)) return undefined;
+  return {
+    id: `sha256:${crypto.createHash('sha256').update(payloadText).digest('hex')}`,
+    type: `${SLACK_INTERACTION_TYPE_PREFIX}${payload.type}`,
+    source: slackSource(
+      field(payload.team, 'id'),
+      field(payload.user, 'team_id'),
+      field(payload.enterprise, 'id'),
+    ),
+    data: payload,
+  };
+}

@@ -1,0 +1,41 @@
+import { eventCloudEvent, interactionCloudEvent, slackSource } from '../../lib/slack/cloud-events';
+
+describe('slackSource', () => {
+  it('names the first candidate that is a workspace id, else unknown', () => {
+    expect(slackSource('T0001', 'E0001')).toBe('https://slack.com/teams/T0001');
+    expect(slackSource(undefined, 'E0001')).toBe('https://slack.com/teams/E0001');
+    expect(slackSource('t0001/../x', 42)).toBe('unknown');
+    expect(slackSource('T'.repeat(33))).toBe('unknown');
+    expect(slackSource()).toBe('unknown');
+  });
+});
+
+describe('eventCloudEvent', () => {
+  it('takes the event id and type, the team as source and the envelope as data', () => {
+    const envelope = { type: 'event_callback', team_id: 'T1', event_id: 'Ev1' };
+    expect(eventCloudEvent(envelope, 'Ev1', 'app_mention')).toEqual({
+      id: 'Ev1',
+      type: 'com.slack.event.app_mention',
+      source: 'https://slack.com/teams/T1',
+      data: envelope,
+    });
+  });
+
+  it('publishes no type that cannot be a header or a Trigger filter', () => {
+    expect(eventCloudEvent({}, 'Ev1', 'app mention')).toBeUndefined();
+    expect(eventCloudEvent({}, 'Ev1', '')).toBeUndefined();
+  });
+});
+
+describe('interactionCloudEvent', () => {
+  it('hashes the payload text as sent, and finds the team in the enterprise at last', () => {
+    const payload = { type: 'view_submission', enterprise: { id: 'E9' } };
+    expect(interactionCloudEvent('{"type":"view_submission"}', payload)).toEqual({
+      // sha256 of the text, as `printf '%s' '{"type":"view_submission"}' | sha256sum` gives.
+      id: 'sha256:14e2ccc198e1d04d6f9f0fa05fdbbd4824fba3f70c3cc42cadc43a079c6b9a69',
+      type: 'com.slack.interaction.view_submission',
+      source: 'https://slack.com/teams/E9',
+      data: payload,
+    });
+  });
+});
