@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { CloudEvent, HTTP } from 'cloudevents';
+import { signSlackRequest } from '../../lib/slack/signature';
 import { startDeliverer, type Deliverer, type DeliverySpec } from '../../testing/deliverer';
 import { metricValue } from '../../testing/metrics-text';
 import {
@@ -18,6 +19,7 @@ import {
   startWorkerProcess,
   type RunningProcess,
 } from '../../testing/process';
+import { SYSTEM_TOLERANCE_MS } from './tolerance';
 
 /**
  * Slack work across processes: workers (the production process with the tests' handler,
@@ -53,6 +55,9 @@ afterEach(async () => {
 }, 30_000);
 
 const SOURCE = 'https://slack.com/teams/T0001';
+const SECRET = 'eventing-system-secret';
+/** Slack waits this long for its acknowledgement. */
+const SLACK_DEADLINE_MS = 3000;
 /** What the worker Trigger would say, with short waits: Knative's exponential backoff. */
 const DELIVERY: Partial<DeliverySpec> = {
   retry: 10,
@@ -291,4 +296,127 @@ describe('Slack work through Knative Eventing, across processes', () => {
     },
     40_000,
   );
+
+  /** The ingress, as built, publishing to the stand-in Broker. */
+  async function ingress(): Promise<RunningProcess> {
+    requireBuild();
+    const started = await startProcess({
+      args: [ENTRY],
+      env: {
+        NODE_ENV: 'test',
+        LISTEN_HOST: '127.0.0.1',
+        SLACK_SIGNING_SECRET: SECRET,
+        K_SINK: deliverer!.url,
+        K_CE_OVERRIDES: '{"extensions":{"cluster":"test"}}',
+      },
+    });
+    processes.push(started);
+    return started;
+  }
+
+  /** Slack delivering an event (retry 0) or retrying it, signed; the status and how long it took. */
+  async function slackDelivers(
+    to: RunningProcess,
+    id: string,
+    retry = 0,
+  ): Promise<{ status: number; ms: number }> {
+    const body = JSON.stringify({
+      type: 'event_callback',
+      team_id: 'T0001',
+      event_id: id,
+      event: { type: 'app_mention', text: id },
+    });
+    const timestamp = String(Math.floor(Date.now() / 1000));
+    const started = performance.now();
+    const res = await fetch(`${to.url}/slack/events`, {
+      method: 'POST',
+      headers: {
+        'Content-Type': 'application/json',
+        'X-Slack-Request-Timestamp': timestamp,
+        'X-Slack-Signature': signSlackRequest(SECRET, timestamp, body),
+        ...(retry > 0
+          ? { 'X-Slack-Retry-Num': String(retry), 'X-Slack-Retry-Reason': 'http_error' }
+          : {}),
+      },
+      body,
+      signal: AbortSignal.timeout(10_000),
+    });
+    await res.arrayBuffer();
+    return { status: res.status, ms: performance.now() - started };
+  }
+
+  itWithPostgres(
+    'Slack’s retries through two ingress processes: published by each, done once',
+    async () => {
+      deliverer = await startDeliverer();
+      const a = await worker();
+      deliverer.addTrigger({
+        url: `${a.url}/`,
+        filter: (event) => event.type.startsWith('com.slack.'),
+        delivery: DELIVERY,
+      });
+      const [first, second] = await Promise.all([ingress(), ingress()]);
+      expect((await slackDelivers(first, 'Retried1')).status).toBe(200);
+      expect((await slackDelivers(second, 'Retried1', 1)).status).toBe(200);
+      expect((await slackDelivers(second, 'Retried1', 2)).status).toBe(200);
+      await deliverer.waitForSettled(20_000);
+
+      // Each ingress published it once (the second knew its own retry), the worker ran it once.
+      const published = deliverer.events.map((e) => e.event);
+      expect(published.map((e) => e.id)).toEqual(['Retried1', 'Retried1']);
+      expect(published[0]).toMatchObject({
+        source: SOURCE,
+        type: 'com.slack.event.app_mention',
+        cluster: 'test',
+      });
+      expect(runs('end')).toEqual([{ text: 'Retried1', pid: expect.any(Number) }]);
+      const metrics = await scrape(a);
+      expect(
+        metricValue(metrics, 'coffeebuddy_slack_work_total', { kind: 'events', outcome: 'done' }),
+      ).toBe(1);
+      expect(
+        metricValue(metrics, 'coffeebuddy_slack_work_total', {
+          kind: 'events',
+          outcome: 'duplicate',
+        }),
+      ).toBe(1);
+      expect(
+        metricValue(await scrape(second), 'coffeebuddy_slack_requests_total', {
+          kind: 'events',
+          outcome: 'retry_duplicate',
+        }),
+      ).toBe(1);
+    },
+    40_000,
+  );
+
+  for (const failure of ['fail503', 'refuse', 'hang'] as const) {
+    itWithPostgres(
+      `the Broker's ingress failing (${failure}): Slack gets 503 within its 3 s, the retry is published and done`,
+      async () => {
+        deliverer = await startDeliverer();
+        const a = await worker();
+        deliverer.addTrigger({ url: `${a.url}/`, delivery: DELIVERY });
+        const slack = await ingress();
+        await deliverer.setIngest(failure);
+        const refused = await slackDelivers(slack, `Sink${failure}`);
+        expect(refused.status).toBe(503);
+        expect(refused.ms).toBeLessThan(SLACK_DEADLINE_MS + SYSTEM_TOLERANCE_MS);
+        expect(
+          metricValue(await scrape(slack), 'coffeebuddy_slack_requests_total', {
+            kind: 'events',
+            outcome: 'publish_failed',
+          }),
+        ).toBe(1);
+        expect(deliverer.events).toEqual([]);
+
+        await deliverer.setIngest('accept');
+        expect((await slackDelivers(slack, `Sink${failure}`, 1)).status).toBe(200);
+        await deliverer.waitForSettled(20_000);
+        expect(deliverer.events.map((e) => e.event.id)).toEqual([`Sink${failure}`]);
+        expect(runs('end')).toEqual([{ text: `Sink${failure}`, pid: expect.any(Number) }]);
+      },
+      40_000,
+    );
+  }
 });
