@@ -31,6 +31,7 @@ describe('scraped by a real Prometheus', () => {
   let vault: VaultStandIn;
   let ory: OryStandIn;
   let app: RunningProcess | undefined;
+  let worker: RunningProcess | undefined;
   let prometheus: ChildProcess | undefined;
   let prometheusUrl = '';
   let dir = '';
@@ -67,6 +68,7 @@ describe('scraped by a real Prometheus', () => {
   afterAll(async () => {
     if (prometheus !== undefined) await stopProcess(prometheus);
     await app?.stop();
+    await worker?.stop();
     await Promise.all([vault.close(), ory.close()]);
     fs.rmSync(dir, { recursive: true, force: true });
   });
@@ -85,6 +87,23 @@ describe('scraped by a real Prometheus', () => {
           ORY_URL: ory.url,
         },
       });
+      // A Slack worker from the same image (its metrics are its own), without a database here.
+      vault.tokens.set('hvs.prometheus', Date.now() + 600_000);
+      vault.secrets['coffeebuddy/postgres'] = { password: 'unused' };
+      worker = await startProcess({
+        args,
+        env: {
+          ...envOf(runtime),
+          NODE_COMPILE_CACHE: path.join(dir, 'cache'),
+          VAULT_ADDR: vault.url,
+          VAULT_TOKEN: 'hvs.prometheus',
+          ORY_URL: ory.url,
+          FUNCTION_TARGET: 'slackWorker',
+          PG_PASSWORD_VAULT_PATH: 'coffeebuddy/postgres',
+          PGPORT: String(await freePort()),
+          PG_CONNECT_TIMEOUT_MS: '200',
+        },
+      });
       const promPort = await freePort();
       prometheusUrl = `http://127.0.0.1:${promPort}`;
       fs.writeFileSync(
@@ -99,7 +118,7 @@ describe('scraped by a real Prometheus', () => {
           '  - job_name: coffeebuddy',
           `    metrics_path: ${loadSettings({}).METRICS_PATH}`,
           '    static_configs:',
-          `      - targets: ['127.0.0.1:${app.port}']`,
+          `      - targets: ['127.0.0.1:${app.port}', '127.0.0.1:${worker.port}']`,
           '',
         ].join('\n'),
       );
@@ -123,13 +142,14 @@ describe('scraped by a real Prometheus', () => {
       ).catch((error: unknown) => {
         throw new Error(`${String(error)}\n${log}`);
       });
-      await eventually('up == 1', async () => {
-        const [sample] = await query('up{job="coffeebuddy"}');
-        return sample?.value[1] === '1' ? true : undefined;
+      await eventually('up == 1 for both targets', async () => {
+        const samples = await query('up{job="coffeebuddy"} == 1');
+        return samples.length === 2 ? true : undefined;
       });
 
+      const ingress = `instance="127.0.0.1:${app.port}"`;
       const dependencies = await eventually('coffeebuddy_dependency_up for both', async () => {
-        const samples = await query('coffeebuddy_dependency_up');
+        const samples = await query(`coffeebuddy_dependency_up{${ingress}}`);
         return samples.length === 2 ? samples : undefined;
       });
       expect(Object.fromEntries(dependencies.map((s) => [s.metric.component, s.value[1]]))).toEqual(
@@ -146,7 +166,8 @@ describe('scraped by a real Prometheus', () => {
         (await total()) >= before + 25 ? true : undefined,
       );
 
-      // Every dashboard panel has a value on a live, healthy pod that has served only this.
+      // Every dashboard panel has a value on live pods (the ingress and a worker) that have served
+      // only this.
       const panels = (
         JSON.parse(
           fs.readFileSync(path.join(REPO_ROOT, 'monitoring', 'dashboard.json'), 'utf8'),
@@ -168,7 +189,7 @@ describe('scraped by a real Prometheus', () => {
 
       vault.state = 'sealed';
       await eventually('vault seen down', async () => {
-        const [sample] = await query('coffeebuddy_dependency_up{component="vault"}');
+        const [sample] = await query(`coffeebuddy_dependency_up{component="vault",${ingress}}`);
         return sample?.value[1] === '0' ? true : undefined;
       });
 
