@@ -31,6 +31,7 @@ import {
 } from './harness';
 import { rssKb } from '../testing/proc';
 import { benchArgs } from './args';
+import { benchEventing, eventingLines, type EventingResult } from './eventing';
 
 const { quick, out: outArg } = benchArgs(1);
 const ROUNDS = quick ? 1 : 15;
@@ -207,6 +208,9 @@ async function main(): Promise<void> {
   await Promise.all([vault.close(), ory.close()]);
   image.cleanUp();
 
+  // Slack work through Knative Eventing: the acknowledgement with K_SINK, the worker's events/s.
+  const eventing = await benchEventing(quick);
+
   const coldMs = Object.fromEntries(Object.entries(cold).map(([k, v]) => [k, round(median(v))]));
   const helloLive = load['ff-hello']!['/health/live']!;
   const cbLoad = load.coffeebuddy!;
@@ -248,6 +252,7 @@ async function main(): Promise<void> {
     peak,
     amplification,
     ratios,
+    eventing,
   };
   printTable(result);
   const out = writeResult('', result, outArg);
@@ -265,6 +270,7 @@ function printTable(r: {
   peak: Record<string, PeakRow>;
   amplification: Record<string, number>;
   ratios: Ratios;
+  eventing: EventingResult | undefined;
 }): void {
   const lines = [
     `Node ${r.node} on ${r.machine}; cold starts: median of ${r.rounds} alternating rounds`,
@@ -306,6 +312,7 @@ function printTable(r: {
     `| RSS growth after load, from warm-up (%) | ${r.ratios.rssGrowthAfterWarmupPercent} | |`,
     `| RSS growth over a second 50k requests (%) | ${r.ratios.rssGrowthSecondBatchPercent} (ff hello: ${r.ratios.helloRssGrowthSecondBatchPercent}) | |`,
   );
+  if (r.eventing !== undefined) lines.push(...eventingLines(r.eventing));
   console.log(lines.join('\n'));
 }
 

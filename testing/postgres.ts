@@ -32,11 +32,15 @@ export function postgresBinDir(): string | undefined {
 const IS_ROOT = process.getuid?.() === 0;
 const BIN = postgresBinDir();
 
-/** `it` when PostgreSQL's server is installed; otherwise SKIPPED (a failure under CI=true). */
-export const itWithPostgres = itWhen(
-  BIN !== undefined,
-  'PostgreSQL not found (install it with: npm run setup)',
-);
+/**
+ * `it` when PostgreSQL's server is installed; otherwise SKIPPED (a failure under CI=true). Chosen
+ * when first called, inside a test file, so that the benchmark can use this module without jest.
+ */
+let chosen: jest.It | undefined;
+export const itWithPostgres = ((...args: Parameters<jest.It>) => {
+  chosen ??= itWhen(BIN !== undefined, 'PostgreSQL not found (install it with: npm run setup)');
+  chosen(...args);
+}) as jest.It;
 
 /** The role and database the code under test uses; its password is changed by tests. */
 export const APP_ROLE = 'coffeebuddy';
@@ -74,9 +78,12 @@ export interface PostgresCluster {
 
 /**
  * initdb into a new temporary directory, start on 127.0.0.1 and a free port, and create the app
- * role (password APP_PASSWORD, scram-sha-256 over TCP) and its database.
+ * role (password APP_PASSWORD, scram-sha-256 over TCP) and its database. Writes are not flushed
+ * (fsync off) unless `durable`, as the benchmark asks, to measure what production would.
  */
-export async function startPostgres(): Promise<PostgresCluster> {
+export async function startPostgres(
+  cluster: { durable?: boolean } = {},
+): Promise<PostgresCluster> {
   if (BIN === undefined) throw new Error('PostgreSQL is not installed');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'coffeebuddy-pg-'));
   const data = path.join(dir, 'data');
@@ -94,7 +101,7 @@ export async function startPostgres(): Promise<PostgresCluster> {
   const options = [
     `-c listen_addresses=127.0.0.1 -p ${port}`,
     `-c unix_socket_directories=${socketDir}`,
-    '-c fsync=off -c synchronous_commit=off -c full_page_writes=off',
+    cluster.durable ? '' : '-c fsync=off -c synchronous_commit=off -c full_page_writes=off',
   ].join(' ');
   const start = async () => {
     await run(bin('pg_ctl'), [

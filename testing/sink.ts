@@ -9,8 +9,11 @@ import { HTTP, type CloudEvent } from 'cloudevents';
 
 /** How the sink answers the next requests. */
 export type SinkAnswer =
-  /** This status with an empty body (a Kafka Broker answers 202 once the record is written). */
-  | { kind: 'status'; status: number }
+  /**
+   * This status with an empty body (a Kafka Broker answers 202 once the record is written),
+   * after delayMs when given (the time a write to Kafka takes).
+   */
+  | { kind: 'status'; status: number; delayMs?: number }
   /** Accepts the request and never answers. */
   | { kind: 'hang' }
   /** Holds each request until release() answers it. */
@@ -56,7 +59,9 @@ export async function startSink(
       });
       const current = state.answer;
       if (current.kind === 'status') {
-        res.writeHead(current.status, { 'content-length': '0' }).end();
+        const send = () => res.writeHead(current.status, { 'content-length': '0' }).end();
+        if (current.delayMs === undefined) send();
+        else setTimeout(send, current.delayMs);
       } else if (current.kind === 'hold') {
         held.push(res);
       }
