@@ -2,13 +2,7 @@ import { CloudEvent, HTTP } from 'cloudevents';
 import request from 'supertest';
 import { appHarness } from '../testing/app';
 import { metricValue } from '../testing/metrics-text';
-import {
-  APP_PASSWORD,
-  applyMigrations,
-  itWithPostgres,
-  startPostgres,
-  type PostgresCluster,
-} from '../testing/postgres';
+import { APP_PASSWORD, migratedCluster, itWithPostgres } from '../testing/postgres';
 import { serveCloudEventFunction } from '../testing/server';
 import { findCommand, promtoolCheckMetrics } from '../testing/tools';
 import { SlackHandlers } from '../lib/slack/handlers';
@@ -18,21 +12,8 @@ import { SlackHandlers } from '../lib/slack/handlers';
  * functions-framework), on a real PostgreSQL with the repository's migrations, fed CloudEvents
  * made by the cloudevents SDK.
  */
-let cluster: PostgresCluster | undefined;
 
-beforeAll(async () => {
-  cluster = await startPostgres().catch(() => undefined);
-  if (cluster !== undefined) await applyMigrations(cluster);
-}, 60_000);
-
-afterAll(async () => {
-  await cluster?.remove();
-}, 60_000);
-
-beforeEach(async () => {
-  await cluster?.admin('TRUNCATE slack_work', 'coffeebuddy');
-});
-
+const cluster = migratedCluster(['slack_work']);
 const SOURCE = 'https://slack.com/teams/T0001';
 const harness = appHarness({ env: { READINESS_CACHE_TTL_MS: '0' } });
 
@@ -41,10 +22,18 @@ function workerEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
     READINESS_CACHE_TTL_MS: '0',
     SLACK_HANDLER_TIMEOUT_MS: '300',
     SLACK_WORK_LEASE_MS: '1300',
-    ...cluster!.env({ PGPASSWORD: APP_PASSWORD }),
+    ...cluster()!.env({ PGPASSWORD: APP_PASSWORD }),
     ...extra,
   };
 }
+
+/** A worker behind the image's pipeline, on the test cluster. */
+const workerApp = (slackHandlers?: SlackHandlers, extra: NodeJS.ProcessEnv = {}) =>
+  harness({
+    target: 'slackWorker',
+    ...(slackHandlers === undefined ? {} : { slackHandlers }),
+    env: workerEnv(extra),
+  });
 
 /** A Slack event as the ingress publishes it. */
 function slackEvent(id: string, text = id, slackType = 'app_mention'): CloudEvent<unknown> {
@@ -78,8 +67,8 @@ async function deliver(
   return { status: res.status, text: res.text };
 }
 
-async function rows(): Promise<Record<string, unknown>[]> {
-  return cluster!.admin(
+function rows(): Promise<Record<string, unknown>[]> {
+  return cluster()!.admin(
     'SELECT id, type, state, attempts, claimed_by, last_error, error_code, error_dest FROM slack_work ORDER BY id',
     'coffeebuddy',
   );
@@ -105,11 +94,7 @@ describe('slackWorker behind the image pipeline', () => {
     'runs an event once: 204 done, then 204 duplicate; binary and structured',
     async () => {
       const { handlers, ran } = recording();
-      const { server } = await harness({
-        target: 'slackWorker',
-        slackHandlers: handlers,
-        env: workerEnv(),
-      });
+      const { server } = await workerApp(handlers);
       const first = await deliver(server, slackEvent('Ev1'));
       expect(first).toEqual({ status: 204, text: '' });
       expect(await deliver(server, slackEvent('Ev1'), 'structured')).toEqual({
@@ -135,11 +120,7 @@ describe('slackWorker behind the image pipeline', () => {
     const handlers = new SlackHandlers().onInteraction('block_actions', (payload) => {
       got.push(payload);
     });
-    const { server } = await harness({
-      target: 'slackWorker',
-      slackHandlers: handlers,
-      env: workerEnv(),
-    });
+    const { server } = await workerApp(handlers);
     const payload = { type: 'block_actions', team: { id: 'T0001' }, actions: [{ action_id: 'a' }] };
     const event = new CloudEvent({
       id: 'sha256:abc',
@@ -160,11 +141,7 @@ describe('slackWorker behind the image pipeline', () => {
       const { handlers, ran } = recording(() => {
         if (fail) throw new TypeError('boom with data that must not be logged');
       });
-      const { server, logs } = await harness({
-        target: 'slackWorker',
-        slackHandlers: handlers,
-        env: workerEnv(),
-      });
+      const { server, logs } = await workerApp(handlers);
       const failed = await deliver(server, slackEvent('Ev3'));
       expect(failed.status).toBe(500);
       expect(await rows()).toEqual([
@@ -207,11 +184,7 @@ describe('slackWorker behind the image pipeline', () => {
 
   itWithPostgres('a handler past SLACK_HANDLER_TIMEOUT_MS: 500, released as timeout', async () => {
     const { handlers } = recording(() => new Promise((resolve) => setTimeout(resolve, 700)));
-    const { server, app } = await harness({
-      target: 'slackWorker',
-      slackHandlers: handlers,
-      env: workerEnv(),
-    });
+    const { server, app } = await workerApp(handlers);
     expect((await deliver(server, slackEvent('Ev4'))).status).toBe(500);
     expect(await rows()).toEqual([
       expect.objectContaining({ state: 'released', last_error: 'timeout' }),
@@ -225,12 +198,8 @@ describe('slackWorker behind the image pipeline', () => {
     'held by another worker: 409 while its lease lasts, taken over after',
     async () => {
       const { handlers, ran } = recording();
-      const { server } = await harness({
-        target: 'slackWorker',
-        slackHandlers: handlers,
-        env: workerEnv(),
-      });
-      await cluster!.admin(
+      const { server } = await workerApp(handlers);
+      await cluster()!.admin(
         `INSERT INTO slack_work (source, id, type, state, attempts, claimed_by, lease_until)
        VALUES ('${SOURCE}', 'Ev5', 'com.slack.event.app_mention', 'claimed', 1, 'other', now() + interval '1 hour'),
               ('${SOURCE}', 'Ev6', 'com.slack.event.app_mention', 'claimed', 1, 'other', now() - interval '1 second')`,
@@ -252,11 +221,7 @@ describe('slackWorker behind the image pipeline', () => {
     'not a CloudEvent, or an attribute missing or unknown: 400, nothing run',
     async () => {
       const { handlers, ran } = recording();
-      const { server } = await harness({
-        target: 'slackWorker',
-        slackHandlers: handlers,
-        env: workerEnv(),
-      });
+      const { server } = await workerApp(handlers);
       await request(server)
         .post('/')
         .set('content-type', 'application/json')
@@ -293,19 +258,15 @@ describe('slackWorker behind the image pipeline', () => {
     'PostgreSQL stopped: 503 (retried), readiness names postgres; then 204',
     async () => {
       const { handlers, ran } = recording();
-      const { server } = await harness({
-        target: 'slackWorker',
-        slackHandlers: handlers,
-        env: workerEnv({ PG_CONNECT_TIMEOUT_MS: '500' }),
-      });
-      await cluster!.stop();
+      const { server } = await workerApp(handlers, { PG_CONNECT_TIMEOUT_MS: '500' });
+      await cluster()!.stop();
       try {
         expect((await deliver(server, slackEvent('Ev10'))).status).toBe(503);
         const ready = await request(server).get('/health/ready').expect(503);
         expect(ready.body.detail.components.postgres.status).toBe('unavailable');
         expect(ran).toEqual([]);
       } finally {
-        await cluster!.start();
+        await cluster()!.start();
       }
       expect((await deliver(server, slackEvent('Ev10'))).status).toBe(204);
       expect(ran).toEqual(['Ev10']);
@@ -316,12 +277,8 @@ describe('slackWorker behind the image pipeline', () => {
 
   itWithPostgres('done events past the retention are deleted; others stay', async () => {
     const { handlers } = recording();
-    const { server } = await harness({
-      target: 'slackWorker',
-      slackHandlers: handlers,
-      env: workerEnv(),
-    });
-    await cluster!.admin(
+    const { server } = await workerApp(handlers);
+    await cluster()!.admin(
       `INSERT INTO slack_work (source, id, type, state, done_at) VALUES
          ('${SOURCE}', 'Old', 'com.slack.event.app_mention', 'done', now() - interval '2 days'),
          ('${SOURCE}', 'Dead', 'com.slack.event.app_mention', 'dead', NULL),
@@ -338,11 +295,7 @@ describe('slackWorker behind the image pipeline', () => {
 
   itWithPostgres('a drain that times out releases the claims it still holds', async () => {
     const { handlers } = recording(() => new Promise((resolve) => setTimeout(resolve, 250)));
-    const { server, shutdown, exits } = await harness({
-      target: 'slackWorker',
-      slackHandlers: handlers,
-      env: workerEnv({ SHUTDOWN_TIMEOUT_MS: '0' }),
-    });
+    const { server, shutdown, exits } = await workerApp(handlers, { SHUTDOWN_TIMEOUT_MS: '0' });
     const pending = deliver(server, slackEvent('Ev12'));
     await new Promise((resolve) => setTimeout(resolve, 100));
     expect(await rows()).toEqual([expect.objectContaining({ state: 'claimed' })]);
@@ -360,7 +313,7 @@ describe('slackWorker behind the image pipeline', () => {
   itWithPostgres(
     'a fresh worker: probes without Ory or Slack, every work series at 0',
     async () => {
-      const { server } = await harness({ target: 'slackWorker', env: workerEnv() });
+      const { server } = await workerApp();
       const ready = await request(server).get('/health/ready').expect(200);
       expect(Object.keys(ready.body.components).sort()).toEqual(['postgres', 'vault']);
       await request(server).get('/health/live').expect(200);
@@ -422,7 +375,7 @@ describe('slackDeadLetter behind the image pipeline', () => {
   );
 
   itWithPostgres('an event done meanwhile stays done', async () => {
-    await cluster!.admin(
+    await cluster()!.admin(
       `INSERT INTO slack_work (source, id, type, state, done_at)
        VALUES ('${SOURCE}', 'Ev14', 'com.slack.event.app_mention', 'done', now())`,
       'coffeebuddy',
@@ -438,11 +391,7 @@ describe('slackWorker as a functions-framework cloudEvent function (--target)', 
     'the framework parses binary and structured events; 204 done, refusals 500',
     async () => {
       const { handlers, ran } = recording();
-      const { app } = await harness({
-        target: 'slackWorker',
-        slackHandlers: handlers,
-        env: workerEnv(),
-      });
+      const { app } = await workerApp(handlers);
       const framework = serveCloudEventFunction(app.cloudEventFunctions.slackWorker!);
       try {
         expect((await deliver(framework, slackEvent('Ev15'))).status).toBe(204);

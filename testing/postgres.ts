@@ -81,9 +81,7 @@ export interface PostgresCluster {
  * role (password APP_PASSWORD, scram-sha-256 over TCP) and its database. Writes are not flushed
  * (fsync off) unless `durable`, as the benchmark asks, to measure what production would.
  */
-export async function startPostgres(
-  cluster: { durable?: boolean } = {},
-): Promise<PostgresCluster> {
+export async function startPostgres(cluster: { durable?: boolean } = {}): Promise<PostgresCluster> {
   if (BIN === undefined) throw new Error('PostgreSQL is not installed');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'coffeebuddy-pg-'));
   const data = path.join(dir, 'data');
@@ -193,4 +191,24 @@ export async function applyMigrations(cluster: PostgresCluster): Promise<void> {
   } finally {
     await db.close();
   }
+}
+
+/**
+ * For one test file: a throwaway cluster with the repository's migrations, started before its
+ * tests, `tables` emptied before each, removed after all. The getter gives undefined where
+ * PostgreSQL is not installed (the tests are then itWithPostgres's to skip).
+ */
+export function migratedCluster(tables: readonly string[]): () => PostgresCluster | undefined {
+  let cluster: PostgresCluster | undefined;
+  beforeAll(async () => {
+    cluster = await startPostgres().catch(() => undefined);
+    if (cluster !== undefined) await applyMigrations(cluster);
+  }, 60_000);
+  afterAll(async () => {
+    await cluster?.remove();
+  }, 60_000);
+  beforeEach(async () => {
+    if (tables.length > 0) await cluster?.admin(`TRUNCATE ${tables.join(', ')}`, APP_DATABASE);
+  });
+  return () => cluster;
 }

@@ -5,13 +5,7 @@ import { CloudEvent, HTTP } from 'cloudevents';
 import { signSlackRequest } from '../../lib/slack/signature';
 import { startDeliverer, type Deliverer, type DeliverySpec } from '../../testing/deliverer';
 import { metricValue } from '../../testing/metrics-text';
-import {
-  APP_PASSWORD,
-  applyMigrations,
-  itWithPostgres,
-  startPostgres,
-  type PostgresCluster,
-} from '../../testing/postgres';
+import { APP_PASSWORD, migratedCluster, itWithPostgres } from '../../testing/postgres';
 import {
   ENTRY,
   requireBuild,
@@ -27,22 +21,12 @@ import { SYSTEM_TOLERANCE_MS } from './tolerance';
  * fed by a stand-in for Knative's Kafka Broker and Trigger (testing/deliverer.ts) that retries and
  * dead-letters as Knative does. Nothing of the path between them is faked.
  */
-let cluster: PostgresCluster | undefined;
 let deliverer: Deliverer | undefined;
 const processes: RunningProcess[] = [];
 let runsFile = '';
 
-beforeAll(async () => {
-  cluster = await startPostgres().catch(() => undefined);
-  if (cluster !== undefined) await applyMigrations(cluster);
-}, 60_000);
-
-afterAll(async () => {
-  await cluster?.remove();
-}, 60_000);
-
-beforeEach(async () => {
-  await cluster?.admin('TRUNCATE slack_work', 'coffeebuddy');
+const cluster = migratedCluster(['slack_work']);
+beforeEach(() => {
   runsFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'coffeebuddy-runs-')), 'runs');
   fs.writeFileSync(runsFile, '');
 });
@@ -68,7 +52,7 @@ const DELIVERY: Partial<DeliverySpec> = {
 
 function env(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   return {
-    ...cluster!.env({ PGPASSWORD: APP_PASSWORD }),
+    ...cluster()!.env({ PGPASSWORD: APP_PASSWORD }),
     SLACK_HANDLER_TIMEOUT_MS: '1000',
     SLACK_WORK_LEASE_MS: '2000',
     WORK_RUNS_FILE: runsFile,
@@ -122,8 +106,8 @@ async function scrape(process: RunningProcess): Promise<string> {
   return res.text();
 }
 
-async function rows(): Promise<Record<string, unknown>[]> {
-  return cluster!.admin(
+function rows(): Promise<Record<string, unknown>[]> {
+  return cluster()!.admin(
     'SELECT id, state, attempts, last_error, error_code, error_dest FROM slack_work ORDER BY id',
     'coffeebuddy',
   );
@@ -211,7 +195,7 @@ describe('Slack work through Knative Eventing, across processes', () => {
       const a = await worker({ PG_CONNECT_TIMEOUT_MS: '300', READINESS_CACHE_TTL_MS: '0' });
       deliverer = await startDeliverer();
       deliverer.addTrigger({ url: `${a.url}/`, delivery: DELIVERY });
-      await cluster!.stop();
+      await cluster()!.stop();
       try {
         await publish(slackEvent('Pg1'));
         await deliverer.waitFor(
@@ -223,7 +207,7 @@ describe('Slack work through Knative Eventing, across processes', () => {
         expect(ready.status).toBe(503);
         expect(JSON.stringify(await ready.json())).toContain('postgres');
       } finally {
-        await cluster!.start();
+        await cluster()!.start();
       }
       await deliverer.waitForSettled(20_000);
       expect(deliverer.settlements.map((s) => s.outcome)).toEqual(['delivered']);
