@@ -109,15 +109,16 @@ describe('PostgresClient against a real PostgreSQL', () => {
   itWithPostgres(
     'waits a bounded time for a connection when the pool is exhausted, then fails',
     async () => {
-      const { db, registry } = client({ PG_POOL_MAX: '2', PG_CONNECT_TIMEOUT_MS: '300' });
-      const holders = [0, 1].map(() => db.query('hold', 'SELECT pg_sleep(1.5)'));
+      // Room for a new connection on a loaded machine (scram-sha-256 costs), held well past it.
+      const { db, registry } = client({ PG_POOL_MAX: '2', PG_CONNECT_TIMEOUT_MS: '1000' });
+      const holders = [0, 1].map(() => db.query('hold', 'SELECT pg_sleep(3)'));
       await eventually(async () =>
         (await registry.metrics()).includes('coffeebuddy_db_pool_connections{state="total"} 2'),
       );
       // Failing at all, not answering once a holder is done, shows the wait is bounded; how soon
       // it gives up is a deadline, in test/system/deadlines.test.ts.
       const error = await failureOf(db.query('starved', 'SELECT 1'));
-      expect(error.message).toBe('no free PostgreSQL connection within 300 ms: all 2 in use');
+      expect(error.message).toBe('no free PostgreSQL connection within 1000 ms: all 2 in use');
       await Promise.all(holders);
       // Readiness does not queue behind a busy pool that is serving.
       expect((await db.healthCheck()).status).toBe('ok');
