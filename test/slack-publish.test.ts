@@ -247,6 +247,14 @@ describe('with K_SINK, an interaction', () => {
     expect(await slackCount(app, 'interactions', 'ok')).toBe(2);
   });
 
+  it('hashes the payload text as Slack sent it, not as parsed and written again', async () => {
+    const { server } = await publishing();
+    const text = '{ "type": "block_actions",\n  "team": { "id": "T0002" }, "actions": [] }';
+    const body = new URLSearchParams({ payload: text }).toString();
+    await post(server, '/slack/interactions', body, FORM).expect(200);
+    expect(sink.events()[0]?.id).toBe(`sha256:${sha256(text)}`);
+  });
+
   it('gets another id when its payload differs', async () => {
     const { server } = await publishing();
     const other = { ...interactionPayload, actions: [{ action_id: 'cancel' }] };

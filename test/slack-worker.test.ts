@@ -4,7 +4,7 @@ import { appHarness } from '../testing/app';
 import { metricValue } from '../testing/metrics-text';
 import { APP_PASSWORD, migratedCluster, itWithPostgres } from '../testing/postgres';
 import { serveCloudEventFunction } from '../testing/server';
-import { findCommand, promtoolCheckMetrics } from '../testing/tools';
+import { eventually, findCommand, promtoolCheckMetrics } from '../testing/tools';
 import { SlackHandlers } from '../lib/slack/handlers';
 
 /**
@@ -87,6 +87,24 @@ function recording(behaviour: (text: string) => void | Promise<void> = () => und
     ran.push(String(event.text));
   });
   return { handlers, ran };
+}
+
+/** A promise held open until the test says: a handler waits on it at a known point. */
+function gate(): { open: () => void; opened: Promise<void> } {
+  let open!: () => void;
+  const opened = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  return { open, opened };
+}
+
+/** Rows another worker holds: its live lease taken over, as after this worker's lease ended. */
+function takeOver(ids: readonly string[]): Promise<unknown> {
+  return cluster()!.admin(
+    `UPDATE slack_work SET claimed_by = 'other', lease_until = now() + interval '1 hour'
+      WHERE id IN (${ids.map((id) => `'${id}'`).join(', ')})`,
+    'coffeebuddy',
+  );
 }
 
 describe('slackWorker behind the image pipeline', () => {
@@ -218,6 +236,121 @@ describe('slackWorker behind the image pipeline', () => {
   );
 
   itWithPostgres(
+    'a claim lost meanwhile: its lease as set, and the new holder’s claim neither completed nor released',
+    async () => {
+      const finish = gate();
+      const started: string[] = [];
+      const handlers = new SlackHandlers().onEvent('app_mention', async (event) => {
+        started.push(String(event.text));
+        await finish.opened;
+        if (event.text === 'fail') throw new TypeError('failed after the lease');
+      });
+      const { server, logs } = await workerApp(handlers, {
+        SLACK_HANDLER_TIMEOUT_MS: '5000',
+        SLACK_WORK_LEASE_MS: '6000',
+      });
+      const done = deliver(server, slackEvent('Ev20', 'ok'));
+      const failed = deliver(server, slackEvent('Ev21', 'fail'));
+      await eventually(() => started.length === 2);
+      // The lease is SLACK_WORK_LEASE_MS from the claim, in milliseconds.
+      const leases = await cluster()!.admin(
+        `SELECT extract(epoch FROM lease_until - updated_at)::float8 AS seconds FROM slack_work`,
+        'coffeebuddy',
+      );
+      expect(leases).toEqual([{ seconds: 6 }, { seconds: 6 }]);
+      await takeOver(['Ev20', 'Ev21']);
+      finish.open();
+      expect((await done).status).toBe(204);
+      expect((await failed).status).toBe(500);
+      expect(await rows()).toEqual([
+        expect.objectContaining({ id: 'Ev20', state: 'claimed', claimed_by: 'other' }),
+        expect.objectContaining({
+          id: 'Ev21',
+          state: 'claimed',
+          claimed_by: 'other',
+          last_error: null,
+        }),
+      ]);
+      expect(logs).toContainEqual(
+        expect.objectContaining({ msg: 'slack work done after its lease ended', id: 'Ev20' }),
+      );
+    },
+  );
+
+  itWithPostgres(
+    'runs every handler registered for the type; one failing fails the attempt',
+    async () => {
+      const ran: string[] = [];
+      const handlers = new SlackHandlers()
+        .onEvent('app_mention', (event) => {
+          ran.push(`first ${String(event.text)}`);
+        })
+        .onEvent('app_mention', (event) => {
+          ran.push(`second ${String(event.text)}`);
+          if (event.text === 'fail') throw new RangeError('second handler failed');
+        });
+      const { server } = await workerApp(handlers);
+      expect((await deliver(server, slackEvent('Ev22', 'ok'))).status).toBe(204);
+      expect((await deliver(server, slackEvent('Ev23', 'fail'))).status).toBe(500);
+      expect(ran.sort()).toEqual(['first fail', 'first ok', 'second fail', 'second ok']);
+      expect(await rows()).toEqual([
+        expect.objectContaining({ id: 'Ev22', state: 'done' }),
+        expect.objectContaining({ id: 'Ev23', state: 'released', last_error: 'RangeError' }),
+      ]);
+    },
+  );
+
+  itWithPostgres(
+    'a dead-lettered event delivered again is a new chance: run and done',
+    async () => {
+      const { handlers, ran } = recording();
+      const { server } = await workerApp(handlers);
+      await cluster()!.admin(
+        `INSERT INTO slack_work (source, id, type, state, attempts, error_code)
+       VALUES ('${SOURCE}', 'Ev24', 'com.slack.event.app_mention', 'dead', 3, '500')`,
+        'coffeebuddy',
+      );
+      expect((await deliver(server, slackEvent('Ev24'))).status).toBe(204);
+      expect(ran).toEqual(['Ev24']);
+      expect(await rows()).toEqual([
+        expect.objectContaining({ id: 'Ev24', state: 'done', attempts: 4 }),
+      ]);
+    },
+  );
+
+  itWithPostgres(
+    'PostgreSQL lost while a handler runs: done but not recorded, 503 (retried), never 2xx',
+    async () => {
+      const finish = gate();
+      const started = gate();
+      const handlers = new SlackHandlers().onEvent('app_mention', async () => {
+        started.open();
+        await finish.opened;
+      });
+      const { server, logs } = await workerApp(handlers, {
+        PG_CONNECT_TIMEOUT_MS: '500',
+        SLACK_HANDLER_TIMEOUT_MS: '20000',
+        SLACK_WORK_LEASE_MS: '21000',
+      });
+      const answer = deliver(server, slackEvent('Ev25'));
+      await started.opened;
+      await cluster()!.stop();
+      try {
+        finish.open();
+        expect((await answer).status).toBe(503);
+      } finally {
+        await cluster()!.start();
+      }
+      expect(logs).toContainEqual(
+        expect.objectContaining({ msg: 'slack work not recorded', id: 'Ev25' }),
+      );
+      expect(await workCount(server, 'unavailable')).toBe(1);
+      expect(await workCount(server, 'done')).toBe(0);
+    },
+    30_000,
+  );
+
+  itWithPostgres(
     'not a CloudEvent, or an attribute missing or unknown: 400, nothing run',
     async () => {
       const { handlers, ran } = recording();
@@ -253,6 +386,34 @@ describe('slackWorker behind the image pipeline', () => {
       expect(await workCount(server, 'invalid', 'events')).toBe(1);
     },
   );
+
+  itWithPostgres(
+    'another specversion, or an id past its bound: 400, nothing run or remembered',
+    async () => {
+      const { handlers, ran } = recording();
+      const { server } = await workerApp(handlers);
+      const older = HTTP.binary(slackEvent('Ev26'));
+      await request(server)
+        .post('/')
+        .set({ ...(older.headers as Record<string, string>), 'ce-specversion': '0.3' })
+        .send(older.body as string)
+        .expect(400);
+      expect((await deliver(server, slackEvent('E'.repeat(129)))).status).toBe(400);
+      expect((await deliver(server, slackEvent('E'.repeat(128)))).status).toBe(204);
+      expect(ran).toEqual(['E'.repeat(128)]);
+      expect((await rows()).map((row) => row.id)).toEqual(['E'.repeat(128)]);
+      expect(await workCount(server, 'invalid', 'unknown')).toBe(2);
+    },
+  );
+
+  itWithPostgres('a type with no handler here: 204 done, nothing claimed', async () => {
+    const { handlers, ran } = recording();
+    const { server } = await workerApp(handlers);
+    expect((await deliver(server, slackEvent('Ev27', 'x', 'reaction_added'))).status).toBe(204);
+    expect(ran).toEqual([]);
+    expect(await rows()).toEqual([]);
+    expect(await workCount(server, 'done')).toBe(1);
+  });
 
   itWithPostgres(
     'PostgreSQL stopped: 503 (retried), readiness names postgres; then 204',
@@ -296,9 +457,17 @@ describe('slackWorker behind the image pipeline', () => {
   itWithPostgres('a drain that times out releases the claims it still holds', async () => {
     const { handlers } = recording(() => new Promise((resolve) => setTimeout(resolve, 250)));
     const { server, shutdown, exits } = await workerApp(handlers, { SHUTDOWN_TIMEOUT_MS: '0' });
+    await cluster()!.admin(
+      `INSERT INTO slack_work (source, id, type, state, attempts, claimed_by, lease_until)
+       VALUES ('${SOURCE}', 'Ev12other', 'com.slack.event.app_mention', 'claimed', 1, 'other', now() + interval '1 hour')`,
+      'coffeebuddy',
+    );
     const pending = deliver(server, slackEvent('Ev12'));
     await new Promise((resolve) => setTimeout(resolve, 100));
-    expect(await rows()).toEqual([expect.objectContaining({ state: 'claimed' })]);
+    expect(await rows()).toEqual([
+      expect.objectContaining({ id: 'Ev12', state: 'claimed' }),
+      expect.objectContaining({ id: 'Ev12other', state: 'claimed' }),
+    ]);
     shutdown.onSignal('SIGTERM');
     await pending.catch(() => undefined);
     for (let i = 0; i < 300 && exits.length === 0; i += 1) {
@@ -306,7 +475,14 @@ describe('slackWorker behind the image pipeline', () => {
     }
     expect(exits).toHaveLength(1);
     expect(await rows()).toEqual([
-      expect.objectContaining({ state: 'released', last_error: 'shutdown', claimed_by: null }),
+      expect.objectContaining({
+        id: 'Ev12',
+        state: 'released',
+        last_error: 'shutdown',
+        claimed_by: null,
+      }),
+      // Another worker's claim is its own to finish.
+      expect.objectContaining({ id: 'Ev12other', state: 'claimed', claimed_by: 'other' }),
     ]);
   });
 
@@ -374,6 +550,30 @@ describe('slackDeadLetter behind the image pipeline', () => {
     },
   );
 
+  itWithPostgres(
+    'PostgreSQL stopped: 503 (Knative retries the dead letter), counted unavailable',
+    async () => {
+      const { server, logs } = await harness({
+        target: 'slackDeadLetter',
+        env: workerEnv({ PG_CONNECT_TIMEOUT_MS: '500' }),
+      });
+      await cluster()!.stop();
+      try {
+        expect((await deliver(server, slackEvent('Ev28'))).status).toBe(503);
+      } finally {
+        await cluster()!.start();
+      }
+      expect(logs).not.toContainEqual(
+        expect.objectContaining({ msg: 'slack event dead-lettered' }),
+      );
+      expect(await workCount(server, 'unavailable')).toBe(1);
+      expect(await workCount(server, 'dead_lettered')).toBe(0);
+      expect((await deliver(server, slackEvent('Ev28'))).status).toBe(204);
+      expect(await rows()).toEqual([expect.objectContaining({ id: 'Ev28', state: 'dead' })]);
+    },
+    30_000,
+  );
+
   itWithPostgres('an event done meanwhile stays done', async () => {
     await cluster()!.admin(
       `INSERT INTO slack_work (source, id, type, state, done_at)
@@ -391,7 +591,7 @@ describe('slackWorker as a functions-framework cloudEvent function (--target)', 
     'the framework parses binary and structured events; 204 done, refusals 500',
     async () => {
       const { handlers, ran } = recording();
-      const { app } = await workerApp(handlers);
+      const { app, server } = await workerApp(handlers);
       const framework = serveCloudEventFunction(app.cloudEventFunctions.slackWorker!);
       try {
         expect((await deliver(framework, slackEvent('Ev15'))).status).toBe(204);
@@ -403,6 +603,22 @@ describe('slackWorker as a functions-framework cloudEvent function (--target)', 
           .set('content-type', 'application/json')
           .send('{"a":1}');
         expect(notAnEvent.status).toBe(500);
+        // Every refusal is a throw, so a 500 Knative retries: never the framework's 204.
+        await cluster()!.admin(
+          `INSERT INTO slack_work (source, id, type, state, attempts, claimed_by, lease_until)
+           VALUES ('${SOURCE}', 'Ev17', 'com.slack.event.app_mention', 'claimed', 1, 'other', now() + interval '1 hour')`,
+          'coffeebuddy',
+        );
+        expect((await deliver(framework, slackEvent('Ev17'))).status).toBe(500);
+        const mismatched = new CloudEvent({
+          id: 'Ev18',
+          source: SOURCE,
+          type: 'com.slack.event.app_mention',
+          data: { event: { type: 'message' } },
+        });
+        expect((await deliver(framework, mismatched)).status).toBe(500);
+        expect(ran).toEqual(['Ev15', 'Ev16']);
+        expect(await workCount(server, 'busy')).toBe(1);
         expect(Object.keys(app.functions).sort()).toEqual(['healthLive', 'healthReady', 'metrics']);
       } finally {
         framework.close();

@@ -86,6 +86,46 @@ describe('CloudEventPublisher', () => {
     }
   });
 
+  it('believes a 2xx status received before the deadline, its body still to come', async () => {
+    const server = http.createServer((req, res) => {
+      req.resume();
+      // The status is sent, the body never ends.
+      res.writeHead(202, { 'content-type': 'text/plain' });
+      res.flushHeaders();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    const { publisher, observed } = publisherFor(`http://127.0.0.1:${port}/`, 200);
+    try {
+      expect(await publisher.publish(EVENT)).toEqual({ ok: true });
+      expect(observed).toEqual(['ok']);
+    } finally {
+      publisher.close();
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
+  it('does not send again when a new connection is reset before any answer', async () => {
+    let requests = 0;
+    const server = http.createServer((req) => {
+      requests += 1;
+      req.socket.destroy();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    const { publisher, observed } = publisherFor(`http://127.0.0.1:${port}/`);
+    try {
+      expect(await publisher.publish(EVENT)).toMatchObject({ ok: false });
+      expect(requests).toBe(1);
+      expect(observed).toEqual(['failed']);
+    } finally {
+      publisher.close();
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
   it('sends once more on a new connection when a reused one is reset before any answer', async () => {
     const requestsOn = new Map<Socket, number>();
     let resets = 0;

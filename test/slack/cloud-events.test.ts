@@ -21,6 +21,13 @@ describe('eventCloudEvent', () => {
     });
   });
 
+  it('names the workspace (team_id) before the enterprise', () => {
+    const envelope = { type: 'event_callback', team_id: 'T1', enterprise_id: 'E1' };
+    expect(eventCloudEvent(envelope, 'Ev1', 'app_mention')?.source).toBe(
+      'https://slack.com/teams/T1',
+    );
+  });
+
   it('publishes no type that cannot be a header or a Trigger filter', () => {
     expect(eventCloudEvent({}, 'Ev1', 'app mention')).toBeUndefined();
     expect(eventCloudEvent({}, 'Ev1', '')).toBeUndefined();
@@ -37,5 +44,20 @@ describe('interactionCloudEvent', () => {
       source: 'https://slack.com/teams/E9',
       data: payload,
     });
+  });
+
+  it('takes the payload’s team, then the user’s team, then the enterprise', () => {
+    const payload = {
+      type: 'block_actions',
+      team: { id: 'T1' },
+      user: { id: 'U1', team_id: 'T2' },
+      enterprise: { id: 'E1' },
+    };
+    const source = (p: typeof payload | Record<string, unknown>) =>
+      interactionCloudEvent('{}', { ...p, type: 'block_actions' })?.source;
+    expect(source(payload)).toBe('https://slack.com/teams/T1');
+    expect(source({ user: payload.user, enterprise: payload.enterprise })).toBe(
+      'https://slack.com/teams/T2',
+    );
   });
 });
