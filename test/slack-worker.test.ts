@@ -301,6 +301,41 @@ describe('slackWorker behind the image pipeline', () => {
   );
 
   itWithPostgres(
+    'one handler failing at once: the attempt ends only when its siblings have, claim held till then',
+    async () => {
+      let open!: () => void;
+      const gate = new Promise<void>((resolve) => (open = resolve));
+      const ran: string[] = [];
+      const handlers = new SlackHandlers()
+        .onEvent('app_mention', () => {
+          ran.push('failing');
+          throw new RangeError('fails at once');
+        })
+        .onEvent('app_mention', async () => {
+          await gate;
+          ran.push('slow done');
+        });
+      const { server, app } = await workerApp(handlers);
+      let answered = false;
+      const answer = deliver(server, slackEvent('Ev25')).then((result) => {
+        answered = true;
+        return result;
+      });
+      await eventually(() => ran.includes('failing'));
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(answered).toBe(false);
+      expect(app.lifecycle.inFlight().requests).toBe(1);
+      expect(await rows()).toEqual([expect.objectContaining({ id: 'Ev25', state: 'claimed' })]);
+      open();
+      expect((await answer).status).toBe(500);
+      expect(ran).toEqual(['failing', 'slow done']);
+      expect(await rows()).toEqual([
+        expect.objectContaining({ id: 'Ev25', state: 'released', last_error: 'RangeError' }),
+      ]);
+    },
+  );
+
+  itWithPostgres(
     'a dead-lettered event delivered again is a new chance: run and done',
     async () => {
       const { handlers, ran } = recording();

@@ -131,13 +131,6 @@ export interface SlackWorkerOptions {
   retentionMs: number;
 }
 
-class HandlerTimeout extends Error {
-  constructor() {
-    super('handler timed out');
-    this.name = 'HandlerTimeout';
-  }
-}
-
 /**
  * Runs the SlackHandlers registered for each event Knative Eventing delivers, once per event
  * across every worker: the event is claimed in PostgreSQL (WorkStore) before its handlers run,
@@ -216,25 +209,32 @@ export class SlackWorker {
     }
   }
 
-  /** Runs every handler; why the attempt failed (an error name or the timeout), if it did. */
+  /**
+   * Runs every handler and waits for all of them (one failing does not leave the others running
+   * unseen); why the attempt failed (the first failure's error name, or the timeout), if it did.
+   */
   private async run(
     run: readonly Run[],
     input: Record<string, unknown>,
   ): Promise<string | undefined> {
-    const all = Promise.all(run.map((handler) => Promise.resolve().then(() => handler(input))));
+    const all = Promise.allSettled(
+      run.map((handler) => Promise.resolve().then(() => handler(input))),
+    );
     let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_resolve, reject) => {
+    const timeout = new Promise<'timeout'>((resolve) => {
       timer = setTimeout(() => {
-        reject(new HandlerTimeout());
+        resolve('timeout');
       }, this.options.handlerTimeoutMs);
     });
     try {
-      await Promise.race([all, timeout]);
-      return undefined;
-    } catch (error) {
-      // Handlers cannot be stopped: those still running are waited for by the drain.
-      if (error instanceof HandlerTimeout) void this.options.lifecycle.track(all);
-      return error instanceof HandlerTimeout ? 'timeout' : errorName(error);
+      const outcome = await Promise.race([all, timeout]);
+      if (outcome === 'timeout') {
+        // Handlers cannot be stopped: those still running are waited for by the drain.
+        void this.options.lifecycle.track(all);
+        return 'timeout';
+      }
+      const failed = outcome.find((result) => result.status === 'rejected');
+      return failed === undefined ? undefined : errorName(failed.reason);
     } finally {
       clearTimeout(timer);
     }
