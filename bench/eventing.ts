@@ -18,6 +18,7 @@ import {
   type PostgresCluster,
 } from '../testing/postgres';
 import { ENTRY, startProcess, startWorkerProcess, type RunningProcess } from '../testing/process';
+import { processCpuUs } from '../testing/proc';
 import { startSink } from '../testing/sink';
 import { median, round } from './harness';
 
@@ -45,8 +46,14 @@ export interface EventingResult {
   ack: { inProcess: AckFigures; kSink: AckFigures; goalP99Ms: number };
   worker: {
     postgres: string;
-    one: { events: number; eventsPerSecond: number; non204: number };
-    two: { events: number; eventsPerSecond: number; perWorker: number; non204: number };
+    one: { events: number; eventsPerSecond: number; non204: number; cpuUsPerEvent: number };
+    two: {
+      events: number;
+      eventsPerSecond: number;
+      perWorker: number;
+      non204: number;
+      cpuUsPerEvent: number;
+    };
     goalPerWorker: number;
   };
 }
@@ -230,8 +237,14 @@ export async function benchEventing(quick: boolean): Promise<EventingResult | un
     workers.push(await startWorkerProcess(env), await startWorkerProcess(env));
     await deliverTo(workers.slice(0, 1), Math.min(500, workerEvents), 'warm');
     await deliverTo(workers.slice(1), Math.min(500, workerEvents), 'warmer');
+    // Worker CPU per event: what one worker would do with a core of its own.
+    const cpu = () => workers.reduce((sum, w) => sum + processCpuUs(w.child.pid!), 0);
+    let before = cpu();
     const one = await deliverTo(workers.slice(0, 1), workerEvents, 'one');
+    const oneCpuUs = cpu() - before;
+    before = cpu();
     const two = await deliverTo(workers, workerEvents * 2, 'two');
+    const twoCpuUs = cpu() - before;
     const perSecond = (f: { events: number; seconds: number }) => round(f.events / f.seconds, 0);
     return {
       sinkDelayMs: SINK_DELAY_MS,
@@ -242,12 +255,18 @@ export async function benchEventing(quick: boolean): Promise<EventingResult | un
       },
       worker: {
         postgres: `PostgreSQL ${postgresBinDir()!.split('/').at(-2)} on 127.0.0.1, fsync on, PG_POOL_MAX 10 per worker, ${WORKER_CONCURRENCY} deliveries at once per worker`,
-        one: { events: one.events, eventsPerSecond: perSecond(one), non204: one.non204 },
+        one: {
+          events: one.events,
+          eventsPerSecond: perSecond(one),
+          non204: one.non204,
+          cpuUsPerEvent: round(oneCpuUs / one.events, 0),
+        },
         two: {
           events: two.events,
           eventsPerSecond: perSecond(two),
           perWorker: round(perSecond(two) / 2, 0),
           non204: two.non204,
+          cpuUsPerEvent: round(twoCpuUs / two.events, 0),
         },
         goalPerWorker: WORKER_GOAL_EVENTS_PER_SECOND,
       },
@@ -269,10 +288,10 @@ export function eventingLines(r: EventingResult): string[] {
     `| K_SINK, sink answering in ${r.sinkDelayMs} ms | ${kSink.requests} | ${kSink.p50Ms} | ${kSink.p99Ms} | ${kSink.non200} |`,
     `ack p99 with K_SINK: ${kSink.p99Ms} ms (goal ≤ ${goalP99Ms} ms)`,
     '',
-    `| Slack worker, no-op handler (${r.worker.postgres}) | events | events/s | per worker | non-204 |`,
-    '|---|---|---|---|---|',
-    `| one worker | ${r.worker.one.events} | ${r.worker.one.eventsPerSecond} | ${r.worker.one.eventsPerSecond} | ${r.worker.one.non204} |`,
-    `| two workers | ${r.worker.two.events} | ${r.worker.two.eventsPerSecond} | ${r.worker.two.perWorker} | ${r.worker.two.non204} |`,
-    `worker events/s per worker: ${r.worker.one.eventsPerSecond} alone, ${r.worker.two.perWorker} beside another (goal ≥ ${r.worker.goalPerWorker})`,
+    `| Slack worker, no-op handler (${r.worker.postgres}) | events | events/s | per worker | worker CPU µs/event | non-204 |`,
+    '|---|---|---|---|---|---|',
+    `| one worker | ${r.worker.one.events} | ${r.worker.one.eventsPerSecond} | ${r.worker.one.eventsPerSecond} | ${r.worker.one.cpuUsPerEvent} | ${r.worker.one.non204} |`,
+    `| two workers | ${r.worker.two.events} | ${r.worker.two.eventsPerSecond} | ${r.worker.two.perWorker} | ${r.worker.two.cpuUsPerEvent} | ${r.worker.two.non204} |`,
+    `worker events/s per worker: ${r.worker.one.eventsPerSecond} alone, ${r.worker.two.perWorker} beside another (goal ≥ ${r.worker.goalPerWorker}); a core of its own would do ${Math.round(1e6 / r.worker.one.cpuUsPerEvent)}`,
   ];
 }

@@ -24,7 +24,6 @@
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import fs from 'node:fs';
 import http, { type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -52,6 +51,7 @@ import {
   writeResult,
   type WrkRequest,
 } from './harness';
+import { processCpuUs } from '../testing/proc';
 
 const { quick, out } = benchArgs(1);
 const ROUNDS = quick ? 1 : 5;
@@ -97,20 +97,6 @@ const ownCpuUs = () => {
   const { user, system } = process.cpuUsage();
   return user + system;
 };
-
-const CLOCK_TICKS_PER_SECOND = Number(
-  spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim() || 100,
-);
-
-/** utime + stime of another process, from /proc/<pid>/stat, in µs. */
-function processCpuUs(pid: number): number {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  // Fields after the command name, which is in parentheses and may hold spaces: utime is the 14th
-  // field of the line, stime the 15th.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const ticks = Number(fields[11]) + Number(fields[12]);
-  return (ticks * 1e6) / CLOCK_TICKS_PER_SECOND;
-}
 
 async function measure(target: Target, seconds: number): Promise<Sample> {
   const before = target.cpuUs();
