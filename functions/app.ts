@@ -179,6 +179,49 @@ function requestObserver(
   };
 }
 
+/** What the worker and dead-letter functions are built from. */
+interface TakerDependencies {
+  postgres: PostgresClient;
+  handlers: SlackHandlers;
+  lifecycle: Lifecycle;
+  logger: Logger;
+  registry: Registry;
+}
+
+/**
+ * The worker's or the dead-letter function's endpoints, each event claimed or recorded in
+ * PostgreSQL, and what closing it does (the worker gives back the claims it still holds).
+ */
+function eventTaker(
+  target: FunctionTarget,
+  settings: Settings,
+  deps: TakerDependencies,
+): ReturnType<typeof slackWorker> & { close: () => Promise<void> } {
+  const { handlers, lifecycle, logger } = deps;
+  const metrics = createWorkMetrics(deps.registry);
+  const store = new WorkStore(deps.postgres, workerName());
+  const endpoints = {
+    logger,
+    metrics,
+    maxBodyBytes: settings.SLACK_MAX_BODY_BYTES + EVENT_ATTRIBUTES_BYTES,
+  };
+  if (target !== SLACK_WORKER) {
+    const deadLetters = new DeadLetters({ store, logger, metrics });
+    return { ...slackDeadLetter(deadLetters, endpoints), close: () => Promise.resolve() };
+  }
+  const worker = new SlackWorker({
+    store,
+    handlers,
+    lifecycle,
+    logger,
+    metrics,
+    handlerTimeoutMs: settings.SLACK_HANDLER_TIMEOUT_MS,
+    leaseMs: settings.SLACK_WORK_LEASE_MS,
+    retentionMs: settings.SLACK_WORK_RETENTION_MS,
+  });
+  return { ...slackWorker(worker, endpoints), close: () => worker.close() };
+}
+
 export interface App {
   readonly settings: Settings;
   /** The function this app serves behind the image's entry (createServer's default). */
@@ -249,7 +292,6 @@ export function createApp(options: CreateAppOptions = {}): App {
     },
   });
   runtimeMetrics.collectReadinessFrom(() => checker.check());
-  const publisher = takesEvents ? undefined : slackPublisher(settings, logger, runtimeMetrics);
 
   const handlers = options.slackHandlers ?? new SlackHandlers();
   const probes: ProbeDependencies = {
@@ -260,38 +302,17 @@ export function createApp(options: CreateAppOptions = {}): App {
   };
   const cloudEventFunctions: Record<string, CloudEventFunction> = {};
   let routes: Route[];
-  let entry: string = target;
-  let closeWork = (): Promise<void> => Promise.resolve();
+  // The entry routes to every route of the app: `coffeebuddy`, or the event function itself.
+  const entry: string = takesEvents ? target : 'coffeebuddy';
+  let closeFunctions: () => Promise<void>;
   if (takesEvents) {
     if (postgres === undefined) throw new Error(`${target} needs the database`);
-    const metrics = createWorkMetrics(registry);
-    const store = new WorkStore(postgres, workerName());
-    const deps = {
-      logger,
-      metrics,
-      maxBodyBytes: settings.SLACK_MAX_BODY_BYTES + EVENT_ATTRIBUTES_BYTES,
-    };
-    let taker;
-    if (target === SLACK_WORKER) {
-      const worker = new SlackWorker({
-        store,
-        handlers,
-        lifecycle,
-        logger,
-        metrics,
-        handlerTimeoutMs: settings.SLACK_HANDLER_TIMEOUT_MS,
-        leaseMs: settings.SLACK_WORK_LEASE_MS,
-        retentionMs: settings.SLACK_WORK_RETENTION_MS,
-      });
-      closeWork = () => worker.close();
-      taker = slackWorker(worker, deps);
-    } else {
-      taker = slackDeadLetter(new DeadLetters({ store, logger, metrics }), deps);
-    }
+    const taker = eventTaker(target, settings, { postgres, handlers, lifecycle, logger, registry });
     routes = [...probeRoutes(probes), taker.route];
     cloudEventFunctions[target] = taker.cloudEvent;
+    closeFunctions = taker.close;
   } else {
-    entry = 'coffeebuddy';
+    const publisher = slackPublisher(settings, logger, runtimeMetrics);
     routes = coffeebuddyRoutes({
       ...probes,
       slack: {
@@ -310,6 +331,10 @@ export function createApp(options: CreateAppOptions = {}): App {
         count: runtimeMetrics.observeSlack,
       },
     });
+    closeFunctions = () => {
+      publisher?.close();
+      return Promise.resolve();
+    };
   }
   runtimeMetrics.initRequests(routes);
   const contexts = new RequestContexts(settings.REQUEST_ID_HEADER);
@@ -338,10 +363,10 @@ export function createApp(options: CreateAppOptions = {}): App {
     cloudEventFunctions,
     postgres,
     close: async () => {
-      // Claims first, while the pool is still open; then sockets and the pool.
-      await closeWork();
+      // The functions first (a worker's claims, while the pool is still open; the publisher's
+      // sockets), then the clients' sockets and the pool.
+      await closeFunctions();
       for (const client of Object.values(clients)) client.close?.();
-      publisher?.close();
       await postgres?.close();
     },
   };

@@ -1,10 +1,5 @@
 import type { CloudEventFunction } from '@google-cloud/functions-framework';
-import {
-  eventFunction,
-  eventRoute,
-  refuseInvalidEvent,
-  type EventFunctionDependencies,
-} from '../lib/eventing/receive';
+import { eventEndpoints, type EventFunctionDependencies } from '../lib/eventing/receive';
 import type { Route } from '../lib/http/router';
 import type { DeadLetters } from '../lib/slack/worker';
 
@@ -19,10 +14,5 @@ export function slackDeadLetter(
   deadLetters: DeadLetters,
   deps: EventFunctionDependencies,
 ): { route: Route; cloudEvent: CloudEventFunction } {
-  const take = (event: Parameters<DeadLetters['handle']>[0]) => deadLetters.handle(event);
-  const invalid = refuseInvalidEvent(deps);
-  return {
-    route: eventRoute(SLACK_DEAD_LETTER, '/', deps.maxBodyBytes, take, invalid),
-    cloudEvent: eventFunction(take, invalid),
-  };
+  return eventEndpoints(SLACK_DEAD_LETTER, (event) => deadLetters.handle(event), deps);
 }

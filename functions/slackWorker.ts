@@ -1,10 +1,5 @@
 import type { CloudEventFunction } from '@google-cloud/functions-framework';
-import {
-  eventFunction,
-  eventRoute,
-  refuseInvalidEvent,
-  type EventFunctionDependencies,
-} from '../lib/eventing/receive';
+import { eventEndpoints, type EventFunctionDependencies } from '../lib/eventing/receive';
 import type { Route } from '../lib/http/router';
 import type { SlackWorker } from '../lib/slack/worker';
 
@@ -19,10 +14,5 @@ export function slackWorker(
   worker: SlackWorker,
   deps: EventFunctionDependencies,
 ): { route: Route; cloudEvent: CloudEventFunction } {
-  const take = (event: Parameters<SlackWorker['handle']>[0]) => worker.handle(event);
-  const invalid = refuseInvalidEvent(deps);
-  return {
-    route: eventRoute(SLACK_WORKER, '/', deps.maxBodyBytes, take, invalid),
-    cloudEvent: eventFunction(take, invalid),
-  };
+  return eventEndpoints(SLACK_WORKER, (event) => worker.handle(event), deps);
 }

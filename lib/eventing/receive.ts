@@ -6,15 +6,21 @@ import type { Logger } from '../logger';
 import type { WorkMetrics } from '../slack/work-metrics';
 import { workEventOf, type WorkEvent, type WorkResult } from '../slack/worker';
 
+let sdk: typeof import('cloudevents') | undefined;
+/** The SDK, loaded on first use, not at start: only the worker and dead-letter functions take events. */
+function cloudevents(): typeof import('cloudevents') {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  sdk ??= require('cloudevents') as typeof import('cloudevents');
+  return sdk;
+}
+
 /**
  * The CloudEvent in an HTTP request, binary or structured mode, as the cloudevents SDK reads it;
  * undefined when the request holds none (or a batch). The SDK parses and does not validate: the
  * caller checks the attributes it needs.
  */
 export function cloudEventFrom(headers: IncomingHttpHeaders, body: Buffer): unknown {
-  // Loaded here, not at start: only the worker and dead-letter functions receive events.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { HTTP } = require('cloudevents') as typeof import('cloudevents');
+  const { HTTP } = cloudevents();
   const plain: Record<string, string> = {};
   for (const [name, value] of Object.entries(headers)) {
     if (typeof value === 'string') plain[name] = value;
@@ -39,20 +45,19 @@ export class EventNotTaken extends Error {
 }
 
 /**
- * POST `path` as a route of the pipeline: a CloudEvent in binary or structured mode, read raw
+ * POST / as a route of the pipeline: a CloudEvent in binary or structured mode, read raw
  * (`maxBodyBytes`), then answered as Knative's delivery contract reads it: 204 with no body when
  * taken, else the result's status with a JSON reason (400 is not retried; 409, 5xx are).
  */
-export function eventRoute(
+function eventRoute(
   name: string,
-  path: string,
   maxBodyBytes: number,
   take: EventTaker,
   onInvalid: (error: string) => void,
 ): Route {
   return {
     name,
-    path,
+    path: '/',
     methods: ['POST'],
     body: 'raw',
     maxBodyBytes,
@@ -78,10 +83,7 @@ export function eventRoute(
  * The same as a functions-framework `cloudEvent` function, for `--target`: the framework answers
  * 204 when it returns and 500 when it throws, so there every refusal is a 500 (retried).
  */
-export function eventFunction(
-  take: EventTaker,
-  onInvalid: (error: string) => void,
-): CloudEventFunction {
+function eventFunction(take: EventTaker, onInvalid: (error: string) => void): CloudEventFunction {
   return async (cloudEvent) => {
     const checked = workEventOf(cloudEvent);
     if (!checked.ok) {
@@ -100,10 +102,22 @@ export interface EventFunctionDependencies {
   maxBodyBytes: number;
 }
 
-/** A request that holds no CloudEvent: one warning, counted `invalid`, never retried (400). */
-export function refuseInvalidEvent(deps: EventFunctionDependencies): (error: string) => void {
-  return (error) => {
+/**
+ * A function Knative Eventing delivers to (`name`): as a route behind the image's entry, and as a
+ * functions-framework cloudEvent function for `--target`. A request that holds no CloudEvent gets
+ * one warning and is counted `invalid`.
+ */
+export function eventEndpoints(
+  name: string,
+  take: EventTaker,
+  deps: EventFunctionDependencies,
+): { route: Route; cloudEvent: CloudEventFunction } {
+  const onInvalid = (error: string) => {
     deps.logger.warn('slack event refused', { reason: error });
     deps.metrics.observeWork('unknown', 'invalid');
+  };
+  return {
+    route: eventRoute(name, deps.maxBodyBytes, take, onInvalid),
+    cloudEvent: eventFunction(take, onInvalid),
   };
 }
