@@ -109,25 +109,37 @@ export class Connections {
     return this.sockets.size;
   }
 
-  /** Closes the connection once it has had no request in flight and no byte for the grace. */
+  /**
+   * Closes the connection once it has had no request in flight and no byte for the grace. A timer
+   * runs before the loop reads its sockets, so a starved loop would see a request already waiting
+   * in the socket as silence: the close is decided again after one turn of I/O has read it.
+   */
   private watchIdle(socket: Socket, tracked: Tracked): void {
     const watchedAt = performance.now();
     tracked.lastDataAt = watchedAt;
     socket.on('data', () => {
       tracked.lastDataAt = performance.now();
     });
+    // Idle since the last answer: a request in flight is answered with close instead.
+    const idle = (now: number) =>
+      tracked.open.size === 0 &&
+      (now - tracked.lastDataAt >= this.idleGraceMs ||
+        now - Math.max(watchedAt, tracked.idleSince) >= DRAIN_IDLE_MAX_MS);
+    const later = () => {
+      const quietMs = performance.now() - tracked.lastDataAt;
+      setTimeout(check, Math.max(this.idleGraceMs - quietMs, 10)).unref();
+    };
     const check = () => {
       if (socket.destroyed) return;
-      const now = performance.now();
-      const quietMs = now - tracked.lastDataAt;
-      // Idle since the last answer: a request in flight is answered with close instead.
-      const idleMs = tracked.open.size === 0 ? now - Math.max(watchedAt, tracked.idleSince) : 0;
-      if (tracked.open.size === 0 && (quietMs >= this.idleGraceMs || idleMs >= DRAIN_IDLE_MAX_MS)) {
-        socket.destroy();
+      if (!idle(performance.now())) {
+        later();
         return;
       }
-      const timer = setTimeout(check, Math.max(this.idleGraceMs - quietMs, 10));
-      timer.unref();
+      setImmediate(() => {
+        if (socket.destroyed) return;
+        if (idle(performance.now())) socket.destroy();
+        else later();
+      });
     };
     check();
   }
