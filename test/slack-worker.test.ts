@@ -454,7 +454,8 @@ describe('slackWorker behind the image pipeline', () => {
     'PostgreSQL stopped: 503 (retried), readiness names postgres; then 204',
     async () => {
       const { handlers, ran } = recording();
-      const { server } = await workerApp(handlers, { PG_CONNECT_TIMEOUT_MS: '500' });
+      // Room to reconnect after the restart on a loaded machine; a stopped server refuses at once.
+      const { server } = await workerApp(handlers, { PG_CONNECT_TIMEOUT_MS: '5000' });
       await cluster()!.stop();
       try {
         expect((await deliver(server, slackEvent('Ev10'))).status).toBe(503);
@@ -590,7 +591,7 @@ describe('slackDeadLetter behind the image pipeline', () => {
     async () => {
       const { server, logs } = await harness({
         target: 'slackDeadLetter',
-        env: workerEnv({ PG_CONNECT_TIMEOUT_MS: '500' }),
+        env: workerEnv({ PG_CONNECT_TIMEOUT_MS: '5000' }),
       });
       await cluster()!.stop();
       try {
@@ -628,6 +629,8 @@ describe('slackWorker as a functions-framework cloudEvent function (--target)', 
       const { handlers, ran } = recording();
       const { app, server } = await workerApp(handlers);
       const framework = serveCloudEventFunction(app.cloudEventFunctions.slackWorker!);
+      // The framework logs every throw's stack with console.error: checked here, not printed.
+      const logged = jest.spyOn(console, 'error').mockImplementation(() => undefined);
       try {
         expect((await deliver(framework, slackEvent('Ev15'))).status).toBe(204);
         expect((await deliver(framework, slackEvent('Ev15'), 'structured')).status).toBe(204);
@@ -655,7 +658,13 @@ describe('slackWorker as a functions-framework cloudEvent function (--target)', 
         expect(ran).toEqual(['Ev15', 'Ev16']);
         expect(await workCount(server, 'busy')).toBe(1);
         expect(Object.keys(app.functions).sort()).toEqual(['healthLive', 'healthReady', 'metrics']);
+        expect(logged.mock.calls.map(([stack]) => String(stack).split('\n')[0])).toEqual([
+          'EventNotTaken: event not taken: invalid',
+          'EventNotTaken: event not taken: busy',
+          'EventNotTaken: event not taken: invalid',
+        ]);
       } finally {
+        logged.mockRestore();
         framework.close();
       }
     },
