@@ -6,6 +6,8 @@ import { Lifecycle } from '../../lib/lifecycle';
 import { eventually } from '../../testing/tools';
 
 const GRACE_MS = 100;
+/** Longer than any test runs: a wait that must end for another reason. */
+const LONG_MS = 60_000;
 const REQUEST = 'GET / HTTP/1.1\r\nHost: x\r\n\r\n';
 
 const servers: http.Server[] = [];
@@ -16,17 +18,24 @@ afterEach(() => {
   }
 });
 
-/** A server whose requests are tracked as the pipeline tracks them, answering "ok". */
-async function serve(): Promise<{ connections: Connections; port: number }> {
-  const connections = new Connections(new Lifecycle(), GRACE_MS);
+/**
+ * A server whose requests are tracked as the pipeline tracks them, answering "ok" after
+ * `answerAfterMs` (never synchronously, as real handlers); `hold` instead keeps each answer
+ * until the test writes it.
+ */
+async function serve({ answerAfterMs = 0, hold = false, graceMs = GRACE_MS, maxMs = 60_000 } = {}) {
+  const lifecycle = new Lifecycle();
+  const connections = new Connections(lifecycle, graceMs, maxMs);
+  const held: http.ServerResponse[] = [];
   const server = http.createServer((req, res) => {
     connections.requestStarted(req, res);
-    res.end('ok');
+    if (hold) held.push(res);
+    else setTimeout(() => res.end('ok'), answerAfterMs);
   });
   connections.attach(server);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   servers.push(server);
-  return { connections, port: (server.address() as AddressInfo).port };
+  return { connections, lifecycle, held, port: (server.address() as AddressInfo).port };
 }
 
 /** A raw connection with everything the server sent on it, and whether it has closed. */
@@ -84,5 +93,90 @@ describe('Connections during a drain', () => {
     await client.closed;
     expect(answers(client.state.received)).toBe(1);
     await eventually(() => connections.size === 0);
+  });
+});
+
+describe('Connections', () => {
+  it('closes no idle connection before the drain, and watches those opened during it', async () => {
+    const { connections, port } = await serve();
+    const before = await connect(port);
+    await new Promise((resolve) => setTimeout(resolve, 3 * GRACE_MS));
+    expect(before.state.closed).toBe(false);
+    connections.beginDrain();
+    const during = await connect(port);
+    await Promise.all([before.closed, during.closed]);
+    expect(during.state.received).toBe('');
+  });
+
+  it('keeps a connection whose request is in flight past the grace, and answers it with close', async () => {
+    const { connections, lifecycle, port } = await serve({ answerAfterMs: 3 * GRACE_MS });
+    const client = await connect(port);
+    client.socket.write(REQUEST);
+    await eventually(() => lifecycle.inFlight().requests === 1);
+    connections.beginDrain();
+    await client.closed;
+    expect(answers(client.state.received)).toBe(1);
+    expect(client.state.received).toMatch(/Connection: close\r\n[^]*ok$/);
+  });
+
+  it('tells an answer prepared at the drain to close, and leaves one already started alone', async () => {
+    const { connections, held, port } = await serve({ hold: true });
+    const [prepared, started] = [await connect(port), await connect(port)];
+    prepared.socket.write(REQUEST);
+    started.socket.write(REQUEST);
+    await eventually(() => held.length === 2);
+    const startedRes = held.find((res) => res.req.socket.remotePort === started.socket.localPort)!;
+    startedRes.writeHead(200, { 'Content-Length': '2' });
+    startedRes.write('o');
+    connections.beginDrain();
+    for (const res of held) res.end(res === startedRes ? 'k' : 'ok');
+    await Promise.all([prepared.closed, started.closed]);
+    expect(prepared.state.received).toMatch(/Connection: close\r\n[^]*ok$/);
+    expect(started.state.received).toMatch(/^HTTP\/1\.1 200 [^]*ok$/);
+  });
+
+  it('keeps a connection on which bytes keep arriving, then answers the request they make', async () => {
+    const graceMs = 300;
+    const { connections, port } = await serve({ graceMs });
+    const client = await connect(port);
+    connections.beginDrain();
+    // A request head two bytes at a time, each gap a sixth of the grace, the whole twice it.
+    for (const part of REQUEST.match(/.{1,2}/gs)!) {
+      client.socket.write(part);
+      await new Promise((resolve) => setTimeout(resolve, graceMs / 6));
+    }
+    await client.closed;
+    expect(answers(client.state.received)).toBe(1);
+  });
+
+  it('closes a connection whose request head trickles in for longer than the idle maximum', async () => {
+    const { connections, port } = await serve({ maxMs: 6 * GRACE_MS });
+    const client = await connect(port);
+    client.socket.write('GET / HTTP/1.1\r\nX-Slow: ');
+    connections.beginDrain();
+    const trickle = setInterval(() => client.socket.write('x'), GRACE_MS / 4);
+    try {
+      await client.closed;
+    } finally {
+      clearInterval(trickle);
+    }
+    expect(client.state.received).toBe('');
+  });
+
+  it('allClosed: true at once with none open, false at its timeout, true once the last closes', async () => {
+    const { connections, port } = await serve();
+    expect(await connections.allClosed(LONG_MS)).toBe(true);
+    const [a, b] = [await connect(port), await connect(port)];
+    await eventually(() => connections.size === 2);
+    expect(await connections.allClosed(10)).toBe(false);
+    let settled: boolean | undefined;
+    void connections.allClosed(LONG_MS).then((result) => (settled = result));
+    a.socket.destroy();
+    await eventually(() => connections.size === 1);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(settled).toBeUndefined();
+    b.socket.destroy();
+    await eventually(() => settled !== undefined);
+    expect(settled).toBe(true);
   });
 });
