@@ -163,6 +163,19 @@ describe('Connections', () => {
     expect(client.state.received).toBe('');
   });
 
+  it('counts an idle connection’s time from the drain, not from the process’s start', async () => {
+    const limitMs = 3000;
+    // performance.now() counts from the process's start: past the limit, so that counting from
+    // there would close the connection at once.
+    await eventually(() => performance.now() > limitMs + 500, 10_000);
+    const { connections, port } = await serve({ graceMs: limitMs, maxMs: limitMs });
+    const client = await connect(port);
+    connections.beginDrain();
+    for (let turn = 0; turn < 3; turn += 1) await new Promise((resolve) => setImmediate(resolve));
+    expect(client.state.closed).toBe(false);
+    client.socket.destroy();
+  }, 20_000);
+
   it('allClosed: true at once with none open, false at its timeout, true once the last closes', async () => {
     const { connections, port } = await serve();
     expect(await connections.allClosed(LONG_MS)).toBe(true);
