@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
-import type { CloudEventFunction, HttpFunction } from '@google-cloud/functions-framework';
+import type { HttpFunction } from '@google-cloud/functions-framework';
 import { Registry } from 'prom-client';
 import { buildOryClient, type OryClientFactory } from '../lib/clients/ory';
 import {
@@ -242,8 +242,6 @@ export interface App {
   readonly observeRequest: RequestObserver;
   /** The same functions for functions-framework to serve alone (`--target=<name>`). */
   readonly functions: Readonly<Record<string, HttpFunction>>;
-  /** The worker or dead-letter function as a functions-framework `cloudEvent` function. */
-  readonly cloudEventFunctions: Readonly<Record<string, CloudEventFunction>>;
   /** The PostgreSQL client when the app uses the database. */
   readonly postgres: PostgresClient | undefined;
   /**
@@ -279,10 +277,12 @@ export function createApp(options: CreateAppOptions = {}): App {
         })
       : undefined;
   const logTransition = logTransitions(logger);
+  // The event functions use Vault only when it holds the database password, and never Ory.
+  const eventVault: Record<string, VaultClient> =
+    settings.PG_PASSWORD_VAULT_PATH === '' ? {} : { vault: clients.vault };
   const checker = new ReadinessChecker({
     components: {
-      // The event functions need Vault (the database password) and PostgreSQL, not Ory.
-      ...(takesEvents ? { vault: clients.vault } : clients),
+      ...(takesEvents ? eventVault : clients),
       ...(postgres === undefined ? {} : { postgres }),
       ...(secret === undefined || takesEvents
         ? {}
@@ -304,7 +304,6 @@ export function createApp(options: CreateAppOptions = {}): App {
     registry,
     metricsPath: settings.METRICS_PATH,
   };
-  const cloudEventFunctions: Record<string, CloudEventFunction> = {};
   let routes: Route[];
   // The entry routes to every route of the app: `coffeebuddy`, or the event function itself.
   const entry: string = takesEvents ? target : 'coffeebuddy';
@@ -313,7 +312,6 @@ export function createApp(options: CreateAppOptions = {}): App {
     if (postgres === undefined) throw new Error(`${target} needs the database`);
     const taker = eventTaker(target, settings, { postgres, handlers, lifecycle, logger, registry });
     routes = [...probeRoutes(probes), taker.route];
-    cloudEventFunctions[target] = taker.cloudEvent;
     closeFunctions = taker.close;
   } else {
     const publisher = slackPublisher(settings, logger, slackMetrics);
@@ -346,10 +344,7 @@ export function createApp(options: CreateAppOptions = {}): App {
   const routers = routersByName(routes, entry, logger);
   const functions: Record<string, HttpFunction> = {};
   for (const [name, router] of Object.entries(routers)) {
-    // A function Knative Eventing delivers to is served alone as a cloudEvent function.
-    if (!(name in cloudEventFunctions)) {
-      functions[name] = standalone(router, contexts, observeRequest);
-    }
+    functions[name] = standalone(router, contexts, observeRequest);
   }
 
   return {
@@ -364,7 +359,6 @@ export function createApp(options: CreateAppOptions = {}): App {
     contexts,
     observeRequest,
     functions,
-    cloudEventFunctions,
     postgres,
     close: async () => {
       // The functions first (a worker's claims, while the pool is still open; the publisher's

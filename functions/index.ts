@@ -22,6 +22,3 @@ export const app = startApp(target === undefined ? {} : { target });
 for (const [name, handler] of Object.entries(app.functions)) {
   functionsFramework.http(name, handler);
 }
-for (const [name, handler] of Object.entries(app.cloudEventFunctions)) {
-  functionsFramework.cloudEvent(name, handler);
-}

@@ -3,7 +3,7 @@ import request from 'supertest';
 import { appHarness } from '../testing/app';
 import { metricValue } from '../testing/metrics-text';
 import { APP_PASSWORD, migratedCluster, itWithPostgres } from '../testing/postgres';
-import { serveCloudEventFunction } from '../testing/server';
+import { serveFunction } from '../testing/server';
 import { eventually, findCommand, promtoolCheckMetrics } from '../testing/tools';
 import { SlackHandlers } from '../lib/slack/handlers';
 
@@ -454,7 +454,8 @@ describe('slackWorker behind the image pipeline', () => {
     'PostgreSQL stopped: 503 (retried), readiness names postgres; then 204',
     async () => {
       const { handlers, ran } = recording();
-      const { server } = await workerApp(handlers, { PG_CONNECT_TIMEOUT_MS: '500' });
+      // Room to reconnect after the restart on a loaded machine; a stopped server refuses at once.
+      const { server } = await workerApp(handlers, { PG_CONNECT_TIMEOUT_MS: '5000' });
       await cluster()!.stop();
       try {
         expect((await deliver(server, slackEvent('Ev10'))).status).toBe(503);
@@ -469,6 +470,31 @@ describe('slackWorker behind the image pipeline', () => {
       expect(await workCount(server, 'unavailable')).toBe(1);
     },
     30_000,
+  );
+
+  itWithPostgres(
+    'readiness checks PostgreSQL, and Vault only when it holds the database password',
+    async () => {
+      const { server, vault } = await workerApp(recording().handlers);
+      // Given PGPASSWORD, a worker uses no Vault: a sealed one does not hold it back.
+      vault.status = 'unavailable';
+      vault.error = 'sealed';
+      const ready = await request(server).get('/health/ready').expect(200);
+      expect(Object.keys(ready.body.components)).toEqual(['postgres']);
+
+      const { app } = await harness({
+        target: 'slackWorker',
+        env: {
+          ...cluster()!.env({}),
+          VAULT_TOKEN: 'hvs.worker',
+          PG_PASSWORD_VAULT_PATH: 'coffeebuddy/postgres',
+        },
+      });
+      expect(Object.keys((await app.checker.check()).components).sort()).toEqual([
+        'postgres',
+        'vault',
+      ]);
+    },
   );
 
   itWithPostgres('done events past the retention are deleted; others stay', async () => {
@@ -526,7 +552,8 @@ describe('slackWorker behind the image pipeline', () => {
     async () => {
       const { server } = await workerApp();
       const ready = await request(server).get('/health/ready').expect(200);
-      expect(Object.keys(ready.body.components).sort()).toEqual(['postgres', 'vault']);
+      // PGPASSWORD here: no Vault either (see the readiness test below).
+      expect(Object.keys(ready.body.components)).toEqual(['postgres']);
       await request(server).get('/health/live').expect(200);
       const text = (await request(server).get('/metrics').expect(200)).text;
       for (const kind of ['events', 'interactions', 'unknown']) {
@@ -590,7 +617,7 @@ describe('slackDeadLetter behind the image pipeline', () => {
     async () => {
       const { server, logs } = await harness({
         target: 'slackDeadLetter',
-        env: workerEnv({ PG_CONNECT_TIMEOUT_MS: '500' }),
+        env: workerEnv({ PG_CONNECT_TIMEOUT_MS: '5000' }),
       });
       await cluster()!.stop();
       try {
@@ -621,14 +648,18 @@ describe('slackDeadLetter behind the image pipeline', () => {
   });
 });
 
-describe('slackWorker as a functions-framework cloudEvent function (--target)', () => {
+describe('slackWorker served alone by functions-framework (--target)', () => {
   itWithPostgres(
-    'the framework parses binary and structured events; 204 done, refusals 500',
+    'routes its probes, metrics and POST /, answering events as behind the entry',
     async () => {
       const { handlers, ran } = recording();
       const { app, server } = await workerApp(handlers);
-      const framework = serveCloudEventFunction(app.cloudEventFunctions.slackWorker!);
+      const framework = serveFunction(app.functions.slackWorker!);
       try {
+        // A GET reached functions-framework's cloudEvent middleware once, and crashed it: 500.
+        await request(framework).get('/health/live').expect(200);
+        await request(framework).get('/health/ready').expect(200);
+        await request(framework).get('/metrics').expect(200);
         expect((await deliver(framework, slackEvent('Ev15'))).status).toBe(204);
         expect((await deliver(framework, slackEvent('Ev15'), 'structured')).status).toBe(204);
         expect((await deliver(framework, slackEvent('Ev16'), 'structured')).status).toBe(204);
@@ -637,24 +668,29 @@ describe('slackWorker as a functions-framework cloudEvent function (--target)', 
           .post('/')
           .set('content-type', 'application/json')
           .send('{"a":1}');
-        expect(notAnEvent.status).toBe(500);
-        // Every refusal is a throw, so a 500 Knative retries: never the framework's 204.
+        expect(notAnEvent.status).toBe(400);
+        // Knative's contract, as behind the entry: 409 is retried, 400 is not.
         await cluster()!.admin(
           `INSERT INTO slack_work (source, id, type, state, attempts, claimed_by, lease_until)
            VALUES ('${SOURCE}', 'Ev17', 'com.slack.event.app_mention', 'claimed', 1, 'other', now() + interval '1 hour')`,
           'coffeebuddy',
         );
-        expect((await deliver(framework, slackEvent('Ev17'))).status).toBe(500);
+        expect((await deliver(framework, slackEvent('Ev17'))).status).toBe(409);
         const mismatched = new CloudEvent({
           id: 'Ev18',
           source: SOURCE,
           type: 'com.slack.event.app_mention',
           data: { event: { type: 'message' } },
         });
-        expect((await deliver(framework, mismatched)).status).toBe(500);
+        expect((await deliver(framework, mismatched)).status).toBe(400);
         expect(ran).toEqual(['Ev15', 'Ev16']);
         expect(await workCount(server, 'busy')).toBe(1);
-        expect(Object.keys(app.functions).sort()).toEqual(['healthLive', 'healthReady', 'metrics']);
+        expect(Object.keys(app.functions).sort()).toEqual([
+          'healthLive',
+          'healthReady',
+          'metrics',
+          'slackWorker',
+        ]);
       } finally {
         framework.close();
       }

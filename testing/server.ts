@@ -1,7 +1,7 @@
 import type http from 'node:http';
 import net from 'node:net';
 import * as functionsFramework from '@google-cloud/functions-framework';
-import type { CloudEventFunction, HttpFunction } from '@google-cloud/functions-framework';
+import type { HttpFunction } from '@google-cloud/functions-framework';
 import { getTestServer } from '@google-cloud/functions-framework/testing';
 
 let registered = 0;
@@ -11,14 +11,6 @@ export function serveFunction(handler: HttpFunction): http.Server {
   registered += 1;
   const name = `test_function_${registered}`;
   functionsFramework.http(name, handler);
-  return getTestServer(name);
-}
-
-/** Serves a cloudEvent function the way functions-framework alone does, under a fresh name. */
-export function serveCloudEventFunction(handler: CloudEventFunction): http.Server {
-  registered += 1;
-  const name = `test_cloud_event_function_${registered}`;
-  functionsFramework.cloudEvent(name, handler);
   return getTestServer(name);
 }
 

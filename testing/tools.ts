@@ -38,7 +38,10 @@ export function promtoolCheckMetrics(text: string): { status: number | null; out
   return { status: result.status, output: `${result.stdout}${result.stderr}` };
 }
 
-/** Waits until `condition` holds, polling every 5 ms; fails after timeoutMs. */
+/**
+ * Waits until `condition` holds, polling every 5 ms; fails after timeoutMs. Each poll follows one
+ * turn of I/O, so that a starved test process reads what has arrived before it calls time up.
+ */
 export async function eventually(
   condition: () => boolean | Promise<boolean>,
   timeoutMs = 5000,
@@ -46,6 +49,6 @@ export async function eventually(
   const deadline = Date.now() + timeoutMs;
   while (!(await condition())) {
     if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
+    await new Promise((resolve) => setTimeout(() => setImmediate(resolve), 5));
   }
 }

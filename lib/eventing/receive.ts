@@ -1,5 +1,4 @@
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
-import type { CloudEventFunction } from '@google-cloud/functions-framework';
 import { sendJson } from '../http/respond';
 import type { Route, RouteRequest } from '../http/router';
 import type { Logger } from '../logger';
@@ -34,14 +33,6 @@ export function cloudEventFrom(headers: IncomingHttpHeaders, body: Buffer): unkn
 
 /** Takes one checked event and says how Knative is answered. */
 export type EventTaker = (event: ReceivedEvent) => Promise<TakeResult>;
-
-/** Refused or failed: functions-framework answers a throw from a cloudEvent function with 500. */
-export class EventNotTaken extends Error {
-  constructor(readonly result: TakeResult) {
-    super(`event not taken: ${result.status} ${result.error ?? ''}`);
-    this.name = 'EventNotTaken';
-  }
-}
 
 /**
  * POST / as a route of the pipeline: a CloudEvent in binary or structured mode, read raw
@@ -83,22 +74,6 @@ function eventRoute(
   };
 }
 
-/**
- * The same as a functions-framework `cloudEvent` function, for `--target`: the framework answers
- * 204 when it returns and 500 when it throws, so there every refusal is a 500 (retried).
- */
-function eventFunction(take: EventTaker, onInvalid: (error: string) => void): CloudEventFunction {
-  return async (cloudEvent) => {
-    const checked = receivedEventOf(cloudEvent);
-    if (!checked.ok) {
-      onInvalid(checked.error);
-      throw new EventNotTaken({ status: 400, error: checked.error });
-    }
-    const result = await take(checked.event);
-    if (result.status !== 204) throw new EventNotTaken(result);
-  };
-}
-
 export interface EventFunctionDependencies {
   logger: Logger;
   /** Counts a request that holds no usable CloudEvent. */
@@ -108,21 +83,21 @@ export interface EventFunctionDependencies {
 }
 
 /**
- * A function Knative Eventing delivers to (`name`): as a route behind the image's entry, and as a
- * functions-framework cloudEvent function for `--target`. A request that holds no CloudEvent gets
- * one warning and is counted `invalid`.
+ * A function Knative Eventing delivers to (`name`), as a route: behind the image's entry, and
+ * routed with the probes under `--target` (an HTTP function there too: the framework's cloudEvent
+ * signature answers every refusal 500 and crashes on a GET). A request that holds no CloudEvent
+ * gets one warning and is counted `invalid`.
  */
 export function eventEndpoints(
   name: string,
   take: EventTaker,
   deps: EventFunctionDependencies,
-): { route: Route; cloudEvent: CloudEventFunction } {
+): { route: Route } {
   const onInvalid = (error: string) => {
     deps.logger.warn('cloudevent refused', { function: name, reason: error });
     deps.countInvalid();
   };
   return {
     route: eventRoute(name, deps.maxBodyBytes, take, onInvalid),
-    cloudEvent: eventFunction(take, onInvalid),
   };
 }

@@ -74,7 +74,10 @@ export function readBody(
     }, timeoutMs);
     req.on('data', onData);
     req.on('end', onEnd);
+    // A client gone mid-body raises both (Node 20 and 24): either alone ends the read.
+    // Stryker disable next-line StringLiteral: equivalent while 'error' is listened to as well
     req.on('aborted', onAborted);
+    // Stryker disable next-line StringLiteral: equivalent while 'aborted' is listened to as well
     req.on('error', onAborted);
   });
 }

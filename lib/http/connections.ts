@@ -38,6 +38,7 @@ export class Connections {
   constructor(
     private readonly lifecycle: Lifecycle,
     private readonly idleGraceMs = DRAIN_IDLE_GRACE_MS,
+    private readonly idleMaxMs = DRAIN_IDLE_MAX_MS,
   ) {}
 
   /** Tracks the connections `server` accepts. */
@@ -109,25 +110,46 @@ export class Connections {
     return this.sockets.size;
   }
 
-  /** Closes the connection once it has had no request in flight and no byte for the grace. */
+  /**
+   * Closes the connection once it has had no request in flight and no byte for the grace. A timer
+   * runs before the loop reads its sockets, so a starved loop would see a request already waiting
+   * in the socket as silence: the close is decided again after one turn of I/O has read it.
+   */
   private watchIdle(socket: Socket, tracked: Tracked): void {
     const watchedAt = performance.now();
     tracked.lastDataAt = watchedAt;
     socket.on('data', () => {
       tracked.lastDataAt = performance.now();
     });
+    // Idle since the last answer: a request in flight is answered with close instead.
+    // Times are fractional milliseconds: `>=` and `>` differ only at one instant.
+    const idle = (now: number) =>
+      tracked.open.size === 0 &&
+      // Stryker disable next-line EqualityOperator: the same but at one instant (see above)
+      (now - tracked.lastDataAt >= this.idleGraceMs ||
+        // Stryker disable next-line EqualityOperator: the same but at one instant (see above)
+        now - Math.max(watchedAt, tracked.idleSince) >= this.idleMaxMs);
+    // When the next check runs is timing only: a check closes nothing that is not idle.
+    const later = () => {
+      // Stryker disable next-line ArithmeticOperator: the next check's time only (see above)
+      const quietMs = performance.now() - tracked.lastDataAt;
+      // Stryker disable next-line ArithmeticOperator,MethodExpression: the next check's time only
+      setTimeout(check, Math.max(this.idleGraceMs - quietMs, 10)).unref();
+    };
     const check = () => {
+      // Stryker disable next-line ConditionalExpression: a closed socket is idle; destroy() again is a no-op
       if (socket.destroyed) return;
-      const now = performance.now();
-      const quietMs = now - tracked.lastDataAt;
-      // Idle since the last answer: a request in flight is answered with close instead.
-      const idleMs = tracked.open.size === 0 ? now - Math.max(watchedAt, tracked.idleSince) : 0;
-      if (tracked.open.size === 0 && (quietMs >= this.idleGraceMs || idleMs >= DRAIN_IDLE_MAX_MS)) {
-        socket.destroy();
+      // Stryker disable next-line ConditionalExpression,BlockStatement: the check after I/O decides alike
+      if (!idle(performance.now())) {
+        later();
         return;
       }
-      const timer = setTimeout(check, Math.max(this.idleGraceMs - quietMs, 10));
-      timer.unref();
+      setImmediate(() => {
+        // Stryker disable next-line ConditionalExpression: a closed socket is idle; destroy() again is a no-op
+        if (socket.destroyed) return;
+        if (idle(performance.now())) socket.destroy();
+        else later();
+      });
     };
     check();
   }

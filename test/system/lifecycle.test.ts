@@ -14,6 +14,8 @@ import { SYSTEM_TOLERANCE_MS } from './tolerance';
 
 const FAULT_PRELOAD = path.join(__dirname, '..', 'support', 'fault.js');
 const VAULT_DELAY_MS = 1000;
+/** How long readiness waits on Vault in start(): what a drain that waits for a request takes. */
+const READINESS_TIMEOUT_MS = 5000;
 
 interface Answer {
   status: number;
@@ -76,7 +78,7 @@ describe('the production entry’s lifecycle', () => {
     server = await startCoffeebuddy(
       vault.url,
       ory.url,
-      { READINESS_TIMEOUT_MS: '5000', READINESS_CACHE_TTL_MS: '0', ...env },
+      { READINESS_TIMEOUT_MS: String(READINESS_TIMEOUT_MS), READINESS_CACHE_TTL_MS: '0', ...env },
       nodeArgs,
     );
     return server;
@@ -86,9 +88,14 @@ describe('the production entry’s lifecycle', () => {
    * Starts `count` readiness requests that wait on a slow Vault, and waits until the server holds
    * them all: each is written to its socket, Vault is asked, and a request on a connection opened
    * after them has been answered (the server reads sockets in the order their bytes arrived).
+   * With `delayMs` past READINESS_TIMEOUT_MS, each is answered only at that timeout.
    */
-  async function inFlight(running: RunningProcess, count: number): Promise<Promise<Answer>[]> {
-    vault.fault = { kind: 'slow', delayMs: VAULT_DELAY_MS };
+  async function inFlight(
+    running: RunningProcess,
+    count: number,
+    delayMs = VAULT_DELAY_MS,
+  ): Promise<Promise<Answer>[]> {
+    vault.fault = { kind: 'slow', delayMs };
     const before = vault.requests;
     const requests = Array.from({ length: count }, () => send(running.port, '/health/ready'));
     await Promise.all(requests.map((r) => r.sent));
@@ -122,9 +129,10 @@ describe('the production entry’s lifecycle', () => {
     keepAlive.destroy();
   });
 
+  // Waiting for the request instead would take READINESS_TIMEOUT_MS, well past the tolerance.
   it('exits at once on a second signal', async () => {
     const running = await start();
-    const answers = Promise.allSettled(await inFlight(running, 1));
+    const answers = Promise.allSettled(await inFlight(running, 1, 2 * READINESS_TIMEOUT_MS));
     running.child.kill('SIGTERM');
     await eventually(() => running.logLines().some((l) => l.msg === 'drain started'));
     const signalled = performance.now();
@@ -136,7 +144,7 @@ describe('the production entry’s lifecycle', () => {
 
   it('gives up on what is still in flight after SHUTDOWN_TIMEOUT_MS, and exits 0', async () => {
     const running = await start({ SHUTDOWN_TIMEOUT_MS: '300' });
-    const answers = Promise.allSettled(await inFlight(running, 2));
+    const answers = Promise.allSettled(await inFlight(running, 2, 2 * READINESS_TIMEOUT_MS));
     const signalled = performance.now();
     running.child.kill('SIGTERM');
     expect(await exited(running.child)).toBe(0);
