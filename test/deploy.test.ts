@@ -343,14 +343,14 @@ describe('kubectl kustomize', () => {
     expect(find(plain, 'PodMonitor')).toHaveLength(1);
 
     // An overlay for annotation-based scrapers: their component instead of the monitoring one.
-    const withComponent = kustomizeCopy((root) =>
+    const withComponent = kustomizeCopy((root) => {
       replaceIn(
         root,
         `${OVERLAY}/kustomization.yaml`,
         '  - monitoring\n',
         '  - ../../monitoring/annotations\n',
-      ),
-    );
+      );
+    });
     expect(find(withComponent, 'PodMonitor')).toEqual([]);
     const expected = scrapeAnnotations();
     expect(annotated(withComponent)).toEqual(knativeServices(withComponent).map(() => expected));
@@ -458,7 +458,9 @@ describe('the overlay as a platform team applies it', () => {
           '# rotated\n-----BEGIN CERTIFICATE-----',
         ],
       ] as const) {
-        const changed = kustomizeCopy((root) => replaceIn(root, file, from, to));
+        const changed = kustomizeCopy((root) => {
+          replaceIn(root, file, from, to);
+        });
         // One ConfigMap was renamed (a new hash) and the others kept their names.
         const gone = configMapNames(docs).filter((n) => !configMapNames(changed).includes(n));
         const added = configMapNames(changed).filter((n) => !configMapNames(docs).includes(n));
@@ -523,9 +525,9 @@ describe('the overlay as a platform team applies it', () => {
     const tag = (built: Manifest[]) =>
       (only(built, 'Job').spec.template.spec.containers[0].image as string).split(':').at(-1);
     expect(name(docs)).toBe(`coffeebuddy-migrate-${tag(docs)}`);
-    const next = kustomizeCopy((root) =>
-      replaceIn(root, `${OVERLAY}/kustomization.yaml`, 'newTag: 0.1.0', 'newTag: 0.2.0-rc.1'),
-    );
+    const next = kustomizeCopy((root) => {
+      replaceIn(root, `${OVERLAY}/kustomization.yaml`, 'newTag: 0.1.0', 'newTag: 0.2.0-rc.1');
+    });
     expect(name(next)).toBe('coffeebuddy-migrate-0.2.0-rc.1');
     for (const built of [docs, next]) {
       // A Job's name becomes its pods' job-name label: a label value of at most 63 characters.
