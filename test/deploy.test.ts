@@ -558,6 +558,44 @@ describe('the overlay as a platform team applies it', () => {
     expect(first.filter((d) => eventing.includes(d.kind))).toEqual([]);
   });
 
+  withKubectl(
+    'docs/deploy.md and the README apply it in the order and with the names it builds',
+    () => {
+      const job = only(docs, 'Job').metadata.name as string;
+      const markers = (text: string) => new Set(text.match(/\(\d\)/g));
+      const overlayFiles = fs
+        .readdirSync(path.join(REPO_ROOT, OVERLAY), { recursive: true, withFileTypes: true })
+        .filter((f) => f.isFile())
+        .map((f) => fs.readFileSync(path.join(f.parentPath, f.name), 'utf8'))
+        .join('\n');
+      for (const doc of ['docs/deploy.md', 'README.md']) {
+        const text = fs.readFileSync(path.join(REPO_ROOT, doc), 'utf8');
+        const selector = /kubectl apply -k \S+ -l '([^']+)'/.exec(text)?.[1];
+        expect([doc, selector]).toEqual([
+          doc,
+          `app.kubernetes.io/component in (${FIRST_APPLY.join(', ')})`,
+        ]);
+        expect([doc, /job\/(coffeebuddy-migrate\S*)/.exec(text)?.[1]]).toEqual([doc, job]);
+        // Every value the overlay marks is listed, and nothing it does not mark.
+        const listed = [...markers(text.slice(text.indexOf('(1)')))].filter((m) =>
+          overlayFiles.includes(m),
+        );
+        expect([doc, listed.sort()]).toEqual([doc, [...markers(overlayFiles)].sort()]);
+      }
+      // docs/deploy.md's table of Kong's timeouts holds the route's values.
+      const deployDoc = fs.readFileSync(path.join(REPO_ROOT, 'docs/deploy.md'), 'utf8');
+      const upstream = find(docs, 'Service').find((d) => d.spec?.type === 'ExternalName')!;
+      for (const [key, value] of Object.entries(
+        upstream.metadata.annotations as Record<string, string>,
+      )) {
+        if (!/^konghq\.com\/(retries|\w+-timeout)$/.test(key)) continue;
+        expect(deployDoc).toMatch(
+          new RegExp(`\\| \`${key.replace('.', '\\.')}\` +\\| \`${value}\` +\\|`),
+        );
+      }
+    },
+  );
+
   withKubectl('Kong neither retries nor waits past Slack’s 3 s in the built overlay', () => {
     const upstream = find(docs, 'Service').find((d) => d.spec?.type === 'ExternalName')!;
     const annotations = upstream.metadata.annotations as Record<string, string>;
