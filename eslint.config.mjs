@@ -34,6 +34,35 @@ export default tseslint.config(
     },
   },
   {
+    // Inside lib/, the generic layers (HTTP, CloudEvents, clients, settings, metrics) never import
+    // the Slack-specific one: lib/slack builds on them.
+    files: [
+      'lib/*.ts',
+      'lib/http/**/*.ts',
+      'lib/eventing/**/*.ts',
+      'lib/clients/**/*.ts',
+      'lib/config/**/*.ts',
+    ],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['**/functions', '**/functions/**', '**/testing/**', '**/test/**'],
+              message: 'lib/ must not import from functions/, testing/ or test/.',
+            },
+            {
+              group: ['**/slack', '**/slack/**', './slack', './slack/**'],
+              message:
+                'a generic layer of lib/ must not import lib/slack: the Slack layer builds on it.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
     // Tests and the benchmark read untyped data (response bodies, YAML, tool output).
     files: ['test/**/*.ts', 'testing/**/*.ts', 'bench/**/*.ts'],
     rules: {

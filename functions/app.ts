@@ -34,6 +34,7 @@ import { SlackHandlers } from '../lib/slack/handlers';
 import { RecentIds, type SeenIds } from '../lib/slack/recent-ids';
 import { SigningSecret } from '../lib/slack/signing-secret';
 import { SlackVerifier } from '../lib/slack/verify';
+import { createSlackMetrics, type SlackMetrics } from '../lib/slack/metrics';
 import { createWorkMetrics } from '../lib/slack/work-metrics';
 import { WorkStore } from '../lib/slack/work-store';
 import { DeadLetters, SlackWorker } from '../lib/slack/worker';
@@ -99,7 +100,7 @@ function signingSecret(settings: Settings, vault: VaultClient): SigningSecret | 
 function slackPublisher(
   settings: Settings,
   logger: Logger,
-  metrics: RuntimeMetrics,
+  metrics: SlackMetrics,
 ): Publisher | undefined {
   if (settings.K_SINK === '') return undefined;
   return new CloudEventPublisher({
@@ -202,7 +203,9 @@ function eventTaker(
   const store = new WorkStore(deps.postgres, workerName());
   const endpoints = {
     logger,
-    metrics,
+    countInvalid: () => {
+      metrics.observeWork('unknown', 'invalid');
+    },
     maxBodyBytes: settings.SLACK_MAX_BODY_BYTES + EVENT_ATTRIBUTES_BYTES,
   };
   if (target !== SLACK_WORKER) {
@@ -263,6 +266,7 @@ export function createApp(options: CreateAppOptions = {}): App {
   const secret = signingSecret(settings, clients.vault);
 
   const runtimeMetrics = createMetrics(registry, { version });
+  const slackMetrics = createSlackMetrics(registry);
   const target = options.target ?? settings.FUNCTION_TARGET;
   const takesEvents = EVENT_TARGETS.includes(target);
   // Only apps that use the database build a client (one pool) and check it.
@@ -312,7 +316,7 @@ export function createApp(options: CreateAppOptions = {}): App {
     cloudEventFunctions[target] = taker.cloudEvent;
     closeFunctions = taker.close;
   } else {
-    const publisher = slackPublisher(settings, logger, runtimeMetrics);
+    const publisher = slackPublisher(settings, logger, slackMetrics);
     routes = coffeebuddyRoutes({
       ...probes,
       slack: {
@@ -328,7 +332,7 @@ export function createApp(options: CreateAppOptions = {}): App {
         commandTimeoutMs: COMMAND_TIMEOUT_MS,
         lifecycle,
         logger,
-        count: runtimeMetrics.observeSlack,
+        count: slackMetrics.observeSlack,
       },
     });
     closeFunctions = () => {

@@ -1,11 +1,10 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ReadinessReport } from './readiness';
-import { SLACK_KINDS, SLACK_OUTCOMES, type SlackKind, type SlackOutcome } from './slack/outcomes';
 import { COMPONENT_OK, type ComponentHealth } from './health';
 
 export const METRIC_PREFIX = 'coffeebuddy_';
 /** Probe and scrape answers take microseconds to milliseconds; Slack allows 3 s. */
-const LATENCY_BUCKETS_SECONDS = [
+export const LATENCY_BUCKETS_SECONDS = [
   0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
 ];
 /** A metric every collectDefaultMetrics() registers: its presence means the defaults are there. */
@@ -24,10 +23,6 @@ const MISNAMED_DEFAULT_GAUGES = [
 export const PROCESS_FAULTS = ['unhandled_rejection', 'uncaught_exception'] as const;
 export type ProcessFault = (typeof PROCESS_FAULTS)[number];
 
-/** How a publish to K_SINK ended: the sink answered 2xx, or not (any status, refusal, timeout). */
-export const PUBLISH_OUTCOMES = ['ok', 'failed'] as const;
-export type PublishOutcome = (typeof PUBLISH_OUTCOMES)[number];
-
 export interface MetricsOptions {
   version: string;
 }
@@ -35,9 +30,6 @@ export interface MetricsOptions {
 export interface RuntimeMetrics {
   observeRequest: (method: string, route: string, status: number, seconds: number) => void;
   observeCheck: (component: string, health: ComponentHealth) => void;
-  observeSlack: (kind: SlackKind, outcome: SlackOutcome) => void;
-  /** One publish of a Slack request to K_SINK: from the POST to the sink's answer. */
-  observePublish: (outcome: PublishOutcome, seconds: number) => void;
   observeFault: (kind: ProcessFault) => void;
   /**
    * Starts each route's successful answers at 0, so that rates and ratios over them have a value
@@ -97,24 +89,6 @@ export function createMetrics(registry: Registry, options: MetricsOptions): Runt
       await readiness?.();
     },
   });
-  const slackRequests = new Counter({
-    name: `${METRIC_PREFIX}slack_requests_total`,
-    help: 'Requests from Slack, by kind (commands, events, interactions) and outcome.',
-    labelNames: ['kind', 'outcome'] as const,
-    registers,
-  });
-  // Known label sets start at 0: a fresh pod shows them, rather than "no data".
-  for (const kind of SLACK_KINDS) {
-    for (const outcome of SLACK_OUTCOMES) slackRequests.inc({ kind, outcome }, 0);
-  }
-  const publishDuration = new Histogram({
-    name: `${METRIC_PREFIX}slack_publish_duration_seconds`,
-    help: 'Time from the POST of a Slack request to K_SINK to its answer, by outcome (ok, failed).',
-    labelNames: ['outcome'] as const,
-    buckets: LATENCY_BUCKETS_SECONDS,
-    registers,
-  });
-  for (const outcome of PUBLISH_OUTCOMES) publishDuration.zero({ outcome });
   const faults = new Counter({
     name: `${METRIC_PREFIX}process_faults_total`,
     help: 'Failures outside any request (unhandled rejections, uncaught exceptions); each drains the process.',
@@ -137,12 +111,6 @@ export function createMetrics(registry: Registry, options: MetricsOptions): Runt
     },
     observeCheck: (component, health) => {
       checkDuration.observe({ component }, health.latencyMs / 1000);
-    },
-    observeSlack: (kind, outcome) => {
-      slackRequests.inc({ kind, outcome });
-    },
-    observePublish: (outcome, seconds) => {
-      publishDuration.observe({ outcome }, seconds);
     },
     initRequests: (routes) => {
       for (const route of routes) {

@@ -3,9 +3,12 @@ import type https from 'node:https';
 import { performance } from 'node:perf_hooks';
 import { describeFailure } from '../http/upstream';
 import type { Logger } from '../logger';
-import type { PublishOutcome } from '../metrics';
 
 /** An event's own attributes; specversion, datacontenttype and the extensions are the publisher's. */
+/** How a publish to K_SINK ended: the sink answered 2xx, or not (any status, refusal, timeout). */
+export const PUBLISH_OUTCOMES = ['ok', 'failed'] as const;
+export type PublishOutcome = (typeof PUBLISH_OUTCOMES)[number];
+
 export interface EventToPublish {
   id: string;
   type: string;

@@ -3,8 +3,7 @@ import type { CloudEventFunction } from '@google-cloud/functions-framework';
 import { sendJson } from '../http/respond';
 import type { Route, RouteRequest } from '../http/router';
 import type { Logger } from '../logger';
-import type { WorkMetrics } from '../slack/work-metrics';
-import { workEventOf, type WorkEvent, type WorkResult } from '../slack/worker';
+import { receivedEventOf, type ReceivedEvent, type TakeResult } from './event';
 
 let sdk: typeof import('cloudevents') | undefined;
 /** The SDK, loaded on first use, not at start: only the worker and dead-letter functions take events. */
@@ -33,13 +32,13 @@ export function cloudEventFrom(headers: IncomingHttpHeaders, body: Buffer): unkn
   }
 }
 
-/** Takes one checked event and says what became of it (SlackWorker, DeadLetters). */
-export type EventTaker = (event: WorkEvent) => Promise<WorkResult>;
+/** Takes one checked event and says how Knative is answered. */
+export type EventTaker = (event: ReceivedEvent) => Promise<TakeResult>;
 
 /** Refused or failed: functions-framework answers a throw from a cloudEvent function with 500. */
 export class EventNotTaken extends Error {
-  constructor(readonly result: WorkResult) {
-    super(`event not taken: ${result.outcome}`);
+  constructor(readonly result: TakeResult) {
+    super(`event not taken: ${result.status} ${result.error ?? ''}`);
     this.name = 'EventNotTaken';
   }
 }
@@ -62,7 +61,7 @@ function eventRoute(
     body: 'raw',
     maxBodyBytes,
     handler: async (req: RouteRequest, res: ServerResponse) => {
-      const checked = workEventOf(cloudEventFrom(req.headers, req.rawBody ?? Buffer.alloc(0)));
+      const checked = receivedEventOf(cloudEventFrom(req.headers, req.rawBody ?? Buffer.alloc(0)));
       if (!checked.ok) {
         onInvalid(checked.error);
         sendJson(res, 400, { error: checked.error });
@@ -73,7 +72,12 @@ function eventRoute(
         res.writeHead(204, { 'Cache-Control': 'no-store' });
         res.end();
       } else {
-        sendJson(res, result.status, { error: result.error ?? result.outcome });
+        const { retryAfterSeconds } = result;
+        const headers =
+          retryAfterSeconds === undefined
+            ? undefined
+            : { 'Retry-After': String(retryAfterSeconds) };
+        sendJson(res, result.status, { error: result.error ?? 'not taken' }, headers);
       }
     },
   };
@@ -85,10 +89,10 @@ function eventRoute(
  */
 function eventFunction(take: EventTaker, onInvalid: (error: string) => void): CloudEventFunction {
   return async (cloudEvent) => {
-    const checked = workEventOf(cloudEvent);
+    const checked = receivedEventOf(cloudEvent);
     if (!checked.ok) {
       onInvalid(checked.error);
-      throw new EventNotTaken({ outcome: 'invalid', status: 400, error: checked.error });
+      throw new EventNotTaken({ status: 400, error: checked.error });
     }
     const result = await take(checked.event);
     if (result.status !== 204) throw new EventNotTaken(result);
@@ -97,7 +101,8 @@ function eventFunction(take: EventTaker, onInvalid: (error: string) => void): Cl
 
 export interface EventFunctionDependencies {
   logger: Logger;
-  metrics: WorkMetrics;
+  /** Counts a request that holds no usable CloudEvent. */
+  countInvalid: () => void;
   /** Largest CloudEvent taken, in bytes. */
   maxBodyBytes: number;
 }
@@ -113,8 +118,8 @@ export function eventEndpoints(
   deps: EventFunctionDependencies,
 ): { route: Route; cloudEvent: CloudEventFunction } {
   const onInvalid = (error: string) => {
-    deps.logger.warn('slack event refused', { reason: error });
-    deps.metrics.observeWork('unknown', 'invalid');
+    deps.logger.warn('cloudevent refused', { function: name, reason: error });
+    deps.countInvalid();
   };
   return {
     route: eventRoute(name, deps.maxBodyBytes, take, onInvalid),

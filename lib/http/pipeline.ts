@@ -1,5 +1,6 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { errorName } from '../errors';
 import type { Logger } from '../logger';
 import { runInContext, type RequestContext, type RequestContexts } from '../request-context';
 import { hasBody, readBody } from './body';
@@ -202,27 +203,61 @@ export class Pipeline {
         this.refuse(req, res, route, refusal);
         return;
       }
-      if (expectsContinue) res.writeContinue();
-      const body = route.body ?? 'none';
-      if (body === 'parsed') {
-        if (req.headers['content-length'] === undefined) this.cutChunkedAtLimit(req, res, route);
-        this.options.framework()(req, res);
+      if (route.admit === undefined) {
+        this.proceed(req, res, route, expectsContinue);
         return;
       }
-      if (!hasBody(req)) {
-        void router.run(route, req, res);
-        return;
-      }
-      void readBody(req, this.limitOf(route), body === 'raw', BODY_READ_TIMEOUT_MS).then((read) => {
-        runInContext(context, () => {
-          if (read.ok) {
-            if (body === 'raw') (req as RouteRequest).rawBody = read.bytes;
-            void router.run(route, req, res);
-          } else if (read.reason !== 'aborted') {
-            this.refuse(req, res, route, read.reason === 'timeout' ? TOO_SLOW : TOO_LARGE);
-          }
-          // aborted: the client is gone and the connection with it; nothing to answer.
-        });
+      void Promise.resolve()
+        .then(() => route.admit?.(req, res))
+        .then(
+          (admission) => {
+            runInContext(context, () => {
+              if (admission === undefined) this.proceed(req, res, route, expectsContinue);
+              else this.refuse(req, res, route, admission);
+            });
+          },
+          (error: unknown) => {
+            runInContext(context, () => {
+              this.options.logger.error('request admission failed', {
+                route: route.path,
+                error: errorName(error),
+              });
+              this.answerRefusal(req, res, INTERNAL_ERROR);
+            });
+          },
+        );
+    });
+  }
+
+  /** A request the route admitted: its body read as the route says, then its handler. */
+  private proceed(
+    req: IncomingMessage,
+    res: ServerResponse,
+    route: Route,
+    expectsContinue: boolean,
+  ): void {
+    const { router } = this.options;
+    if (expectsContinue) res.writeContinue();
+    const body = route.body ?? 'none';
+    if (body === 'parsed') {
+      if (req.headers['content-length'] === undefined) this.cutChunkedAtLimit(req, res, route);
+      this.options.framework()(req, res);
+      return;
+    }
+    if (!hasBody(req)) {
+      void router.run(route, req, res);
+      return;
+    }
+    const context = this.options.contexts.of(req);
+    void readBody(req, this.limitOf(route), body === 'raw', BODY_READ_TIMEOUT_MS).then((read) => {
+      runInContext(context, () => {
+        if (read.ok) {
+          if (body === 'raw') (req as RouteRequest).rawBody = read.bytes;
+          void router.run(route, req, res);
+        } else if (read.reason !== 'aborted') {
+          this.refuse(req, res, route, read.reason === 'timeout' ? TOO_SLOW : TOO_LARGE);
+        }
+        // aborted: the client is gone and the connection with it; nothing to answer.
       });
     });
   }

@@ -38,7 +38,17 @@ export interface Route {
   maxBodyBytes?: number;
   /** `none` unless said. */
   body?: BodyHandling;
+  /**
+   * Asked behind the pipeline before a byte of the body is read (who sent it, whether there is
+   * room for it): a refusal is answered instead of the handler. What it holds for the request's
+   * life it gives back on the response's 'close'. Served alone (`--target`), the framework has read
+   * the body before any of this code runs, so it is not asked there.
+   */
+  admit?: (req: IncomingMessage, res: ServerResponse) => Admission | Promise<Admission>;
 }
+
+/** A route's verdict before the body: undefined lets the request on. */
+export type Admission = Refusal | undefined;
 
 /** An answer given instead of the handler's. */
 export interface Refusal {

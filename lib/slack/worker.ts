@@ -1,59 +1,17 @@
 import { errorName, reasonOf } from '../errors';
+import type { ReceivedEvent, TakeResult } from '../eventing/event';
 import type { Lifecycle } from '../lifecycle';
 import type { Logger } from '../logger';
 import { SLACK_EVENT_TYPE_PREFIX, SLACK_INTERACTION_TYPE_PREFIX } from './cloud-events';
 import type { SlackHandlers } from './handlers';
 import type { WorkKind, WorkOutcome } from './outcomes';
 import type { WorkMetrics } from './work-metrics';
-import type { WorkKey, WorkStore } from './work-store';
+import type { WorkStore } from './work-store';
 
-/** Bounds on attributes, so that a row and a log line stay small whatever a producer sends. */
-const MAX_ID_LENGTH = 128;
-const MAX_SOURCE_LENGTH = 256;
-const MAX_TYPE_LENGTH = 128;
 /** At most this long is kept of Knative's error attributes in the table. */
 const MAX_ERROR_FIELD_LENGTH = 512;
 /** The retention sweep runs at most this often, after work is done. */
 const SWEEP_INTERVAL_MS = 60_000;
-
-/** A CloudEvent as the worker takes it: what identifies it, its type, data and other attributes. */
-export interface WorkEvent extends WorkKey {
-  type: string;
-  data: unknown;
-  /** Every other attribute (extensions included), as strings. */
-  attributes: Readonly<Record<string, string>>;
-}
-
-export type Checked = { ok: true; event: WorkEvent } | { ok: false; error: string };
-
-const CORE = new Set(['specversion', 'id', 'source', 'type', 'data', 'data_base64']);
-
-/**
- * A CloudEvent 1.0 from what a transport parsed (the cloudevents SDK's event, or
- * functions-framework's plain object): specversion, id, source and type present and bounded.
- */
-export function workEventOf(candidate: unknown): Checked {
-  if (candidate === null || typeof candidate !== 'object' || Array.isArray(candidate)) {
-    return { ok: false, error: 'not a CloudEvent' };
-  }
-  const fields = candidate as Record<string, unknown>;
-  if (fields.specversion !== '1.0') return { ok: false, error: 'specversion must be 1.0' };
-  const bounds = { id: MAX_ID_LENGTH, source: MAX_SOURCE_LENGTH, type: MAX_TYPE_LENGTH };
-  for (const [name, max] of Object.entries(bounds)) {
-    const value = fields[name];
-    if (typeof value !== 'string' || value === '' || value.length > max) {
-      return { ok: false, error: `${name} must be 1 to ${max} characters` };
-    }
-  }
-  const attributes: Record<string, string> = {};
-  for (const [name, value] of Object.entries(fields)) {
-    if (!CORE.has(name) && (typeof value === 'string' || typeof value === 'number')) {
-      attributes[name] = String(value);
-    }
-  }
-  const { id, source, type } = fields as Record<'id' | 'source' | 'type', string>;
-  return { ok: true, event: { id, source, type, data: fields.data, attributes } };
-}
 
 /** The `kind` label of an event's type. */
 export function kindOf(type: string): WorkKind {
@@ -62,13 +20,12 @@ export function kindOf(type: string): WorkKind {
   return 'unknown';
 }
 
-/** What became of one event, and the status Knative is answered with. */
-export interface WorkResult {
+/**
+ * What became of one event, and the status Knative is answered with: 204 done or duplicate; 409
+ * busy; 500 failed; 400 invalid; 503 unavailable.
+ */
+export interface WorkResult extends TakeResult {
   outcome: WorkOutcome;
-  /** 204 done or duplicate; 409 busy; 500 failed; 400 invalid; 503 unavailable. */
-  status: number;
-  /** Why, for a refusal's body: never the event's data. */
-  error?: string;
 }
 
 const RESULTS: Record<Exclude<WorkOutcome, 'dead_lettered'>, WorkResult> = {
@@ -84,7 +41,7 @@ type Run = (input: Record<string, unknown>) => void | Promise<void>;
 
 /** The handlers registered for an event and what they are given, or why there are none. */
 function planOf(
-  event: WorkEvent,
+  event: ReceivedEvent,
   handlers: SlackHandlers,
 ): { kind: WorkKind; run: readonly Run[]; input: Record<string, unknown> } | string {
   const kind = kindOf(event.type);
@@ -141,7 +98,7 @@ export class SlackWorker {
 
   constructor(private readonly options: SlackWorkerOptions) {}
 
-  async handle(event: WorkEvent): Promise<WorkResult> {
+  async handle(event: ReceivedEvent): Promise<WorkResult> {
     const { store, logger, metrics } = this.options;
     const plan = planOf(event, this.options.handlers);
     if (typeof plan === 'string') {
@@ -277,7 +234,7 @@ const bounded = (value: string | undefined): string =>
 export class DeadLetters {
   constructor(private readonly options: DeadLettersOptions) {}
 
-  async handle(event: WorkEvent): Promise<WorkResult> {
+  async handle(event: ReceivedEvent): Promise<WorkResult> {
     const { store, logger, metrics } = this.options;
     const kind = kindOf(event.type);
     const errorCode = bounded(event.attributes.knativeerrorcode);

@@ -2,7 +2,7 @@ import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { CloudEventPublisher, type EventToPublish } from '../../lib/eventing/publisher';
 import { createLogger } from '../../lib/logger';
-import type { PublishOutcome } from '../../lib/metrics';
+import type { PublishOutcome } from '../../lib/eventing/publisher';
 import { startSink, type Sink } from '../../testing/sink';
 import { eventually } from '../../testing/tools';
 

@@ -7,7 +7,7 @@ import { frameworkApp } from '../../functions/server';
 import { Connections } from '../../lib/http/connections';
 import { BODY_ERRORS, Pipeline } from '../../lib/http/pipeline';
 import { sendJson } from '../../lib/http/respond';
-import { Router } from '../../lib/http/router';
+import { Router, type Route } from '../../lib/http/router';
 import { Lifecycle } from '../../lib/lifecycle';
 import { createLogger } from '../../lib/logger';
 import { RequestContexts } from '../../lib/request-context';
@@ -46,7 +46,7 @@ afterEach(async () => {
  * The pipeline in front of the framework's Express app, with one route of each body handling:
  * `/parsed` answers what the framework parsed, `/raw` the bytes it was handed, `/none` nothing.
  */
-async function serve() {
+async function serve(admit?: Route['admit']) {
   const logs: Record<string, unknown>[] = [];
   const logger = createLogger('debug', (line) =>
     logs.push(JSON.parse(line) as Record<string, unknown>),
@@ -70,6 +70,16 @@ async function serve() {
         body: 'raw',
         handler: (req, res) => {
           sendJson(res, 200, { raw: req.rawBody?.toString(), parsed: req.body });
+        },
+      },
+      {
+        name: 'guarded',
+        path: '/guarded',
+        methods: ['POST'],
+        body: 'raw',
+        ...(admit === undefined ? {} : { admit }),
+        handler: (req, res) => {
+          sendJson(res, 200, { raw: req.rawBody?.toString() });
         },
       },
       {
@@ -227,5 +237,52 @@ describe('requests in flight', () => {
     expect(received).toMatch(/^HTTP\/1\.1 415 /);
     await eventually(() => lifecycle.inFlight().requests === 0);
     expect(observed[0]).toEqual(['POST', '/parsed', 415]);
+  });
+});
+
+describe('a route’s admission, before the body', () => {
+  it('answers a refusal without waiting for a byte of the body, and closes the connection', async () => {
+    const asked: string[] = [];
+    const { server, logs } = await serve((req) => {
+      asked.push(String(req.headers.authorization));
+      return Promise.resolve({ status: 401, error: 'unauthenticated' });
+    });
+    const { port } = server.address() as net.AddressInfo;
+    // The headers promise ten bytes that never come: only an answer given before reading them ends this.
+    const answer = await exchangeRaw(
+      port,
+      'POST /guarded HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer x\r\nContent-Length: 10\r\n\r\n',
+    );
+    expect(answer).toMatch(/^HTTP\/1\.1 401 /);
+    expect(answer).toMatch(/connection: close/i);
+    expect(answer).toContain('{"error":"unauthenticated"}');
+    expect(asked).toEqual(['Bearer x']);
+    expect(logs).toEqual([
+      expect.objectContaining({ msg: 'request refused', status: 401, reason: 'unauthenticated' }),
+    ]);
+  });
+
+  it('reads the body and runs the handler once admitted, and lets admission release on close', async () => {
+    let held = 0;
+    const { server } = await serve((_req, res) => {
+      held += 1;
+      res.once('close', () => (held -= 1));
+      return undefined;
+    });
+    const res = await request(server).post('/guarded').type('text').send('hello');
+    expect([res.status, res.body]).toEqual([200, { raw: 'hello' }]);
+    await eventually(() => held === 0);
+  });
+
+  it('answers 500 when admission itself fails, naming no internals', async () => {
+    const { server, logs } = await serve(() => {
+      throw new TypeError('secret detail');
+    });
+    const res = await request(server).post('/guarded').type('text').send('hello');
+    expect([res.status, res.body]).toEqual([500, { error: 'internal error' }]);
+    expect(JSON.stringify(logs)).not.toContain('secret detail');
+    expect(logs).toContainEqual(
+      expect.objectContaining({ msg: 'request admission failed', error: 'TypeError' }),
+    );
   });
 });
