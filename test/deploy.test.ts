@@ -1,5 +1,7 @@
 import { spawnSync } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import {
   SETTING_NAMES,
@@ -13,11 +15,14 @@ import { knativeAdmissionProblems } from './support/knative-rules';
 import {
   KINDS_WITHOUT_UPSTREAM_SCHEMA,
   SCHEMAS_PRESENT,
+  generatedConfigMaps,
   loadManifests,
   loadValidators,
   modelProblems,
+  mountedFile,
   parseManifests,
   schemaProblems,
+  scrapeAnnotations,
   type Manifest,
 } from './support/manifests';
 
@@ -28,13 +33,50 @@ const BASES = ['knative', 'knative/eventing', 'kong', 'kong/gateway', 'monitorin
 const OVERLAY = 'deploy/example';
 const withKubectl = itWithCommand('kubectl', 'kubectl 1.32 or newer (kustomize built in)');
 
+/** `kubectl kustomize` of a folder of the repository, or of an absolute folder elsewhere. */
 function kustomize(dir: string): Manifest[] {
-  const result = spawnSync('kubectl', ['kustomize', path.join(REPO_ROOT, dir)], {
+  const result = spawnSync('kubectl', ['kustomize', path.resolve(REPO_ROOT, dir)], {
     encoding: 'utf8',
     timeout: 60_000,
   });
   if (result.status !== 0) throw new Error(`kubectl kustomize ${dir}: ${result.stderr}`);
   return parseManifests(result.stdout, dir);
+}
+
+/**
+ * A copy of the bases and the example overlay in a temporary folder, laid out as in the repository
+ * (kustomize refuses absolute paths to bases): what a team's `cp -r deploy/example` starts from.
+ * `edit` changes the copy's files; returns the copied overlay's folder.
+ */
+function overlayCopy(edit: (root: string) => void): string {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'coffeebuddy-deploy-'));
+  for (const dir of ['knative', 'kong', 'monitoring', OVERLAY]) {
+    fs.cpSync(path.join(REPO_ROOT, dir), path.join(root, dir), { recursive: true });
+  }
+  edit(root);
+  return path.join(root, OVERLAY);
+}
+
+/** Rewrites one file of a copy made by overlayCopy, failing when `from` is not in it. */
+function replaceIn(root: string, file: string, from: string, to: string): void {
+  const where = path.join(root, file);
+  const text = fs.readFileSync(where, 'utf8');
+  if (!text.includes(from)) throw new Error(`${file} does not contain ${from}`);
+  fs.writeFileSync(where, text.replace(from, to));
+}
+
+const copies: string[] = [];
+afterAll(() => {
+  for (const overlay of copies) {
+    fs.rmSync(path.resolve(overlay, '..', '..'), { recursive: true, force: true });
+  }
+});
+
+/** kustomize's build of an edited copy of the example overlay. */
+function kustomizeCopy(edit: (root: string) => void): Manifest[] {
+  const overlay = overlayCopy(edit);
+  copies.push(overlay);
+  return kustomize(overlay);
 }
 
 const gvk = (doc: Manifest) => `${doc.apiVersion}/${doc.kind}`;
@@ -52,6 +94,30 @@ const knativeServices = (docs: Manifest[]): Obj[] =>
 /** The Kafka bootstrap servers the Broker's ConfigMap names. */
 const kafkaServers = (docs: Manifest[]): string =>
   only(docs, 'ConfigMap', 'kafka-broker-config').data['bootstrap.servers'];
+
+/** Where the PrometheusRule says the runbooks are (each alert's runbook_url before the '#'). */
+const runbookBase = (docs: Manifest[]): string =>
+  only(docs, 'PrometheusRule', 'coffeebuddy').metadata.annotations['coffeebuddy/runbooks'];
+
+/** The pods of the bundle: every Knative Service's revision template and the migration Job's. */
+const podTemplates = (docs: Manifest[]): [string, Obj][] => [
+  ...knativeServices(docs).map((s): [string, Obj] => [s.metadata.name, s.spec.template.spec]),
+  ...find(docs, 'Job').map((j): [string, Obj] => [j.metadata.name, j.spec.template.spec]),
+];
+
+/**
+ * The PEM a pod template reads at PGSSLROOTCERT: through the read-only mount holding that path,
+ * from the ConfigMap in the bundle its volume names.
+ */
+function caOf(docs: Manifest[], owner: Obj): string {
+  const podSpec: Obj = owner.spec.template.spec;
+  const container = podSpec.containers[0];
+  const file = loadSettings(environmentOf(docs, owner)).PGSSLROOTCERT;
+  const { volume, mount, relative } = mountedFile(podSpec, container, file);
+  expect(mount.readOnly).toBe(true);
+  const item = volume.configMap.items.find((i: Obj) => i.path === relative);
+  return only(docs, 'ConfigMap', volume.configMap.name).data[item.key];
+}
 
 /** What a ksvc's pods run with: its env, and the ConfigMaps the container takes its environment from. */
 function environmentOf(docs: Manifest[], ksvc: Obj): Record<string, string> {
@@ -137,13 +203,14 @@ describe('kubectl kustomize', () => {
   });
 
   withKubectl(
-    'the overlay changes the image, the host, both addresses and Kafka’s, each written once',
+    'the overlay changes the image, the host, the addresses, the CA and the runbooks, each written once',
     () => {
       const base = [
         ...kustomize('knative'),
         ...kustomize('knative/eventing'),
         ...kustomize('kong'),
         ...kustomize('kong/gateway'),
+        ...kustomize('monitoring'),
       ];
       const overlay = kustomize(OVERLAY);
       const image = (docs: Manifest[]) =>
@@ -159,6 +226,8 @@ describe('kubectl kustomize', () => {
         VAULT_ADDR: settingsOf(overlay).env.VAULT_ADDR!,
         ORY_URL: settingsOf(overlay).env.ORY_URL!,
         kafka: kafkaServers(overlay),
+        PGHOST: settingsOf(overlay).env.PGHOST!,
+        runbooks: runbookBase(overlay),
       };
       expect(values.image).not.toBe(image(base));
       expect(values.image).toMatch(/^[\w.-]+(:\d+)?\/[\w./-]+:[\w.-]+$/);
@@ -168,11 +237,18 @@ describe('kubectl kustomize', () => {
       expect(values.ORY_URL).not.toBe(settingsOf(base).env.ORY_URL);
       expect(values.kafka).not.toBe(kafkaServers(base));
       expect(values.kafka).toMatch(/^[\w.-]+:\d+(,[\w.-]+:\d+)*$/);
+      expect(values.PGHOST).not.toBe(settingsOf(base).env.PGHOST);
+      expect(values.runbooks).not.toBe(runbookBase(base));
+      expect(new URL(values.runbooks).protocol).toBe('https:');
+      // The CA the overlay gives (its own file) is what the pods are given.
+      const ca = caOf(overlay, only(overlay, 'Service', 'coffeebuddy'));
+      expect(ca).toBe(fs.readFileSync(path.join(REPO_ROOT, OVERLAY, 'postgres-ca.crt'), 'utf8'));
 
       // Each value stands in exactly one place of the overlay's files.
       const files = fs
-        .readdirSync(path.join(REPO_ROOT, OVERLAY))
-        .map((f) => fs.readFileSync(path.join(REPO_ROOT, OVERLAY, f), 'utf8'))
+        .readdirSync(path.join(REPO_ROOT, OVERLAY), { recursive: true, withFileTypes: true })
+        .filter((f) => f.isFile())
+        .map((f) => fs.readFileSync(path.join(f.parentPath, f.name), 'utf8'))
         .join('\n');
       const [imageName] = values.image.split(':');
       for (const value of [
@@ -181,6 +257,8 @@ describe('kubectl kustomize', () => {
         values.VAULT_ADDR,
         values.ORY_URL,
         values.kafka,
+        values.PGHOST,
+        values.runbooks,
       ]) {
         expect([value, files.split(value).length - 1]).toEqual([value, 1]);
       }
@@ -248,10 +326,302 @@ describe('kubectl kustomize', () => {
           path: settingsOf(docs).settings.METRICS_PATH,
         }),
       ]);
-      // The annotations stay, for annotation-based scrapers.
-      expect(ksvc.spec.template.metadata.annotations['prometheus.io/scrape']).toBe('true');
     },
   );
+
+  withKubectl('one scrape method by default; the annotations only with their component', () => {
+    const annotated = (docs: Manifest[]) =>
+      knativeServices(docs).map((s) =>
+        Object.fromEntries(
+          Object.entries(s.spec.template.metadata.annotations as Record<string, string>).filter(
+            ([key]) => key.startsWith('prometheus.io/'),
+          ),
+        ),
+      );
+    const plain = kustomize(OVERLAY);
+    expect(annotated(plain)).toEqual(knativeServices(plain).map(() => ({})));
+    expect(find(plain, 'PodMonitor')).toHaveLength(1);
+
+    // An overlay for annotation-based scrapers: their component instead of the monitoring one.
+    const withComponent = kustomizeCopy((root) => {
+      replaceIn(
+        root,
+        `${OVERLAY}/kustomization.yaml`,
+        '  - monitoring\n',
+        '  - ../../monitoring/annotations\n',
+      );
+    });
+    expect(find(withComponent, 'PodMonitor')).toEqual([]);
+    const expected = scrapeAnnotations();
+    expect(annotated(withComponent)).toEqual(knativeServices(withComponent).map(() => expected));
+    const ksvc = only(withComponent, 'Service', 'coffeebuddy');
+    expect(expected['prometheus.io/port']).toBe(
+      String(ksvc.spec.template.spec.containers[0].ports[0].containerPort),
+    );
+    expect(expected['prometheus.io/path']).toBe(settingsOf(withComponent).settings.METRICS_PATH);
+  });
+});
+
+/** The labels kustomize gives every object (`labels`, selectors and templates untouched). */
+const COMMON_LABELS = {
+  'app.kubernetes.io/name': 'coffeebuddy',
+  'app.kubernetes.io/part-of': 'coffeebuddy',
+};
+/** What docs/deploy.md's first apply selects: what the migration Job needs, and the ingress. */
+const FIRST_APPLY = ['runtime', 'migrate'];
+const VAULT_ROLE = JSON.parse(
+  fs.readFileSync(path.join(REPO_ROOT, 'vault', 'kubernetes-role.json'), 'utf8'),
+) as { audience: string; bound_service_account_names: string[] };
+
+describe('the overlay as a platform team applies it', () => {
+  const docs = findCommand('kubectl') === undefined ? [] : kustomize(OVERLAY);
+  const settingsMap = () => {
+    const maps = find(docs, 'ConfigMap').filter((c) =>
+      c.metadata.name.startsWith('coffeebuddy-runtime-'),
+    );
+    expect(maps).toHaveLength(1);
+    return maps[0]!;
+  };
+
+  withKubectl.each([...BASES, OVERLAY])(
+    '%s: every object is labelled with its name, part-of and component',
+    (dir) => {
+      for (const doc of kustomize(dir)) {
+        expect([gvk(doc), doc.metadata.name, doc.metadata.labels]).toEqual([
+          gvk(doc),
+          doc.metadata.name,
+          expect.objectContaining({
+            ...COMMON_LABELS,
+            'app.kubernetes.io/component': expect.stringMatching(/^[a-z][a-z-]*[a-z]$/),
+          }),
+        ]);
+      }
+    },
+  );
+
+  withKubectl('the labels leave selectors and pod templates as the files write them', () => {
+    const files = loadManifests('knative', 'knative/eventing', 'monitoring', 'kong/gateway')
+      .map((m) => m.doc as Obj)
+      .filter((d) => 'kind' in d);
+    // The Job's name gets the release appended; there is one Job.
+    const built = (file: Obj) =>
+      file.kind === 'Job' ? only(docs, 'Job') : only(docs, file.kind, file.metadata.name);
+    for (const file of files.filter((d) => d.spec?.template !== undefined)) {
+      expect([file.metadata.name, built(file).spec.template.metadata?.labels]).toEqual([
+        file.metadata.name,
+        file.spec.template.metadata?.labels,
+      ]);
+    }
+    const monitor = files.find((d) => d.kind === 'PodMonitor')!;
+    expect(only(docs, 'PodMonitor').spec.selector).toEqual(monitor.spec.selector);
+    const gateway = files.find((d) => d.kind === 'Gateway')!;
+    expect(only(docs, 'Gateway', 'kong').spec.listeners.map((l: Obj) => l.allowedRoutes)).toEqual(
+      gateway.spec.listeners.map((l: Obj) => l.allowedRoutes),
+    );
+  });
+
+  withKubectl('every Service and the Job take their settings from the one hashed ConfigMap', () => {
+    const settings = settingsMap();
+    expect(settings.metadata.name).toMatch(/^coffeebuddy-runtime-[a-z0-9]{10}$/);
+    const pods = podTemplates(docs);
+    expect(pods.map(([name]) => name).sort()).toEqual(
+      [
+        'coffeebuddy',
+        'coffeebuddy-slack-worker',
+        'coffeebuddy-slack-dead-letter',
+        only(docs, 'Job').metadata.name,
+      ].sort(),
+    );
+    for (const [name, pod] of pods) {
+      const envFrom = pod.containers[0].envFrom.map((e: Obj) => e.configMapRef.name);
+      expect([name, envFrom]).toEqual([name, [settings.metadata.name]]);
+      // Every ConfigMap a pod names is in the bundle, under the name kustomize gave it.
+      for (const volume of pod.volumes.filter((v: Obj) => v.configMap !== undefined)) {
+        expect(find(docs, 'ConfigMap', volume.configMap.name)).toHaveLength(1);
+      }
+    }
+  });
+
+  withKubectl(
+    'a changed setting or CA gives its ConfigMap a new name, so every pod template changes',
+    () => {
+      const templates = (built: Manifest[]) =>
+        podTemplates(built).map(([name, pod]) => [name, JSON.stringify(pod)]);
+      const configMapNames = (built: Manifest[]) =>
+        find(built, 'ConfigMap').map((c) => c.metadata.name as string);
+      for (const [file, from, to] of [
+        [`${OVERLAY}/settings.env`, 'PGHOST=coffeebuddy-db-rw.', 'PGHOST=coffeebuddy-db2-rw.'],
+        ['knative/settings.env', 'LOG_LEVEL=info', 'LOG_LEVEL=debug'],
+        [
+          `${OVERLAY}/postgres-ca.crt`,
+          '-----BEGIN CERTIFICATE-----',
+          '# rotated\n-----BEGIN CERTIFICATE-----',
+        ],
+      ] as const) {
+        const changed = kustomizeCopy((root) => {
+          replaceIn(root, file, from, to);
+        });
+        // One ConfigMap was renamed (a new hash) and the others kept their names.
+        const gone = configMapNames(docs).filter((n) => !configMapNames(changed).includes(n));
+        const added = configMapNames(changed).filter((n) => !configMapNames(docs).includes(n));
+        expect([file, gone.length, added.length]).toEqual([file, 1, 1]);
+        expect(added[0]!.replace(/-[a-z0-9]{10}$/, '')).toBe(
+          gone[0]!.replace(/-[a-z0-9]{10}$/, ''),
+        );
+        // Every Service's revision template (so Knative makes a new revision) and the Job change,
+        // and only by that name.
+        const before = templates(docs);
+        const after = templates(changed);
+        expect(after.map(([name]) => name)).toEqual(before.map(([name]) => name));
+        for (let i = 0; i < before.length; i += 1) {
+          expect(after[i]![1]).not.toBe(before[i]![1]);
+          expect(after[i]![1]!.replaceAll(added[0]!, gone[0]!)).toBe(before[i]![1]);
+        }
+      }
+    },
+  );
+
+  withKubectl('every pod verifies PostgreSQL against the overlay’s CA, mounted read-only', () => {
+    for (const owner of [...knativeServices(docs), ...find(docs, 'Job')]) {
+      const pem = caOf(docs, owner);
+      const certificate = new X509Certificate(pem);
+      expect([owner.metadata.name, certificate.ca]).toEqual([owner.metadata.name, true]);
+      expect(loadSettings(environmentOf(docs, owner)).PGSSLMODE).toBe('verify-full');
+    }
+  });
+
+  withKubectl('every pod logs in to Vault with a token for Vault’s audience, and no other', () => {
+    const account = only(docs, 'ServiceAccount');
+    expect(account.automountServiceAccountToken).toBe(false);
+    expect(VAULT_ROLE.bound_service_account_names).toEqual([account.metadata.name]);
+    for (const owner of [...knativeServices(docs), ...find(docs, 'Job')]) {
+      const pod: Obj = owner.spec.template.spec;
+      const settings = loadSettings(environmentOf(docs, owner));
+      const { volume, mount, relative } = mountedFile(
+        pod,
+        pod.containers[0],
+        settings.VAULT_K8S_JWT_FILE,
+      );
+      expect([
+        owner.metadata.name,
+        pod.serviceAccountName,
+        pod.automountServiceAccountToken,
+      ]).toEqual([owner.metadata.name, account.metadata.name, false]);
+      expect(mount.readOnly).toBe(true);
+      expect(volume.projected.sources).toEqual([
+        {
+          serviceAccountToken: {
+            audience: VAULT_ROLE.audience,
+            expirationSeconds: expect.any(Number),
+            path: relative,
+          },
+        },
+      ]);
+    }
+  });
+
+  withKubectl('the migration Job is named for the image’s tag: a new image is a new Job', () => {
+    const name = (built: Manifest[]) => only(built, 'Job').metadata.name as string;
+    const tag = (built: Manifest[]) =>
+      (only(built, 'Job').spec.template.spec.containers[0].image as string).split(':').at(-1);
+    expect(name(docs)).toBe(`coffeebuddy-migrate-${tag(docs)}`);
+    const next = kustomizeCopy((root) => {
+      replaceIn(root, `${OVERLAY}/kustomization.yaml`, 'newTag: 0.1.0', 'newTag: 0.2.0-rc.1');
+    });
+    expect(name(next)).toBe('coffeebuddy-migrate-0.2.0-rc.1');
+    for (const built of [docs, next]) {
+      // A Job's name becomes its pods' job-name label: a label value of at most 63 characters.
+      expect(name(built)).toMatch(/^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$/);
+      expect(only(built, 'Job').spec.ttlSecondsAfterFinished).toBeUndefined();
+      expect(only(built, 'Job').spec.template.spec.containers[0].image).toBe(
+        only(built, 'Service', 'coffeebuddy').spec.template.spec.containers[0].image,
+      );
+    }
+  });
+
+  withKubectl('the first apply selects the Job and all it needs, and no Eventing object', () => {
+    const first = docs.filter((d) =>
+      FIRST_APPLY.includes(String(d.metadata.labels?.['app.kubernetes.io/component'])),
+    );
+    const job = only(first, 'Job');
+    const pod: Obj = job.spec.template.spec;
+    expect(only(first, 'ServiceAccount').metadata.name).toBe(pod.serviceAccountName);
+    for (const name of [
+      ...pod.containers[0].envFrom.map((e: Obj) => e.configMapRef.name),
+      ...pod.volumes
+        .filter((v: Obj) => v.configMap !== undefined)
+        .map((v: Obj) => v.configMap.name),
+    ]) {
+      expect(find(first, 'ConfigMap', name)).toHaveLength(1);
+    }
+    const eventing = ['Broker', 'Trigger', 'SinkBinding'];
+    expect(first.filter((d) => eventing.includes(d.kind))).toEqual([]);
+  });
+
+  withKubectl(
+    'docs/deploy.md and the README apply it in the order and with the names it builds',
+    () => {
+      const job = only(docs, 'Job').metadata.name as string;
+      const markers = (text: string) => new Set(text.match(/\(\d\)/g));
+      const overlayFiles = fs
+        .readdirSync(path.join(REPO_ROOT, OVERLAY), { recursive: true, withFileTypes: true })
+        .filter((f) => f.isFile())
+        .map((f) => fs.readFileSync(path.join(f.parentPath, f.name), 'utf8'))
+        .join('\n');
+      for (const doc of ['docs/deploy.md', 'README.md']) {
+        const text = fs.readFileSync(path.join(REPO_ROOT, doc), 'utf8');
+        const selector = /kubectl apply -k \S+ -l '([^']+)'/.exec(text)?.[1];
+        expect([doc, selector]).toEqual([
+          doc,
+          `app.kubernetes.io/component in (${FIRST_APPLY.join(', ')})`,
+        ]);
+        expect([doc, /job\/(coffeebuddy-migrate\S*)/.exec(text)?.[1]]).toEqual([doc, job]);
+        // Every value the overlay marks is listed, and nothing it does not mark.
+        const listed = [...markers(text.slice(text.indexOf('(1)')))].filter((m) =>
+          overlayFiles.includes(m),
+        );
+        expect([doc, listed.sort()]).toEqual([doc, [...markers(overlayFiles)].sort()]);
+      }
+      // docs/deploy.md's table of Kong's timeouts holds the route's values.
+      const deployDoc = fs.readFileSync(path.join(REPO_ROOT, 'docs/deploy.md'), 'utf8');
+      const upstream = find(docs, 'Service').find((d) => d.spec?.type === 'ExternalName')!;
+      for (const [key, value] of Object.entries(
+        upstream.metadata.annotations as Record<string, string>,
+      )) {
+        if (!/^konghq\.com\/(retries|\w+-timeout)$/.test(key)) continue;
+        expect(deployDoc).toMatch(
+          new RegExp(`\\| \`${key.replace('.', '\\.')}\` +\\| \`${value}\` +\\|`),
+        );
+      }
+    },
+  );
+
+  withKubectl('Kong neither retries nor waits past Slack’s 3 s in the built overlay', () => {
+    const upstream = find(docs, 'Service').find((d) => d.spec?.type === 'ExternalName')!;
+    const annotations = upstream.metadata.annotations as Record<string, string>;
+    expect(annotations['konghq.com/retries']).toBe('0');
+    const total = ['connect-timeout', 'write-timeout', 'read-timeout']
+      .map((key) => Number(annotations[`konghq.com/${key}`]))
+      .reduce((a, b) => a + b, 0);
+    expect(total).toBeLessThanOrEqual(3000);
+  });
+
+  withKubectl('every alert’s runbook_url points at the overlay’s runbooks, same section', () => {
+    const file = parseManifests(
+      fs.readFileSync(path.join(REPO_ROOT, 'monitoring', 'prometheusrule.yaml'), 'utf8'),
+      'monitoring/prometheusrule.yaml',
+    )[0] as Obj;
+    const urls = (rule: Obj): string[] =>
+      rule.spec.groups.flatMap((g: Obj) =>
+        g.rules
+          .filter((r: Obj) => r.alert !== undefined)
+          .map((r: Obj) => r.annotations.runbook_url),
+      );
+    const section = (url: string) => url.slice(url.indexOf('#'));
+    const built = urls(only(docs, 'PrometheusRule'));
+    expect(built.length).toBeGreaterThan(0);
+    expect(built).toEqual(urls(file).map((url) => `${runbookBase(docs)}${section(url)}`));
+  });
 });
 
 /** An ISO-8601 duration of hours, minutes and seconds (what Knative's delivery fields take), in ms. */
@@ -394,12 +764,6 @@ describe('Slack work through Knative Eventing, as the overlay builds it', () => 
         ]) {
           expect([field, container(ksvc)[field]]).toEqual([field, container(ingress())[field]]);
         }
-        // Scraped like the ingress, on the same port and path.
-        for (const key of ['prometheus.io/scrape', 'prometheus.io/port', 'prometheus.io/path']) {
-          expect(ksvc.spec.template.metadata.annotations[key]).toBe(
-            ingress().spec.template.metadata.annotations[key],
-          );
-        }
         // A bounded concurrency, and a grace period that leaves the drain its whole timeout.
         expect(podSpec(ksvc).containerConcurrency).toBeGreaterThan(0);
         const settings = loadSettings(environmentOf(docs, ksvc));
@@ -436,7 +800,7 @@ describe('Slack work through Knative Eventing, as the overlay builds it', () => 
 
 describe('Vault as code', () => {
   const read = (name: string) => fs.readFileSync(path.join(REPO_ROOT, 'vault', name), 'utf8');
-  const docs = loadManifests('knative').map((m) => m.doc);
+  const docs = [...loadManifests('knative').map((m) => m.doc), ...generatedConfigMaps('knative')];
   const { settings } = settingsOf(docs);
   const account = only(docs, 'ServiceAccount');
   const script = read('configure.sh');

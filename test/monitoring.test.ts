@@ -16,6 +16,7 @@ import {
   type Manifest,
 } from './support/manifests';
 import { freePort, REPO_ROOT } from '../testing/process';
+import { headingAnchors } from './support/markdown';
 import { exportedNames, metricNames } from './support/promql';
 import { serveFunction } from '../testing/server';
 import { itWhen, itWithCommand } from '../testing/tools';
@@ -68,6 +69,7 @@ describe('alerting rules', () => {
         'CoffeeBuddyRestarting',
         'CoffeeBuddySlackDeadLetter',
         'CoffeeBuddySlackPublishFailing',
+        'CoffeeBuddySlackSignatureRejected',
         'CoffeeBuddySlackWorkFailing',
       ].sort(),
     );
@@ -92,6 +94,64 @@ describe('alerting rules', () => {
     `upstream schemas not found at ${SCHEMAS_DIR}: the PrometheusRule not checked for unknown fields`,
   )('ship as a PrometheusRule valid against its upstream CRD schema, strictly', () => {
     expect(schemaProblems(loadValidators(), prometheusRule)).toEqual([]);
+  });
+});
+
+interface AlertRule {
+  alert?: string;
+  annotations?: Record<string, string>;
+}
+interface RuleGroups {
+  groups: { name: string; rules: AlertRule[] }[];
+}
+
+/** Every alerting rule of a rule file's groups (recording rules have no `alert`). */
+const alertsOf = (file: RuleGroups): AlertRule[] =>
+  file.groups.flatMap((g) => g.rules).filter((r) => r.alert !== undefined);
+
+/** The runbooks: docs/operations.md, whose headings' anchors the alerts link to. */
+const OPERATIONS_DOC = 'docs/operations.md';
+
+describe('runbooks', () => {
+  const anchors = headingAnchors(fs.readFileSync(path.join(REPO_ROOT, OPERATIONS_DOC), 'utf8'));
+  // Where the files say the runbooks are read; an overlay changes it (deploy/example/monitoring).
+  const base = (prometheusRule.metadata.annotations ?? {})['coffeebuddy/runbooks'] as string;
+  const files: [string, RuleGroups][] = [
+    ['rules.yaml', rules as RuleGroups],
+    ['prometheusrule.yaml', prometheusRule.spec as RuleGroups],
+  ];
+
+  it('are where the PrometheusRule says, the repository’s docs/operations.md', () => {
+    expect(base).toMatch(new RegExp(`^https://[^#\\s]+/${OPERATIONS_DOC}$`));
+  });
+
+  it.each(files)(
+    'every alert in %s links to a section of docs/operations.md that exists',
+    (_name, file) => {
+      const alerts = alertsOf(file);
+      expect(alerts.length).toBeGreaterThan(0);
+      for (const rule of alerts) {
+        const url = rule.annotations?.runbook_url ?? '';
+        const [where, section] = url.split('#');
+        expect([rule.alert, where]).toEqual([rule.alert, base]);
+        expect([rule.alert, anchors.includes(section ?? '')]).toEqual([rule.alert, true]);
+      }
+    },
+  );
+
+  it('are found by the anchor reader as GitHub names them', () => {
+    expect(
+      headingAnchors(
+        '# Operating it\n## Slack work is failing: what do I do?\n```\n# not a heading\n```\n' +
+          '### `kubectl` and SQL\n### Alerts\n### Alerts\n',
+      ),
+    ).toEqual([
+      'operating-it',
+      'slack-work-is-failing-what-do-i-do',
+      'kubectl-and-sql',
+      'alerts',
+      'alerts-1',
+    ]);
   });
 });
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Configures Vault for CoffeeBuddy with the vault CLI: the read-only policy (policy.hcl) and the
 # Kubernetes auth role (kubernetes-role.json) bound to the ServiceAccount coffeebuddy in the
-# namespace coffeebuddy. Idempotent: run it again after changing either file.
+# namespace coffeebuddy, accepting only tokens issued for the audience "vault" (the pods' projected
+# token, never their API-server token). Idempotent: run it again after changing either file.
 #
 # Needs: the vault CLI; VAULT_ADDR and a token allowed to write policies and auth roles
 # (VAULT_TOKEN, or a `vault login` beforehand); the KV v2 engine mounted at secret/ and the

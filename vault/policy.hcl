@@ -1,7 +1,9 @@
-# CoffeeBuddy's Vault policy: read the two KV v2 secrets it needs (Slack's signing secret and the
-# PostgreSQL password), nothing else. The paths are the KV v2 data paths of
-# VAULT_KV_MOUNT/SLACK_SIGNING_SECRET_VAULT_PATH and VAULT_KV_MOUNT/PG_PASSWORD_VAULT_PATH
-# (knative/service.yaml); the tests keep them equal.
+# CoffeeBuddy's Vault policy: read the two KV v2 secrets it needs, nothing else. Slack's signing
+# secret (the ingress verifies requests with it) and the PostgreSQL password (the worker, the
+# dead-letter Service and the migration Job connect with it). The three Services and the Job share
+# one ServiceAccount and so one role and this one policy (docs/deploy.md, "Vault as code"). The
+# paths are the KV v2 data paths of VAULT_KV_MOUNT/SLACK_SIGNING_SECRET_VAULT_PATH and
+# VAULT_KV_MOUNT/PG_PASSWORD_VAULT_PATH (knative/settings.env); the tests keep them equal.
 path "secret/data/coffeebuddy/slack" {
   capabilities = ["read"]
 }

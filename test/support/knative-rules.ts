@@ -64,6 +64,49 @@ function probeProblems(name: string, probe: unknown, aggressiveAllowed: boolean)
   return problems;
 }
 
+/** Mount paths Knative refuses (reservedPaths; older releases also refused /tmp, /var, /var/log). */
+const RESERVED_MOUNT_PATHS = new Set(['/', '/dev', '/dev/log']);
+/**
+ * Volume sources a ksvc may use without a feature flag (emptyDir is on by default); only emptyDir
+ * (or a flagged PVC) may be mounted writable: "volume mount should be readOnly for this type".
+ */
+const VOLUME_SOURCES = ['secret', 'configMap', 'projected', 'emptyDir'];
+const PROJECTION_SOURCES = ['secret', 'configMap', 'serviceAccountToken', 'downwardAPI'];
+
+function volumeProblems(podSpec: Obj, containers: Obj[]): string[] {
+  const problems: string[] = [];
+  const volumes = new Map(list(podSpec.volumes).map((v) => [String(v.name), v]));
+  const mounted = new Set(containers.flatMap((c) => list(c.volumeMounts).map((m) => m.name)));
+  for (const [name, volume] of volumes) {
+    const sources = Object.keys(volume).filter((k) => k !== 'name');
+    if (sources.length !== 1 || !VOLUME_SOURCES.includes(sources[0]!)) {
+      problems.push(`volume ${name}: one of ${VOLUME_SOURCES.join(', ')} (others need a flag)`);
+    }
+    if (!mounted.has(name)) problems.push(`volume ${name} is not mounted`);
+    for (const source of list(obj(volume.projected).sources)) {
+      const kinds = Object.keys(source);
+      if (kinds.length !== 1 || !PROJECTION_SOURCES.includes(kinds[0]!)) {
+        problems.push(`volume ${name}: a projection is one of ${PROJECTION_SOURCES.join(', ')}`);
+      }
+      if (source.serviceAccountToken !== undefined && !obj(source.serviceAccountToken).path) {
+        problems.push(`volume ${name}: serviceAccountToken needs a path`);
+      }
+    }
+  }
+  for (const mount of containers.flatMap((c) => list(c.volumeMounts))) {
+    const volume = volumes.get(String(mount.name));
+    if (volume === undefined) problems.push(`volumeMount ${String(mount.name)} has no volume`);
+    else if (volume.emptyDir === undefined && mount.readOnly !== true) {
+      problems.push(
+        `volumeMount ${String(mount.name)} must be readOnly (only emptyDir is writable)`,
+      );
+    }
+    const where = String(mount.mountPath).replace(/\/+$/, '') || '/';
+    if (RESERVED_MOUNT_PATHS.has(where)) problems.push(`mountPath ${where} is reserved`);
+  }
+  return problems;
+}
+
 export function knativeAdmissionProblems(service: Obj): string[] {
   const problems: string[] = [];
   const template = obj(obj(service.spec).template);
@@ -90,6 +133,7 @@ export function knativeAdmissionProblems(service: Obj): string[] {
   const containers = list(podSpec.containers);
   if (containers.length !== 1)
     problems.push(`needs exactly one container, has ${containers.length}`);
+  problems.push(...volumeProblems(podSpec, containers));
   for (const container of containers) {
     for (const field of Object.keys(container)) {
       if (!CONTAINER_FIELDS.has(field)) problems.push(`container field ${field} is not allowed`);

@@ -27,6 +27,9 @@ export interface LoadedManifest {
   doc: Manifest;
 }
 
+/** kustomize's own files in a folder of manifests: not manifests themselves. */
+const KUSTOMIZE_FILES = ['kustomization.yaml', 'kustomizeconfig.yaml'];
+
 /** Every YAML document under the given folders of the repository, failing on any parse error. */
 export function loadManifests(...folders: string[]): LoadedManifest[] {
   const loaded: LoadedManifest[] = [];
@@ -34,7 +37,7 @@ export function loadManifests(...folders: string[]): LoadedManifest[] {
     const dir = path.join(REPO_ROOT, folder);
     for (const name of fs
       .readdirSync(dir)
-      .filter((f) => /\.ya?ml$/.test(f) && f !== 'kustomization.yaml')
+      .filter((f) => /\.ya?ml$/.test(f) && !KUSTOMIZE_FILES.includes(f))
       .sort()) {
       const file = path.join(folder, name);
       for (const document of parseAllDocuments(fs.readFileSync(path.join(dir, name), 'utf8'))) {
@@ -257,4 +260,101 @@ export function modelProblems(docs: readonly Manifest[]): string[][] {
   });
   if (result.status !== 0) throw new Error(`kube-models.mjs failed: ${result.stderr}`);
   return JSON.parse(result.stdout) as string[][];
+}
+
+/** The lines of a kustomize env file (KEY=VALUE; blank lines and # comments skipped) as a map. */
+export function parseEnvFile(text: string): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const line of text.split('\n').map((l) => l.trim())) {
+    if (line === '' || line.startsWith('#')) continue;
+    const at = line.indexOf('=');
+    if (at <= 0) throw new Error(`not KEY=VALUE: ${line}`);
+    env[line.slice(0, at)] = line.slice(at + 1);
+  }
+  return env;
+}
+
+interface ConfigMapGenerator {
+  name: string;
+  namespace?: string;
+  behavior?: string;
+  envs?: string[];
+  literals?: string[];
+}
+
+/**
+ * The ConfigMaps a folder's kustomization.yaml generates from env files and literals, as they are
+ * before kustomize adds the hash to their names: how the settings read without kubectl.
+ */
+export function generatedConfigMaps(folder: string): Manifest[] {
+  const dir = path.join(REPO_ROOT, folder);
+  const kustomization = parseAllDocuments(
+    fs.readFileSync(path.join(dir, 'kustomization.yaml'), 'utf8'),
+  )[0]?.toJS() as { configMapGenerator?: ConfigMapGenerator[] };
+  return (kustomization.configMapGenerator ?? [])
+    .filter((g) => g.envs !== undefined || g.literals !== undefined)
+    .map((generator) => {
+      const data: Record<string, string> = {};
+      for (const file of generator.envs ?? []) {
+        Object.assign(data, parseEnvFile(fs.readFileSync(path.join(dir, file), 'utf8')));
+      }
+      Object.assign(data, parseEnvFile((generator.literals ?? []).join('\n')));
+      return {
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: { name: generator.name, namespace: generator.namespace },
+        data,
+      };
+    });
+}
+
+type Obj = Record<string, any>;
+
+/**
+ * The volume and mount a container reads an absolute file from: the mount whose path holds the
+ * file, its volume, and the file's path inside it. Throws when no mount holds the file.
+ */
+export function mountedFile(
+  podSpec: Obj,
+  container: Obj,
+  file: string,
+): { volume: Obj; mount: Obj; relative: string } {
+  const mount = ((container.volumeMounts ?? []) as Obj[]).find((m) =>
+    file.startsWith(`${String(m.mountPath).replace(/\/+$/, '')}/`),
+  );
+  if (mount === undefined) throw new Error(`no volume mounted where ${file} is`);
+  const volume = ((podSpec.volumes ?? []) as Obj[]).find((v) => v.name === mount.name);
+  if (volume === undefined) throw new Error(`volumeMount ${String(mount.name)} has no volume`);
+  return {
+    volume,
+    mount,
+    relative: file.slice(String(mount.mountPath).length).replace(/^\/+/, ''),
+  };
+}
+
+/**
+ * The prometheus.io/* annotations the optional component monitoring/annotations adds to every
+ * Knative Service (its JSON 6902 patch), by key.
+ */
+export function scrapeAnnotations(): Record<string, string> {
+  const file = path.join(REPO_ROOT, 'monitoring', 'annotations', 'kustomization.yaml');
+  const component = parseAllDocuments(fs.readFileSync(file, 'utf8'))[0]?.toJS() as {
+    patches: { patch: string }[];
+  };
+  const annotations: Record<string, string> = {};
+  for (const { patch } of component.patches) {
+    const ops = parseAllDocuments(patch)[0]?.toJS() as {
+      op: string;
+      path: string;
+      value: string;
+    }[];
+    for (const op of ops) {
+      const prefix = '/spec/template/metadata/annotations/';
+      if (op.op === 'add' && op.path.startsWith(prefix)) {
+        annotations[op.path.slice(prefix.length).replaceAll('~1', '/').replaceAll('~0', '~')] =
+          op.value;
+      }
+    }
+  }
+  return annotations;
 }
