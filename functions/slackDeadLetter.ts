@@ -1,7 +1,7 @@
 import type { CloudEventFunction } from '@google-cloud/functions-framework';
 import { eventEndpoints, type EventFunctionDependencies } from '../lib/eventing/receive';
 import type { Route } from '../lib/http/router';
-import type { DeadLetters } from '../lib/slack/worker';
+import type { DeadLetters } from '../lib/slack/dead-letters';
 
 export const SLACK_DEAD_LETTER = 'slackDeadLetter';
 
