@@ -13,7 +13,7 @@ import { FakeClient } from '../testing/fakes';
 import { metricValue } from '../testing/metrics-text';
 import { APP_PASSWORD, itWithPostgres, migratedCluster } from '../testing/postgres';
 import { startSink, type Sink } from '../testing/sink';
-import { eventually } from '../testing/tools';
+import { eventually, findCommand, promtoolCheckMetrics } from '../testing/tools';
 
 /**
  * The slackDeadLetter function and the worker behind the image's pipeline on a real PostgreSQL
@@ -276,6 +276,37 @@ describe('slackDeadLetter: dead letters that cannot do harm', () => {
       ).toBe(2);
       expect(await metric(dead.server, 'coffeebuddy_slack_dead_events')).toBe(2);
     },
+  );
+});
+
+describe('the dead-letter gauge', () => {
+  itWithPostgres(
+    'on a fresh pod: 0 dead, 0 removed, promtool clean; NaN (unknown), never a failed scrape, while PostgreSQL is down',
+    async () => {
+      const dead = await deadLetterApp({ PG_CONNECT_TIMEOUT_MS: '300' });
+      const text = (await request(dead.server).get('/metrics').expect(200)).text;
+      expect(metricValue(text, 'coffeebuddy_slack_dead_events')).toBe(0);
+      for (const reason of ['expired', 'over_cap']) {
+        expect(metricValue(text, 'coffeebuddy_slack_dead_removed_total', { reason })).toBe(0);
+      }
+      if (findCommand('promtool') !== undefined) expect(promtoolCheckMetrics(text).status).toBe(0);
+
+      const down = await deadLetterApp({ PG_CONNECT_TIMEOUT_MS: '300' });
+      await cluster()!.stop();
+      try {
+        const scrape = await request(down.server).get('/metrics').expect(200);
+        expect(metricValue(scrape.text, 'coffeebuddy_slack_dead_events')).toBeNaN();
+        if (findCommand('promtool') !== undefined) {
+          expect(promtoolCheckMetrics(scrape.text).status).toBe(0);
+        }
+      } finally {
+        await cluster()!.start();
+      }
+      expect(down.logs).toContainEqual(
+        expect.objectContaining({ level: 'warn', msg: 'slack dead letters not counted' }),
+      );
+    },
+    30_000,
   );
 });
 
