@@ -155,11 +155,11 @@ export class DeadLetterStore {
   }
 
   /**
-   * Marks a dead event published again, so that a worker claims it; false when it is no longer
-   * dead (a worker already took the replayed event).
+   * Marks a dead event published again, so that a worker claims it; one no longer dead (a worker
+   * already took the replayed event) is left as it is.
    */
-  async markReplayed(key: WorkKey): Promise<boolean> {
-    const result = await this.db.query(
+  async markReplayed(key: WorkKey): Promise<void> {
+    await this.db.query(
       'dead_replayed',
       `UPDATE slack_work
          SET state = 'replayed', replayed_at = now(), replays = replays + 1, claimed_by = NULL,
@@ -167,6 +167,5 @@ export class DeadLetterStore {
        WHERE source = $1 AND id = $2 AND ${DEAD}`,
       [key.source, key.id],
     );
-    return result.rowCount === 1;
   }
 }

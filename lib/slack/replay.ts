@@ -49,7 +49,15 @@ function prepare(event: StoredDeadEvent): Prepared {
   }
   const extensions: Record<string, string> = {};
   if (event.attributes !== null) {
-    const attributes = JSON.parse(event.attributes) as Record<string, unknown>;
+    let attributes: unknown;
+    try {
+      attributes = JSON.parse(event.attributes);
+    } catch {
+      return { ok: false, reason: 'its attributes are not JSON' };
+    }
+    if (attributes === null || typeof attributes !== 'object') {
+      return { ok: false, reason: 'its attributes are not a JSON object' };
+    }
     for (const [name, value] of Object.entries(attributes)) {
       if (EXTENSION_NAME.test(name) && !OWN_ATTRIBUTES.has(name) && typeof value === 'string') {
         extensions[name] = value;
