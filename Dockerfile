@@ -28,6 +28,8 @@ RUN mkdir .compile-cache && chown 10001:10001 .compile-cache
 COPY --from=build /app/dist/main.cjs /app/dist/framework.cjs /app/dist/pg.cjs /app/dist/cloudevents.cjs ./dist/
 # The migration Job's entry (node dist/migrate.cjs) and the SQL files it applies, beside dist/.
 COPY --from=build /app/dist/migrate.cjs ./dist/migrate.cjs
+# The dead-letter replay (node dist/replay.cjs; docs/operations.md, "Dead letters").
+COPY --from=build /app/dist/replay.cjs ./dist/replay.cjs
 COPY migrations ./migrations
 # A numeric non-root user (Kubernetes checks runAsNonRoot against numbers); it writes only to /tmp.
 USER 10001:10001

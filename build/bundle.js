@@ -1,4 +1,4 @@
-// npm run build: three bundles and three on-demand chunks.
+// npm run build: four bundles and three on-demand chunks.
 // - dist/main.cjs, the image's entry: functions/main.ts with every dependency it needs at start in
 //   one file, so that a cold start loads one file (no node_modules at run time); beside it
 //   dist/framework.cjs (functions-framework and Express), dist/pg.cjs (node-postgres) and
@@ -8,6 +8,7 @@
 //   the registry of functions the command-line entry reads.
 // - dist/migrate.cjs: the migration Job's entry (functions/migrate.ts), run with migrations/ beside
 //   dist/. pg-native is node-postgres's optional native binding, never used here.
+// - dist/replay.cjs: the dead-letter replay (functions/replay.ts), run by hand or as a Job.
 // ".cjs" spares Node and the framework their ESM package lookups.
 const path = require('node:path');
 const esbuild = require('esbuild');
@@ -103,6 +104,11 @@ Promise.all([
     ...common,
     entryPoints: [path.join(root, 'functions', 'migrate.ts')],
     outfile: path.join(root, 'dist', 'migrate.cjs'),
+  }),
+  esbuild.build({
+    ...common,
+    entryPoints: [path.join(root, 'functions', 'replay.ts')],
+    outfile: path.join(root, 'dist', 'replay.cjs'),
   }),
 ]).catch(() => {
   process.exitCode = 1;

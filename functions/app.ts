@@ -35,9 +35,13 @@ import { RecentIds, type SeenIds } from '../lib/slack/recent-ids';
 import { SigningSecret } from '../lib/slack/signing-secret';
 import { SlackVerifier } from '../lib/slack/verify';
 import { createSlackMetrics, type SlackMetrics } from '../lib/slack/metrics';
+import { DeadDepth } from '../lib/slack/dead-depth';
+import { DeadLetters } from '../lib/slack/dead-letters';
+import { createDeadLetterMetrics } from '../lib/slack/dead-metrics';
+import { DeadLetterStore } from '../lib/slack/dead-store';
 import { createWorkMetrics } from '../lib/slack/work-metrics';
 import { WorkStore } from '../lib/slack/work-store';
-import { DeadLetters, SlackWorker } from '../lib/slack/worker';
+import { SlackWorker } from '../lib/slack/worker';
 import { version } from '../package.json';
 import { coffeebuddyRoutes, probeRoutes, type ProbeDependencies } from './coffeebuddy';
 import { SLACK_DEAD_LETTER, slackDeadLetter } from './slackDeadLetter';
@@ -79,6 +83,9 @@ const RECENT_EVENTS_TTL_MS = 30 * 60 * 1000;
 const COMMAND_TIMEOUT_MS = 2500;
 /** Room for a CloudEvent's attributes around the Slack body it carries. */
 const EVENT_ATTRIBUTES_BYTES = 16 * 1024;
+/** The dead-letter gauge's count: reused this long, and never waited for longer at a scrape. */
+const DEAD_COUNT_TTL_MS = 5000;
+const DEAD_COUNT_TIMEOUT_MS = 1000;
 /** The functions Knative Eventing delivers to: apps of their own, which use the database. */
 const EVENT_TARGETS: readonly FunctionTarget[] = [SLACK_WORKER, SLACK_DEAD_LETTER];
 
@@ -200,7 +207,6 @@ function eventTaker(
 ): ReturnType<typeof slackWorker> & { close: () => Promise<void> } {
   const { handlers, lifecycle, logger } = deps;
   const metrics = createWorkMetrics(deps.registry);
-  const store = new WorkStore(deps.postgres, workerName());
   const endpoints = {
     logger,
     countInvalid: () => {
@@ -209,11 +215,28 @@ function eventTaker(
     maxBodyBytes: settings.SLACK_MAX_BODY_BYTES + EVENT_ATTRIBUTES_BYTES,
   };
   if (target !== SLACK_WORKER) {
-    const deadLetters = new DeadLetters({ store, logger, metrics });
-    return { ...slackDeadLetter(deadLetters, endpoints), close: () => Promise.resolve() };
+    const deadStore = new DeadLetterStore(deps.postgres);
+    const depth = new DeadDepth({
+      count: () => deadStore.countDead(),
+      ttlMs: DEAD_COUNT_TTL_MS,
+      timeoutMs: DEAD_COUNT_TIMEOUT_MS,
+      logger,
+    });
+    const deadLetters = new DeadLetters({
+      store: deadStore,
+      logger,
+      metrics,
+      deadMetrics: createDeadLetterMetrics(deps.registry, () => depth.read()),
+      lifecycle,
+      retentionMs: settings.SLACK_DEAD_RETENTION_MS,
+      maxRows: settings.SLACK_DEAD_MAX_ROWS,
+      // An event is kept whole only when the worker would take it again.
+      maxDataBytes: endpoints.maxBodyBytes,
+    });
+    return { ...slackDeadLetter(deadLetters, endpoints), close: () => deadLetters.close() };
   }
   const worker = new SlackWorker({
-    store,
+    store: new WorkStore(deps.postgres, workerName()),
     handlers,
     lifecycle,
     logger,

@@ -1,6 +1,6 @@
 import { eventEndpoints, type EventFunctionDependencies } from '../lib/eventing/receive';
 import type { Route } from '../lib/http/router';
-import type { DeadLetters } from '../lib/slack/worker';
+import type { DeadLetters } from '../lib/slack/dead-letters';
 
 export const SLACK_DEAD_LETTER = 'slackDeadLetter';
 

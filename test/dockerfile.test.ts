@@ -15,13 +15,14 @@ describe('Dockerfile', () => {
     }
   });
 
-  it('runs Node 24, the current LTS, in production mode with the bundles and migrations alone', () => {
+  it('runs Node 24, the current LTS, in production mode with the bundles (the entry, migrate, replay) and migrations alone', () => {
     expect(runtime.image).toMatch(/^node:24\./);
     expect(envOf(runtime).NODE_ENV).toBe('production');
     expect(argsOf(runtime, 'RUN').join('\n')).not.toMatch(/npm/);
     expect(argsOf(runtime, 'COPY')).toEqual([
       '--from=build /app/dist/main.cjs /app/dist/framework.cjs /app/dist/pg.cjs /app/dist/cloudevents.cjs ./dist/',
       '--from=build /app/dist/migrate.cjs ./dist/migrate.cjs',
+      '--from=build /app/dist/replay.cjs ./dist/replay.cjs',
       'migrations ./migrations',
     ]);
   });

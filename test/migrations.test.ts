@@ -138,6 +138,37 @@ describe('migrations', () => {
     expect((await migrate(db, migrations, logger)).applied).toHaveLength(migrations.length);
   });
 
+  itWithPostgres(
+    '0003 over rows 0002 made: dead rows get their dead_at, and replayed is a state',
+    async () => {
+      const db = (await emptyDatabase())();
+      const all = readMigrations(path.join(REPO_ROOT, 'migrations'));
+      await migrate(
+        db,
+        all.filter((m) => m.version <= 2),
+        logger,
+      );
+      await db.query(
+        'seed',
+        `INSERT INTO slack_work (source, id, type, state, updated_at) VALUES
+           ('s', 'dead', 't', 'dead', '2026-01-02T03:04:05Z'), ('s', 'done', 't', 'done', now())`,
+      );
+      expect((await migrate(db, all, logger)).applied).toContain('0003_slack_dead_letters');
+      const { rows } = await db.query(
+        'read',
+        `SELECT id, dead_at = '2026-01-02T03:04:05Z' AS dead_then, replays FROM slack_work ORDER BY id`,
+      );
+      expect(rows).toEqual([
+        { id: 'dead', dead_then: true, replays: 0 },
+        { id: 'done', dead_then: null, replays: 0 },
+      ]);
+      await db.query('replayed', `UPDATE slack_work SET state = 'replayed' WHERE id = 'dead'`);
+      await expect(
+        db.query('other', `UPDATE slack_work SET state = 'other' WHERE id = 'dead'`),
+      ).rejects.toThrow(/23514/);
+    },
+  );
+
   it('are named NNNN_words.sql, each version once', () => {
     expect(() => readMigrations(migrationsDir({ 'people.sql': '' }))).toThrow(MigrationError);
     expect(() => readMigrations(migrationsDir({ '0001_a.sql': '', '0001_b.sql': '' }))).toThrow(

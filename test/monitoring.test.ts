@@ -159,6 +159,8 @@ describe('runbooks', () => {
 const SLACK_WORK_METRICS = [
   'coffeebuddy_slack_work_total',
   'coffeebuddy_slack_handler_duration_seconds_bucket',
+  'coffeebuddy_slack_dead_events',
+  'coffeebuddy_slack_dead_removed_total',
 ];
 
 /** The metric names the apps serve on /metrics, as fresh pods of each entry serve them. */
@@ -219,6 +221,7 @@ describe('the dashboard', () => {
       'publish failures',
       'work outcomes',
       'handler latency',
+      'dead events',
     ]) {
       expect(titles.some((t) => t.includes(word))).toBe(true);
     }

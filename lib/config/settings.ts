@@ -63,6 +63,7 @@ const pendingWork = strictInteger(1, 10_000);
 const poolSize = strictInteger(1, 100);
 const leaseMs = strictInteger(1000, 600_000);
 const retentionMs = strictInteger(3_600_000, 90 * 86_400_000);
+const deadRows = strictInteger(1, 1_000_000);
 /** The sink's answer must come, with the ack's own way back, inside Slack's 3 seconds. */
 const publishTimeoutMs = strictInteger(1, 2500);
 const FORMATS = [
@@ -79,6 +80,7 @@ const FORMATS = [
   poolSize,
   leaseMs,
   retentionMs,
+  deadRows,
   publishTimeoutMs,
   listenHost,
   pgHost,
@@ -385,6 +387,18 @@ const schema = {
     format: retentionMs.name,
     default: 86_400_000,
     env: 'SLACK_WORK_RETENTION_MS',
+  },
+  SLACK_DEAD_RETENTION_MS: {
+    doc: 'How long dead events (and replayed ones) are kept, with their data, for reading and replay',
+    format: retentionMs.name,
+    default: 7 * 86_400_000,
+    env: 'SLACK_DEAD_RETENTION_MS',
+  },
+  SLACK_DEAD_MAX_ROWS: {
+    doc: 'Most dead events kept; beyond, the oldest are removed first (and counted)',
+    format: deadRows.name,
+    default: 10_000,
+    env: 'SLACK_DEAD_MAX_ROWS',
   },
 };
 

@@ -15,6 +15,8 @@ export interface EventToPublish {
   source: string;
   /** Sent as JSON (`datacontenttype: application/json`). */
   data: Record<string, unknown>;
+  /** Extensions of its own (a replayed event's); K_CE_OVERRIDES' win over them. */
+  extensions?: Readonly<Record<string, string>>;
 }
 
 /** Whether the sink took the event: only its 2xx answer counts. */
@@ -115,6 +117,7 @@ export class CloudEventPublisher implements Publisher {
   private message(event: EventToPublish): { headers: Record<string, string>; body: Buffer } {
     const { CloudEvent, HTTP } = this.sdk;
     const cloudEvent = new CloudEvent({
+      ...event.extensions,
       ...this.options.extensions,
       specversion: '1.0',
       id: event.id,

@@ -17,9 +17,11 @@ export type Claim =
 
 /** At most this many done rows are deleted by one sweep, so that a sweep stays short. */
 const SWEEP_BATCH = 1000;
+/** A released event's state: dead when a dead letter came for it while it was held (dead_at). */
+const RELEASED = `CASE WHEN dead_at IS NULL THEN 'released' ELSE 'dead' END`;
 
 /**
- * The `slack_work` table (migrations/0002_slack_work.sql): one row per event, claimed by one
+ * The `slack_work` table (migrations/0002_slack_work.sql, 0003): one row per event, claimed by one
  * worker at a time under a lease, so that every worker pod runs an event's handlers once, and a
  * worker killed mid-handler holds it only until its lease ends. Every statement is one round trip
  * and atomic on its own; none holds a transaction open across a handler.
@@ -33,7 +35,8 @@ export class WorkStore {
 
   /**
    * Claims an event for leaseMs: a new one, one released by a failed attempt, one dead-lettered
-   * before (a new delivery is a new chance), or one whose holder's lease has ended.
+   * before (a new delivery is a new chance), one replayed, or one whose holder's lease has ended.
+   * A dead letter recorded before is forgotten: this attempt decides anew.
    */
   async claim(key: WorkKey, type: string, leaseMs: number): Promise<Claim> {
     const claimed = await this.db.query<{ attempts: number }>(
@@ -42,8 +45,8 @@ export class WorkStore {
        VALUES ($1, $2, $3, 'claimed', 1, $4, now() + make_interval(secs => $5::float8 / 1000))
        ON CONFLICT (source, id) DO UPDATE
          SET state = 'claimed', attempts = w.attempts + 1, claimed_by = EXCLUDED.claimed_by,
-             lease_until = EXCLUDED.lease_until, updated_at = now()
-         WHERE w.state IN ('released', 'dead')
+             lease_until = EXCLUDED.lease_until, dead_at = NULL, updated_at = now()
+         WHERE w.state IN ('released', 'dead', 'replayed')
             OR (w.state = 'claimed' AND w.lease_until < now())
        RETURNING attempts`,
       [key.source, key.id, type, this.workerId, leaseMs],
@@ -55,29 +58,36 @@ export class WorkStore {
       'SELECT state FROM slack_work WHERE source = $1 AND id = $2',
       [key.source, key.id],
     );
-    // Released or dead between the two statements: someone may claim it; Knative retries.
+    // Released, dead or replayed between the two statements: someone may claim it; Knative retries.
     return { claimed: false, state: found.rows[0]?.state === 'done' ? 'done' : 'claimed' };
   }
 
-  /** Records an event this worker holds as done; false when its lease was lost meanwhile. */
+  /**
+   * Records an event this worker holds as done, forgetting a dead letter that came meanwhile and
+   * the event it kept; false when its lease was lost meanwhile.
+   */
   async complete(key: WorkKey): Promise<boolean> {
     const result = await this.db.query(
       'work_complete',
       `UPDATE slack_work
          SET state = 'done', done_at = now(), updated_at = now(), claimed_by = NULL,
-             lease_until = NULL, last_error = NULL
+             lease_until = NULL, last_error = NULL, dead_at = NULL, event_attributes = NULL,
+             event_data = NULL
        WHERE source = $1 AND id = $2 AND state = 'claimed' AND claimed_by = $3`,
       [key.source, key.id, this.workerId],
     );
     return result.rowCount === 1;
   }
 
-  /** Gives back an event this worker holds after a failed attempt, saying why (no data). */
+  /**
+   * Gives back an event this worker holds after a failed attempt, saying why (no data); dead when
+   * Knative gave up on it meanwhile (a dead letter came while it was held), so that it is not lost.
+   */
   async release(key: WorkKey, reason: string): Promise<void> {
     await this.db.query(
       'work_release',
       `UPDATE slack_work
-         SET state = 'released', claimed_by = NULL, lease_until = NULL, last_error = $4,
+         SET state = ${RELEASED}, claimed_by = NULL, lease_until = NULL, last_error = $4,
              updated_at = now()
        WHERE source = $1 AND id = $2 AND state = 'claimed' AND claimed_by = $3`,
       [key.source, key.id, this.workerId, reason],
@@ -89,29 +99,12 @@ export class WorkStore {
     const result = await this.db.query(
       'work_release_all',
       `UPDATE slack_work
-         SET state = 'released', claimed_by = NULL, lease_until = NULL, last_error = $2,
+         SET state = ${RELEASED}, claimed_by = NULL, lease_until = NULL, last_error = $2,
              updated_at = now()
        WHERE state = 'claimed' AND claimed_by = $1`,
       [this.workerId, reason],
     );
     return result.rowCount ?? 0;
-  }
-
-  /**
-   * Records an event Knative gave up on, with its error code and the destination it failed at;
-   * an event done meanwhile stays done.
-   */
-  async markDead(key: WorkKey, type: string, errorCode: string, errorDest: string): Promise<void> {
-    await this.db.query(
-      'work_dead',
-      `INSERT INTO slack_work AS w (source, id, type, state, error_code, error_dest)
-       VALUES ($1, $2, $3, 'dead', $4, $5)
-       ON CONFLICT (source, id) DO UPDATE
-         SET state = 'dead', error_code = EXCLUDED.error_code, error_dest = EXCLUDED.error_dest,
-             claimed_by = NULL, lease_until = NULL, updated_at = now()
-         WHERE w.state <> 'done'`,
-      [key.source, key.id, type, errorCode, errorDest],
-    );
   }
 
   /** Deletes done rows older than retentionMs, at most SWEEP_BATCH of them; how many. */

@@ -8,8 +8,6 @@ import type { WorkKind, WorkOutcome } from './outcomes';
 import type { WorkMetrics } from './work-metrics';
 import type { WorkStore } from './work-store';
 
-/** At most this long is kept of Knative's error attributes in the table. */
-const MAX_ERROR_FIELD_LENGTH = 512;
 /** The retention sweep runs at most this often, after work is done. */
 const SWEEP_INTERVAL_MS = 60_000;
 
@@ -28,7 +26,7 @@ export interface WorkResult extends TakeResult {
   outcome: WorkOutcome;
 }
 
-const RESULTS: Record<Exclude<WorkOutcome, 'dead_lettered'>, WorkResult> = {
+const RESULTS: Record<Exclude<WorkOutcome, 'dead_lettered' | 'ignored'>, WorkResult> = {
   done: { outcome: 'done', status: 204 },
   duplicate: { outcome: 'duplicate', status: 204 },
   busy: { outcome: 'busy', status: 409, error: 'another worker holds this event' },
@@ -213,47 +211,5 @@ export class SlackWorker {
         },
       ),
     );
-  }
-}
-
-export interface DeadLettersOptions {
-  store: WorkStore;
-  logger: Logger;
-  metrics: WorkMetrics;
-}
-
-/** Bounded, for a column. */
-const bounded = (value: string | undefined): string =>
-  (value ?? 'unknown').slice(0, MAX_ERROR_FIELD_LENGTH);
-
-/**
- * The Trigger's dead-letter sink: records each event Knative gave up on as dead, with Knative's
- * `knativeerrorcode` and `knativeerrordest`, and says so in one error line (id and type, never
- * the data).
- */
-export class DeadLetters {
-  constructor(private readonly options: DeadLettersOptions) {}
-
-  async handle(event: ReceivedEvent): Promise<WorkResult> {
-    const { store, logger, metrics } = this.options;
-    const kind = kindOf(event.type);
-    const errorCode = bounded(event.attributes.knativeerrorcode);
-    const errorDest = bounded(event.attributes.knativeerrordest);
-    try {
-      await store.markDead(event, event.type, errorCode, errorDest);
-    } catch (error) {
-      logger.warn('slack dead letter not recorded', { id: event.id, reason: reasonOf(error) });
-      metrics.observeWork(kind, 'unavailable');
-      return RESULTS.unavailable;
-    }
-    logger.error('slack event dead-lettered', {
-      id: event.id,
-      type: event.type,
-      source: event.source,
-      errorCode,
-      errorDest,
-    });
-    metrics.observeWork(kind, 'dead_lettered');
-    return { outcome: 'dead_lettered', status: 204 };
   }
 }

@@ -74,6 +74,8 @@ describe('loadSettings', () => {
       SLACK_HANDLER_TIMEOUT_MS: 10_000,
       SLACK_WORK_LEASE_MS: 30_000,
       SLACK_WORK_RETENTION_MS: 86_400_000,
+      SLACK_DEAD_RETENTION_MS: 604_800_000,
+      SLACK_DEAD_MAX_ROWS: 10_000,
     });
   });
 
@@ -132,6 +134,8 @@ describe('loadSettings', () => {
       SLACK_HANDLER_TIMEOUT_MS: '5000',
       SLACK_WORK_LEASE_MS: '6000',
       SLACK_WORK_RETENTION_MS: '7200000',
+      SLACK_DEAD_RETENTION_MS: '3600000',
+      SLACK_DEAD_MAX_ROWS: '50',
     };
     const settings = loadSettings(env);
     expect(settings).toEqual({
@@ -160,6 +164,8 @@ describe('loadSettings', () => {
       SLACK_HANDLER_TIMEOUT_MS: 5000,
       SLACK_WORK_LEASE_MS: 6000,
       SLACK_WORK_RETENTION_MS: 7_200_000,
+      SLACK_DEAD_RETENTION_MS: 3_600_000,
+      SLACK_DEAD_MAX_ROWS: 50,
     });
     expect(Object.keys(settings).sort()).toEqual([...SETTING_NAMES].sort());
     expect(Object.isFrozen(settings)).toBe(true);

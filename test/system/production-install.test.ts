@@ -38,6 +38,7 @@ describe('production install', () => {
       'dist/main.cjs',
       'dist/migrate.cjs',
       'dist/pg.cjs',
+      'dist/replay.cjs',
       'migrations',
       ...fs.readdirSync(path.join(REPO_ROOT, 'migrations')).map((f) => `migrations/${f}`),
     ]);
@@ -63,6 +64,18 @@ describe('production install', () => {
     expect([migrate.status, JSON.parse(migrate.stdout).reason]).toEqual([
       1,
       'cannot reach PostgreSQL at 127.0.0.1:9 (ECONNREFUSED)',
+    ]);
+
+    // The replay entry stands alone too: it gets as far as reading the table.
+    const replay = spawnSync(process.execPath, ['dist/replay.cjs', '--all', '--dry-run'], {
+      cwd: dir,
+      env: { PATH: process.env.PATH, PGHOST: '127.0.0.1', PGPORT: '9', PGSSLMODE: 'disable' },
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    expect([replay.status, replay.stdout]).toEqual([
+      1,
+      'replay stopped: cannot reach PostgreSQL at 127.0.0.1:9 (ECONNREFUSED)\n',
     ]);
 
     const [command, ...args] = execCommand(runtime)!;

@@ -32,6 +32,7 @@ describe('scraped by a real Prometheus', () => {
   let ory: OryStandIn;
   let app: RunningProcess | undefined;
   let worker: RunningProcess | undefined;
+  let deadLetter: RunningProcess | undefined;
   let prometheus: ChildProcess | undefined;
   let prometheusUrl = '';
   let dir = '';
@@ -69,6 +70,7 @@ describe('scraped by a real Prometheus', () => {
     if (prometheus !== undefined) await stopProcess(prometheus);
     await app?.stop();
     await worker?.stop();
+    await deadLetter?.stop();
     await Promise.all([vault.close(), ory.close()]);
     fs.rmSync(dir, { recursive: true, force: true });
   });
@@ -87,23 +89,27 @@ describe('scraped by a real Prometheus', () => {
           ORY_URL: ory.url,
         },
       });
-      // A Slack worker from the same image (its metrics are its own), without a database here.
+      // A Slack worker and the dead-letter function from the same image (their metrics are
+      // their own), without a database here: the dead-letter gauge reads NaN, unknown.
       vault.tokens.set('hvs.prometheus', Date.now() + 600_000);
       vault.secrets['coffeebuddy/postgres'] = { password: 'unused' };
-      worker = await startProcess({
-        args,
-        env: {
-          ...envOf(runtime),
-          NODE_COMPILE_CACHE: path.join(dir, 'cache'),
-          VAULT_ADDR: vault.url,
-          VAULT_TOKEN: 'hvs.prometheus',
-          ORY_URL: ory.url,
-          FUNCTION_TARGET: 'slackWorker',
-          PG_PASSWORD_VAULT_PATH: 'coffeebuddy/postgres',
-          PGPORT: String(await freePort()),
-          PG_CONNECT_TIMEOUT_MS: '200',
-        },
-      });
+      const eventFunction = async (target: string) =>
+        startProcess({
+          args,
+          env: {
+            ...envOf(runtime),
+            NODE_COMPILE_CACHE: path.join(dir, 'cache'),
+            VAULT_ADDR: vault.url,
+            VAULT_TOKEN: 'hvs.prometheus',
+            ORY_URL: ory.url,
+            FUNCTION_TARGET: target,
+            PG_PASSWORD_VAULT_PATH: 'coffeebuddy/postgres',
+            PGPORT: String(await freePort()),
+            PG_CONNECT_TIMEOUT_MS: '200',
+          },
+        });
+      worker = await eventFunction('slackWorker');
+      deadLetter = await eventFunction('slackDeadLetter');
       const promPort = await freePort();
       prometheusUrl = `http://127.0.0.1:${promPort}`;
       fs.writeFileSync(
@@ -118,7 +124,7 @@ describe('scraped by a real Prometheus', () => {
           '  - job_name: coffeebuddy',
           `    metrics_path: ${loadSettings({}).METRICS_PATH}`,
           '    static_configs:',
-          `      - targets: ['127.0.0.1:${app.port}', '127.0.0.1:${worker.port}']`,
+          `      - targets: ['127.0.0.1:${app.port}', '127.0.0.1:${worker.port}', '127.0.0.1:${deadLetter.port}']`,
           '',
         ].join('\n'),
       );
@@ -142,9 +148,9 @@ describe('scraped by a real Prometheus', () => {
       ).catch((error: unknown) => {
         throw new Error(`${String(error)}\n${log}`);
       });
-      await eventually('up == 1 for both targets', async () => {
+      await eventually('up == 1 for every target', async () => {
         const samples = await query('up{job="coffeebuddy"} == 1');
-        return samples.length === 2 ? true : undefined;
+        return samples.length === 3 ? true : undefined;
       });
 
       const ingress = `instance="127.0.0.1:${app.port}"`;
@@ -166,8 +172,8 @@ describe('scraped by a real Prometheus', () => {
         (await total()) >= before + 25 ? true : undefined,
       );
 
-      // Every dashboard panel has a value on live pods (the ingress and a worker) that have served
-      // only this.
+      // Every dashboard panel has a value on live pods (the ingress, a worker and the dead-letter
+      // function) that have served only this.
       const panels = (
         JSON.parse(
           fs.readFileSync(path.join(REPO_ROOT, 'monitoring', 'dashboard.json'), 'utf8'),
