@@ -34,6 +34,7 @@ export const WORK_OUTCOMES = [
   'invalid',
   'unavailable',
   'dead_lettered',
+  'overloaded',
 ] as const;
 export type WorkOutcome = (typeof WORK_OUTCOMES)[number];
 
