@@ -7,6 +7,8 @@ import {
   type FunctionTarget,
   type Settings,
 } from '../lib/config/settings';
+import { IN_FLIGHT_RETRY_AFTER_SECONDS } from '../lib/http/in-flight';
+import { backoffMs, type BackoffPolicy } from '../testing/deliverer';
 import { REPO_ROOT } from '../testing/process';
 import { findCommand, itWithCommand } from '../testing/tools';
 import { knativeAdmissionProblems } from './support/knative-rules';
@@ -339,12 +341,17 @@ describe('Slack work through Knative Eventing, as the overlay builds it', () => 
   });
 
   withKubectl(
-    'delivery retries with exponential backoff, each attempt bounded, then dead-letters',
+    'delivery retries with linear backoff, each attempt bounded, then dead-letters',
     () => {
       const { delivery } = trigger().spec;
       expect(delivery.retry).toBeGreaterThanOrEqual(3);
-      expect(delivery.backoffPolicy).toBe('exponential');
+      // Exponential waits leave too few attempts inside a burst (docs/deploy.md).
+      expect(delivery.backoffPolicy).toBe('linear');
       expect(durationMs(delivery.backoffDelay)).toBeGreaterThan(0);
+      // The worker's Retry-After is honoured, not cut.
+      expect(durationMs(delivery.retryAfterMax)).toBeGreaterThanOrEqual(
+        IN_FLIGHT_RETRY_AFTER_SECONDS * 1000,
+      );
       // queue-proxy must not end an attempt before the dispatcher's timeout does.
       expect(worker().spec.template.spec.timeoutSeconds * 1000).toBeGreaterThan(
         durationMs(delivery.timeout),
@@ -360,12 +367,16 @@ describe('Slack work through Knative Eventing, as the overlay builds it', () => 
       const settings = loadSettings(environmentOf(docs, worker()));
       const handlerMs = settings.SLACK_HANDLER_TIMEOUT_MS;
       expect(durationMs(delivery.timeout)).toBeGreaterThan(handlerMs);
-      // Exponential backoff waits backoffDelay·2^n; the smallest reading starts at n = 0.
-      const waitsMs = Array.from(
-        { length: delivery.retry },
-        (_, n) => durationMs(delivery.backoffDelay) * 2 ** n,
-      );
-      expect(waitsMs.reduce((a, b) => a + b, 0)).toBeGreaterThan(settings.SLACK_WORK_LEASE_MS);
+      const spec = {
+        backoffPolicy: delivery.backoffPolicy as BackoffPolicy,
+        backoffDelayMs: durationMs(delivery.backoffDelay),
+      };
+      const waitsMs = Array.from({ length: delivery.retry }, (_, n) => backoffMs(spec, n + 1));
+      const budgetMs = waitsMs.reduce((a, b) => a + b, 0);
+      expect(budgetMs).toBeGreaterThan(settings.SLACK_WORK_LEASE_MS);
+      // Twice the burst on one pod (600 deliveries of a 3 s handler, EVENT_MAX_IN_FLIGHT
+      // at a time): refused 429 meanwhile, none runs out of retries (test/system/event-flood).
+      expect(budgetMs).toBeGreaterThan((2 * 600 * 3000) / settings.EVENT_MAX_IN_FLIGHT);
       // A draining worker finishes or releases its claims within SHUTDOWN_TIMEOUT_MS.
       expect(settings.SHUTDOWN_TIMEOUT_MS).toBeGreaterThan(handlerMs);
     },
@@ -407,6 +418,10 @@ describe('Slack work through Knative Eventing, as the overlay builds it', () => 
           settings.SHUTDOWN_TIMEOUT_MS,
         );
         expect(settings.PG_PASSWORD_VAULT_PATH).not.toBe('');
+        // What queue-proxy lets through is never refused 429 by the app.
+        expect(settings.EVENT_MAX_IN_FLIGHT).toBeGreaterThanOrEqual(
+          podSpec(ksvc).containerConcurrency,
+        );
       }
       // Never scaled to zero: the dead-letter alert counts from a series already scraped at 0.
       expect(Number(annotation(deadLetter(), 'min-scale'))).toBeGreaterThanOrEqual(1);
