@@ -8,6 +8,9 @@
 //   the registry of functions the command-line entry reads.
 // - dist/migrate.cjs: the migration Job's entry (functions/migrate.ts), run with migrations/ beside
 //   dist/. pg-native is node-postgres's optional native binding, never used here.
+// - dist/worker-entry.cjs: testing/worker-entry.ts (the production process with the system
+//   tests' Slack handler) built as main.cjs is, so that tests measure memory as the image runs;
+//   never copied into the image.
 // ".cjs" spares Node and the framework their ESM package lookups.
 const path = require('node:path');
 const esbuild = require('esbuild');
@@ -98,6 +101,12 @@ Promise.all([
     entryPoints: [path.join(root, 'functions', 'index.ts')],
     outfile: path.join(root, 'dist', 'coffeebuddy.cjs'),
     external: [...common.external, '@google-cloud/functions-framework'],
+  }),
+  esbuild.build({
+    ...common,
+    entryPoints: [path.join(root, 'testing', 'worker-entry.ts')],
+    outfile: path.join(root, 'dist', 'worker-entry.cjs'),
+    plugins: [...common.plugins, onDemandChunks],
   }),
   esbuild.build({
     ...common,

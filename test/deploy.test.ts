@@ -8,7 +8,7 @@ import {
   type Settings,
 } from '../lib/config/settings';
 import { IN_FLIGHT_RETRY_AFTER_SECONDS } from '../lib/http/in-flight';
-import { backoffMs, type BackoffPolicy } from '../testing/deliverer';
+import { backoffMs, isoDurationMs, type BackoffPolicy } from '../testing/deliverer';
 import { REPO_ROOT } from '../testing/process';
 import { findCommand, itWithCommand } from '../testing/tools';
 import { knativeAdmissionProblems } from './support/knative-rules';
@@ -256,14 +256,6 @@ describe('kubectl kustomize', () => {
   );
 });
 
-/** An ISO-8601 duration of hours, minutes and seconds (what Knative's delivery fields take), in ms. */
-function durationMs(iso: string): number {
-  const match = /^PT(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?$/.exec(iso);
-  if (match === null || iso === 'PT') throw new Error(`not an ISO-8601 duration: ${iso}`);
-  const [, hours = '0', minutes = '0', seconds = '0'] = match;
-  return ((Number(hours) * 60 + Number(minutes)) * 60 + Number(seconds)) * 1000;
-}
-
 /** The functions the worker and dead-letter Services serve. */
 const WORKER_TARGET: FunctionTarget = 'slackWorker';
 const DEAD_LETTER_TARGET: FunctionTarget = 'slackDeadLetter';
@@ -347,14 +339,14 @@ describe('Slack work through Knative Eventing, as the overlay builds it', () => 
       expect(delivery.retry).toBeGreaterThanOrEqual(3);
       // Exponential waits leave too few attempts inside a burst (docs/deploy.md).
       expect(delivery.backoffPolicy).toBe('linear');
-      expect(durationMs(delivery.backoffDelay)).toBeGreaterThan(0);
+      expect(isoDurationMs(delivery.backoffDelay)).toBeGreaterThan(0);
       // The worker's Retry-After is honoured, not cut.
-      expect(durationMs(delivery.retryAfterMax)).toBeGreaterThanOrEqual(
+      expect(isoDurationMs(delivery.retryAfterMax)).toBeGreaterThanOrEqual(
         IN_FLIGHT_RETRY_AFTER_SECONDS * 1000,
       );
       // queue-proxy must not end an attempt before the dispatcher's timeout does.
       expect(worker().spec.template.spec.timeoutSeconds * 1000).toBeGreaterThan(
-        durationMs(delivery.timeout),
+        isoDurationMs(delivery.timeout),
       );
       expect(deadLetter().metadata.namespace).toBe(trigger().metadata.namespace);
     },
@@ -366,10 +358,10 @@ describe('Slack work through Knative Eventing, as the overlay builds it', () => 
       const { delivery } = trigger().spec;
       const settings = loadSettings(environmentOf(docs, worker()));
       const handlerMs = settings.SLACK_HANDLER_TIMEOUT_MS;
-      expect(durationMs(delivery.timeout)).toBeGreaterThan(handlerMs);
+      expect(isoDurationMs(delivery.timeout)).toBeGreaterThan(handlerMs);
       const spec = {
         backoffPolicy: delivery.backoffPolicy as BackoffPolicy,
-        backoffDelayMs: durationMs(delivery.backoffDelay),
+        backoffDelayMs: isoDurationMs(delivery.backoffDelay),
       };
       const waitsMs = Array.from({ length: delivery.retry }, (_, n) => backoffMs(spec, n + 1));
       const budgetMs = waitsMs.reduce((a, b) => a + b, 0);

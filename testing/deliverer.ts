@@ -49,6 +49,33 @@ export interface DeliverySpec {
   retryAfterMaxMs?: number;
 }
 
+/** An ISO-8601 duration of the kinds Knative's delivery fields take (`PT0.5S`, `PT1M`), in ms. */
+export function isoDurationMs(iso: string): number {
+  const match = /^PT(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?$/.exec(iso);
+  if (match === null || iso === 'PT') throw new Error(`not an ISO-8601 duration: ${iso}`);
+  const [, hours = '0', minutes = '0', seconds = '0'] = match;
+  return ((Number(hours) * 60 + Number(minutes)) * 60 + Number(seconds)) * 1000;
+}
+
+/** A Trigger manifest's `spec.delivery` as the stand-in takes it (its dead-letter sink left out). */
+export function deliverySpecOf(delivery: {
+  retry: number;
+  backoffPolicy: BackoffPolicy;
+  backoffDelay: string;
+  timeout: string;
+  retryAfterMax?: string;
+}): DeliverySpec {
+  return {
+    retry: delivery.retry,
+    backoffPolicy: delivery.backoffPolicy,
+    backoffDelayMs: isoDurationMs(delivery.backoffDelay),
+    timeoutMs: isoDurationMs(delivery.timeout),
+    ...(delivery.retryAfterMax === undefined
+      ? {}
+      : { retryAfterMaxMs: isoDurationMs(delivery.retryAfterMax) }),
+  };
+}
+
 /** Knative's Broker defaults (config-br-defaults: 10 retries, exponential from PT0.2S) and the
  * Kafka dispatcher's 600 s attempt timeout. Tests should pass small values. */
 export const DEFAULT_DELIVERY: Readonly<DeliverySpec> = {
