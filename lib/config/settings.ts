@@ -391,9 +391,9 @@ const schema = {
   EVENT_MAX_IN_FLIGHT: {
     doc: 'Most CloudEvent deliveries the worker or dead-letter function takes at once; beyond, 429',
     format: eventsInFlight.name,
-    // Each may hold ~2.2 MiB of heap once parsed (an 80 KiB body built to be expensive): 32 stay
-    // within the image's old space and the pod's memory, above containerConcurrency (20 and 10).
-    default: 32,
+    // Each may hold ~2 MiB of heap once parsed (an 80 KiB body built to be expensive): 20, the
+    // worker's containerConcurrency, keep a flood under 200 MiB RSS (docs/operations.md).
+    default: 20,
     env: 'EVENT_MAX_IN_FLIGHT',
   },
 };

@@ -74,7 +74,7 @@ describe('loadSettings', () => {
       SLACK_HANDLER_TIMEOUT_MS: 10_000,
       SLACK_WORK_LEASE_MS: 30_000,
       SLACK_WORK_RETENTION_MS: 86_400_000,
-      EVENT_MAX_IN_FLIGHT: 32,
+      EVENT_MAX_IN_FLIGHT: 20,
     });
   });
 
