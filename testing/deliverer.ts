@@ -57,7 +57,7 @@ export function isoDurationMs(iso: string): number {
   return ((Number(hours) * 60 + Number(minutes)) * 60 + Number(seconds)) * 1000;
 }
 
-/** A Trigger manifest's `spec.delivery` as the stand-in takes it (its dead-letter sink left out). */
+/** A Trigger manifest's `spec.delivery` as the stand-in takes it (no dead-letter sink). */
 export function deliverySpecOf(delivery: {
   retry: number;
   backoffPolicy: BackoffPolicy;

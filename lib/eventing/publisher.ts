@@ -8,7 +8,7 @@ import type { Logger } from '../logger';
 export const PUBLISH_OUTCOMES = ['ok', 'failed'] as const;
 export type PublishOutcome = (typeof PUBLISH_OUTCOMES)[number];
 
-/** An event's own attributes and data; specversion, datacontenttype and extensions are the publisher's. */
+/** An event's attributes and data; specversion, datacontenttype, extensions are the publisher's. */
 export interface EventToPublish {
   id: string;
   type: string;
