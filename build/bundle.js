@@ -9,6 +9,9 @@
 // - dist/migrate.cjs: the migration Job's entry (functions/migrate.ts), run with migrations/ beside
 //   dist/. pg-native is node-postgres's optional native binding, never used here.
 // - dist/replay.cjs: the dead-letter replay (functions/replay.ts), run by hand or as a Job.
+// - dist/worker-entry.cjs: testing/worker-entry.ts (the production process with the system
+//   tests' Slack handler) built as main.cjs is, so that tests measure memory as the image runs;
+//   never copied into the image.
 // ".cjs" spares Node and the framework their ESM package lookups.
 const path = require('node:path');
 const esbuild = require('esbuild');
@@ -99,6 +102,12 @@ Promise.all([
     entryPoints: [path.join(root, 'functions', 'index.ts')],
     outfile: path.join(root, 'dist', 'coffeebuddy.cjs'),
     external: [...common.external, '@google-cloud/functions-framework'],
+  }),
+  esbuild.build({
+    ...common,
+    entryPoints: [path.join(root, 'testing', 'worker-entry.ts')],
+    outfile: path.join(root, 'dist', 'worker-entry.cjs'),
+    plugins: [...common.plugins, onDemandChunks],
   }),
   esbuild.build({
     ...common,

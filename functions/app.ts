@@ -41,7 +41,7 @@ import { createDeadLetterMetrics } from '../lib/slack/dead-metrics';
 import { DeadLetterStore } from '../lib/slack/dead-store';
 import { createWorkMetrics } from '../lib/slack/work-metrics';
 import { WorkStore } from '../lib/slack/work-store';
-import { SlackWorker } from '../lib/slack/worker';
+import { kindOf, SlackWorker } from '../lib/slack/worker';
 import { version } from '../package.json';
 import { coffeebuddyRoutes, probeRoutes, type ProbeDependencies } from './coffeebuddy';
 import { SLACK_DEAD_LETTER, slackDeadLetter } from './slackDeadLetter';
@@ -81,7 +81,11 @@ const RECENT_EVENTS_MAX = 10_000;
 const RECENT_EVENTS_TTL_MS = 30 * 60 * 1000;
 /** A slash command's answer must leave time for the network inside Slack's 3 seconds. */
 const COMMAND_TIMEOUT_MS = 2500;
-/** Room for a CloudEvent's attributes around the Slack body it carries. */
+/**
+ * Room for a CloudEvent's attributes around the Slack body it carries, in structured mode (in
+ * binary mode they are headers): K_CE_OVERRIDES' at most 8 KiB, the core attributes and Knative's
+ * error attributes on a dead letter (knativeerrordata: 1,024 bytes in base64).
+ */
 const EVENT_ATTRIBUTES_BYTES = 16 * 1024;
 /** The dead-letter gauge's count: reused this long, and never waited for longer at a scrape. */
 const DEAD_COUNT_TTL_MS = 5000;
@@ -213,6 +217,10 @@ function eventTaker(
       metrics.observeWork('unknown', 'invalid');
     },
     maxBodyBytes: settings.SLACK_MAX_BODY_BYTES + EVENT_ATTRIBUTES_BYTES,
+    maxInFlight: settings.EVENT_MAX_IN_FLIGHT,
+    countOverloaded: (type: string | undefined) => {
+      metrics.observeWork(kindOf(type ?? ''), 'overloaded');
+    },
   };
   if (target !== SLACK_WORKER) {
     const deadStore = new DeadLetterStore(deps.postgres);

@@ -9,6 +9,8 @@ import {
   type FunctionTarget,
   type Settings,
 } from '../lib/config/settings';
+import { IN_FLIGHT_RETRY_AFTER_SECONDS } from '../lib/http/in-flight';
+import { backoffMs, isoDurationMs, type BackoffPolicy } from '../testing/deliverer';
 import { REPO_ROOT } from '../testing/process';
 import { findCommand, itWithCommand } from '../testing/tools';
 import { knativeAdmissionProblems } from './support/knative-rules';
@@ -624,14 +626,6 @@ describe('the overlay as a platform team applies it', () => {
   });
 });
 
-/** An ISO-8601 duration of hours, minutes and seconds (what Knative's delivery fields take), in ms. */
-function durationMs(iso: string): number {
-  const match = /^PT(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?$/.exec(iso);
-  if (match === null || iso === 'PT') throw new Error(`not an ISO-8601 duration: ${iso}`);
-  const [, hours = '0', minutes = '0', seconds = '0'] = match;
-  return ((Number(hours) * 60 + Number(minutes)) * 60 + Number(seconds)) * 1000;
-}
-
 /** The functions the worker and dead-letter Services serve. */
 const WORKER_TARGET: FunctionTarget = 'slackWorker';
 const DEAD_LETTER_TARGET: FunctionTarget = 'slackDeadLetter';
@@ -709,15 +703,20 @@ describe('Slack work through Knative Eventing, as the overlay builds it', () => 
   });
 
   withKubectl(
-    'delivery retries with exponential backoff, each attempt bounded, then dead-letters',
+    'delivery retries with linear backoff, each attempt bounded, then dead-letters',
     () => {
       const { delivery } = trigger().spec;
       expect(delivery.retry).toBeGreaterThanOrEqual(3);
-      expect(delivery.backoffPolicy).toBe('exponential');
-      expect(durationMs(delivery.backoffDelay)).toBeGreaterThan(0);
+      // Exponential waits leave too few attempts inside a burst (docs/deploy.md).
+      expect(delivery.backoffPolicy).toBe('linear');
+      expect(isoDurationMs(delivery.backoffDelay)).toBeGreaterThan(0);
+      // The worker's Retry-After is honoured, not cut.
+      expect(isoDurationMs(delivery.retryAfterMax)).toBeGreaterThanOrEqual(
+        IN_FLIGHT_RETRY_AFTER_SECONDS * 1000,
+      );
       // queue-proxy must not end an attempt before the dispatcher's timeout does.
       expect(worker().spec.template.spec.timeoutSeconds * 1000).toBeGreaterThan(
-        durationMs(delivery.timeout),
+        isoDurationMs(delivery.timeout),
       );
       expect(deadLetter().metadata.namespace).toBe(trigger().metadata.namespace);
     },
@@ -729,13 +728,17 @@ describe('Slack work through Knative Eventing, as the overlay builds it', () => 
       const { delivery } = trigger().spec;
       const settings = loadSettings(environmentOf(docs, worker()));
       const handlerMs = settings.SLACK_HANDLER_TIMEOUT_MS;
-      expect(durationMs(delivery.timeout)).toBeGreaterThan(handlerMs);
-      // Exponential backoff waits backoffDelay·2^n; the smallest reading starts at n = 0.
-      const waitsMs = Array.from(
-        { length: delivery.retry },
-        (_, n) => durationMs(delivery.backoffDelay) * 2 ** n,
-      );
-      expect(waitsMs.reduce((a, b) => a + b, 0)).toBeGreaterThan(settings.SLACK_WORK_LEASE_MS);
+      expect(isoDurationMs(delivery.timeout)).toBeGreaterThan(handlerMs);
+      const spec = {
+        backoffPolicy: delivery.backoffPolicy as BackoffPolicy,
+        backoffDelayMs: isoDurationMs(delivery.backoffDelay),
+      };
+      const waitsMs = Array.from({ length: delivery.retry }, (_, n) => backoffMs(spec, n + 1));
+      const budgetMs = waitsMs.reduce((a, b) => a + b, 0);
+      expect(budgetMs).toBeGreaterThan(settings.SLACK_WORK_LEASE_MS);
+      // Twice the issue's burst on one pod (600 deliveries of a 3 s handler, EVENT_MAX_IN_FLIGHT
+      // at a time): refused 429 meanwhile, none runs out of retries (test/system/event-flood).
+      expect(budgetMs).toBeGreaterThan((2 * 600 * 3000) / settings.EVENT_MAX_IN_FLIGHT);
       // A draining worker finishes or releases its claims within SHUTDOWN_TIMEOUT_MS.
       expect(settings.SHUTDOWN_TIMEOUT_MS).toBeGreaterThan(handlerMs);
     },
@@ -771,6 +774,10 @@ describe('Slack work through Knative Eventing, as the overlay builds it', () => 
           settings.SHUTDOWN_TIMEOUT_MS,
         );
         expect(settings.PG_PASSWORD_VAULT_PATH).not.toBe('');
+        // What queue-proxy lets through is never refused 429 by the app.
+        expect(settings.EVENT_MAX_IN_FLIGHT).toBeGreaterThanOrEqual(
+          podSpec(ksvc).containerConcurrency,
+        );
       }
       // Never scaled to zero: the dead-letter alert counts from a series already scraped at 0.
       expect(Number(annotation(deadLetter(), 'min-scale'))).toBeGreaterThanOrEqual(1);

@@ -77,6 +77,20 @@ const interactionPayload = {
 };
 const interactionBody = (payload: unknown) =>
   new URLSearchParams({ payload: JSON.stringify(payload) }).toString();
+const SLACK_MAX_BODY_BYTES = 65_536;
+/**
+ * An event_callback of exactly `bytes` bytes, padded with `1e20`s: numbers JSON.stringify would
+ * write out in full (21 characters each).
+ */
+function largestEventBody(id: string, bytes: number): string {
+  const head = JSON.stringify(envelope(id)).slice(0, -1) + ',"pad":[';
+  const tail = ']}';
+  const room = bytes - head.length - tail.length;
+  const numbers = Array<string>(Math.floor((room + 1) / 5))
+    .fill('1e20')
+    .join(',');
+  return `${head}${numbers}${' '.repeat(room - numbers.length)}${tail}`;
+}
 const sha256 = (text: string) => crypto.createHash('sha256').update(text).digest('hex');
 
 async function metric(app: App, name: string, labels: Record<string, string>) {
@@ -147,6 +161,20 @@ describe('with K_SINK, an event_callback', () => {
     delete noTeam.team_id;
     await post(server, '/slack/events', JSON.stringify(noTeam), JSON_TYPE).expect(200);
     expect(sink.events()[0]?.source).toBe('unknown');
+  });
+
+  it('publishes the verified body byte for byte: at the largest size, numbers that would grow', async () => {
+    const { server } = await publishing();
+    const body = largestEventBody('EvLargest', SLACK_MAX_BODY_BYTES);
+    expect(Buffer.byteLength(body)).toBe(SLACK_MAX_BODY_BYTES);
+    await post(server, '/slack/events', body, JSON_TYPE).expect(200);
+    const [published] = sink.received;
+    // Only the attributes, in headers, were added: the body is what Slack sent.
+    expect(published!.body).toBe(body);
+    expect(published!.headers['content-length']).toBe(String(SLACK_MAX_BODY_BYTES));
+    expect(published!.headers['content-type']).toBe('application/json');
+    // Parsed and written again it would have been more than four times as large.
+    expect(JSON.stringify(JSON.parse(body)).length).toBeGreaterThan(4 * SLACK_MAX_BODY_BYTES);
   });
 });
 
@@ -253,6 +281,8 @@ describe('with K_SINK, an interaction', () => {
     const body = new URLSearchParams({ payload: text }).toString();
     await post(server, '/slack/interactions', body, FORM).expect(200);
     expect(sink.events()[0]?.id).toBe(`sha256:${sha256(text)}`);
+    // And publishes that text itself as the data.
+    expect(sink.received[0]?.body).toBe(text);
   });
 
   it('gets another id when its payload differs', async () => {

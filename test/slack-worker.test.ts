@@ -6,6 +6,8 @@ import { APP_PASSWORD, migratedCluster, itWithPostgres } from '../testing/postgr
 import { serveFunction } from '../testing/server';
 import { eventually, findCommand, promtoolCheckMetrics } from '../testing/tools';
 import { SlackHandlers } from '../lib/slack/handlers';
+import { signSlackRequest } from '../lib/slack/signature';
+import { startSink } from '../testing/sink';
 
 /**
  * The slackWorker and slackDeadLetter functions behind the image's pipeline (and alone under
@@ -106,6 +108,86 @@ function takeOver(ids: readonly string[]): Promise<unknown> {
     'coffeebuddy',
   );
 }
+
+describe('from the ingress to the worker: what Slack was acknowledged, the worker takes', () => {
+  const SECRET = 'end-to-end-secret';
+  const SLACK_MAX_BODY_BYTES = 65_536;
+  /** Exactly `bytes` bytes of JSON padded with `1e20`s, which JSON.stringify writes out in full. */
+  const padded = (head: string, tail: string, bytes: number) => {
+    const room = bytes - head.length - tail.length;
+    const numbers = Array<string>(Math.floor((room + 1) / 5))
+      .fill('1e20')
+      .join(',');
+    return `${head}${numbers}${' '.repeat(room - numbers.length)}${tail}`;
+  };
+
+  itWithPostgres(
+    'the largest event and interaction the ingress accepts pass through the worker, each run once',
+    async () => {
+      const sink = await startSink();
+      try {
+        const ingress = await harness({
+          target: 'coffeebuddy',
+          env: { SLACK_SIGNING_SECRET: SECRET, K_SINK: sink.url },
+        });
+        const got: Record<string, unknown>[] = [];
+        const handlers = new SlackHandlers()
+          .onEvent('app_mention', (event) => {
+            got.push(event);
+          })
+          .onInteraction('block_actions', (payload) => {
+            got.push(payload);
+          });
+        const worker = await workerApp(handlers);
+
+        const event = padded(
+          '{"type":"event_callback","team_id":"T0001","event_id":"EvBig","event":{"type":"app_mention","text":"big","pad":[',
+          ']}}',
+          SLACK_MAX_BODY_BYTES,
+        );
+        // The form's payload field, its commas %2C-encoded, at the same limit.
+        const head = 'payload=' + encodeURIComponent('{"type":"block_actions","pad":[');
+        const tail = encodeURIComponent(']}');
+        const count = Math.floor((SLACK_MAX_BODY_BYTES - head.length - tail.length + 3) / 7);
+        const form = `${head}${Array<string>(count).fill('1e20').join('%2C')}${tail}`;
+        const interaction = `${form}${'%20'.repeat((SLACK_MAX_BODY_BYTES - form.length) / 3)}`;
+        for (const [path, type, body] of [
+          ['/slack/events', 'application/json', event],
+          ['/slack/interactions', 'application/x-www-form-urlencoded', interaction],
+        ] as const) {
+          const timestamp = String(Math.floor(Date.now() / 1000));
+          const res = await request(ingress.server)
+            .post(path)
+            .set('Content-Type', type)
+            .set('X-Slack-Request-Timestamp', timestamp)
+            .set('X-Slack-Signature', signSlackRequest(SECRET, timestamp, body))
+            .send(body);
+          expect([path, res.status]).toEqual([path, 200]);
+        }
+        expect(Buffer.byteLength(event)).toBe(SLACK_MAX_BODY_BYTES);
+        expect(interaction.length).toBeGreaterThan(SLACK_MAX_BODY_BYTES - 3);
+
+        // What the Broker would deliver: the published request as it was.
+        for (const published of sink.received) {
+          const res = await request(worker.server)
+            .post('/')
+            .set(published.headers as Record<string, string>)
+            .send(published.body);
+          expect(res.status).toBe(204);
+          // Had the ingress parsed and written it again, it would not have fit the worker's limit.
+          expect(JSON.stringify(JSON.parse(published.body)).length).toBeGreaterThan(
+            SLACK_MAX_BODY_BYTES + 16 * 1024,
+          );
+        }
+        expect(got.map((input) => input.type)).toEqual(['app_mention', 'block_actions']);
+        expect(await workCount(worker.server, 'done')).toBe(1);
+        expect(await workCount(worker.server, 'done', 'interactions')).toBe(1);
+      } finally {
+        await sink.close();
+      }
+    },
+  );
+});
 
 describe('slackWorker behind the image pipeline', () => {
   itWithPostgres(
@@ -565,6 +647,7 @@ describe('slackWorker behind the image pipeline', () => {
           'invalid',
           'unavailable',
           'dead_lettered',
+          'overloaded',
         ]) {
           expect(metricValue(text, 'coffeebuddy_slack_work_total', { kind, outcome })).toBe(0);
         }

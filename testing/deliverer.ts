@@ -11,8 +11,9 @@ import { CloudEvent, HTTP } from 'cloudevents';
  *   503 when it cannot be stored; ReceiverVerticle: 404 off the broker's path, 405 for other methods.
  * - dispatcher WebClientCloudEventSender: binary mode, `Prefer: reply`; retried on 5xx, 404, 408,
  *   409, 429 and on every error without an answer (refused, reset, timeout); the wait before retry
- *   n (1-based) is delay·2^n (exponential) or delay·n (linear); `timeout` bounds each attempt
- *   (600 s when unset). Other statuses ≥ 300 are not retried.
+ *   n (1-based) is delay·2^n (exponential) or delay·n (linear), or a 429's or 503's Retry-After
+ *   capped at `retryAfterMax` when set and longer (the `delivery-retryafter` feature); `timeout`
+ *   bounds each attempt (600 s when unset). Other statuses ≥ 300 are not retried.
  * - dispatcher BaseResponseHandler: a 2xx whose body is non-empty and not a CloudEvent fails after
  *   the sender is done, so it is not retried and goes to the dead-letter sink; a 2xx that is a
  *   CloudEvent is a reply, written back to the Broker.
@@ -40,6 +41,39 @@ export interface DeliverySpec {
   timeoutMs: number;
   /** Where an event goes once the subscriber has failed it for good. */
   deadLetterSink?: string;
+  /**
+   * `retryAfterMax` (Knative's `delivery-retryafter` feature): a 429 or 503 answer's
+   * `Retry-After` (in seconds), capped at this, is waited when longer than the backoff. Unset:
+   * Retry-After is ignored.
+   */
+  retryAfterMaxMs?: number;
+}
+
+/** An ISO-8601 duration of the kinds Knative's delivery fields take (`PT0.5S`, `PT1M`), in ms. */
+export function isoDurationMs(iso: string): number {
+  const match = /^PT(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?$/.exec(iso);
+  if (match === null || iso === 'PT') throw new Error(`not an ISO-8601 duration: ${iso}`);
+  const [, hours = '0', minutes = '0', seconds = '0'] = match;
+  return ((Number(hours) * 60 + Number(minutes)) * 60 + Number(seconds)) * 1000;
+}
+
+/** A Trigger manifest's `spec.delivery` as the stand-in takes it (no dead-letter sink). */
+export function deliverySpecOf(delivery: {
+  retry: number;
+  backoffPolicy: BackoffPolicy;
+  backoffDelay: string;
+  timeout: string;
+  retryAfterMax?: string;
+}): DeliverySpec {
+  return {
+    retry: delivery.retry,
+    backoffPolicy: delivery.backoffPolicy,
+    backoffDelayMs: isoDurationMs(delivery.backoffDelay),
+    timeoutMs: isoDurationMs(delivery.timeout),
+    ...(delivery.retryAfterMax === undefined
+      ? {}
+      : { retryAfterMaxMs: isoDurationMs(delivery.retryAfterMax) }),
+  };
 }
 
 /** Knative's Broker defaults (config-br-defaults: 10 retries, exponential from PT0.2S) and the
@@ -195,6 +229,26 @@ export function backoffMs(
   return delivery.backoffPolicy === 'linear'
     ? delivery.backoffDelayMs * n
     : delivery.backoffDelayMs * 2 ** n;
+}
+
+/**
+ * The wait before retry n (1-based) after `answer`, as knative/eventing's kncloudevents reads
+ * RetryAfterMaxDuration: the backoff, or the answer's Retry-After capped at retryAfterMax when
+ * that is longer.
+ */
+export function retryWaitMs(
+  delivery: Pick<DeliverySpec, 'backoffPolicy' | 'backoffDelayMs' | 'retryAfterMaxMs'>,
+  n: number,
+  answer: SubscriberAnswer,
+): number {
+  const backoff = backoffMs(delivery, n);
+  const max = delivery.retryAfterMaxMs;
+  if (max === undefined || 'error' in answer || (answer.status !== 429 && answer.status !== 503)) {
+    return backoff;
+  }
+  const header = answer.headers['retry-after'];
+  const seconds = typeof header === 'string' && /^\d+$/.test(header) ? Number(header) : 0;
+  return Math.max(backoff, Math.min(seconds * 1000, max));
 }
 
 type TriggerState = Trigger & { readonly filter: TriggerInput['filter']; turn: number };
@@ -440,7 +494,7 @@ export async function startDeliverer(input: DelivererInput = {}): Promise<Delive
           ? { error: error ?? 'failed' }
           : answer;
       if (result === 'failed' || attempt >= delivery.retry) return { done: false, answer: failure };
-      await sleep(backoffMs(delivery, attempt + 1));
+      await sleep(retryWaitMs(delivery, attempt + 1, answer));
     }
   };
 

@@ -158,12 +158,19 @@ export function startCoffeebuddy(
 /** The production process with the eventing tests' Slack handler (testing/worker-entry.ts). */
 export const WORKER_ENTRY = 'testing/worker-entry.ts';
 
-/** A Slack worker process (FUNCTION_TARGET=slackWorker unless env says otherwise) on loopback. */
-export function startWorkerProcess(env: NodeJS.ProcessEnv): Promise<RunningProcess> {
+/** The same, bundled by `npm run build` as the image's entry is: its memory is the image's. */
+export const BUILT_WORKER_ENTRY = 'dist/worker-entry.cjs';
+
+/**
+ * A Slack worker process (FUNCTION_TARGET=slackWorker unless env says otherwise) on loopback;
+ * `built` runs BUILT_WORKER_ENTRY (after `npm run build`) rather than the source through tsx.
+ */
+export function startWorkerProcess(env: NodeJS.ProcessEnv, built = false): Promise<RunningProcess> {
+  if (built) requireBuild();
   return startProcess({
     // tsx as a loader in this process (its command-line entry would run the entry in a child
     // process of its own, which a SIGKILL would leave running).
-    args: ['--import', 'tsx', WORKER_ENTRY],
+    args: built ? [BUILT_WORKER_ENTRY] : ['--import', 'tsx', WORKER_ENTRY],
     env: { NODE_ENV: 'test', LISTEN_HOST: '127.0.0.1', FUNCTION_TARGET: 'slackWorker', ...env },
     timeoutMs: 30_000,
   });

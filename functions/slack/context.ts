@@ -30,11 +30,15 @@ export interface SlackDependencies {
   count: (kind: SlackKind, outcome: SlackOutcome) => void;
 }
 
-/** One request kind's handler, called once the request is verified and its body parsed. */
+/**
+ * One request kind's handler, called once the request is verified and its body parsed; `raw` is
+ * the verified body as Slack sent it.
+ */
 export type SlackKindHandler = (
   body: Fields,
   res: Response,
   deps: SlackDependencies,
+  raw: Buffer,
 ) => void | Promise<void>;
 
 export type Fields = Record<string, unknown>;

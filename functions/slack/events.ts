@@ -21,18 +21,20 @@ import {
 const EVENT_ID = /^[A-Za-z0-9]{1,64}$/;
 
 /**
- * With K_SINK: the verified envelope is published, and Slack acknowledged once the sink has it.
+ * With K_SINK: the verified body is published as Slack sent it, and Slack acknowledged once the
+ * sink has it.
  * The event id is remembered only then, so Slack's retry of a failed publish is published again.
  */
 async function publishEvent(
   envelope: Fields,
+  body: Buffer,
   eventId: string,
   type: string,
   res: Response,
   deps: SlackDependencies,
   publisher: Publisher,
 ): Promise<void> {
-  const cloudEvent = eventCloudEvent(envelope, eventId, type);
+  const cloudEvent = eventCloudEvent(envelope, body, eventId, type);
   if (cloudEvent === undefined) {
     refuseInvalid(deps, 'events', res);
     return;
@@ -53,7 +55,7 @@ async function publishEvent(
  * POST /slack/events: answers url_verification; acknowledges events, then dispatches them, or
  * with K_SINK publishes them before the acknowledgement.
  */
-export const event: SlackKindHandler = async (envelope, res, deps) => {
+export const event: SlackKindHandler = async (envelope, res, deps, body) => {
   if (envelope.type === 'url_verification' && typeof envelope.challenge === 'string') {
     deps.count('events', 'url_verification');
     sendJson(res, 200, { challenge: envelope.challenge });
@@ -70,7 +72,7 @@ export const event: SlackKindHandler = async (envelope, res, deps) => {
     return;
   }
   if (deps.publisher !== undefined) {
-    await publishEvent(envelope, eventId, inner.type, res, deps, deps.publisher);
+    await publishEvent(envelope, body, eventId, inner.type, res, deps, deps.publisher);
     return;
   }
   const handlers = deps.handlers.handlersForEvent(inner.type);

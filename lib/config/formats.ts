@@ -157,6 +157,12 @@ const CLOUDEVENT_ATTRIBUTES = new Set([
 const EXTENSION_NAME = /^[a-z0-9]{1,20}$/;
 /** Printable ASCII: each value is sent as a `ce-<name>` header. */
 const EXTENSION_VALUE = /^[\x20-\x7e]{0,1024}$/;
+/**
+ * All the extensions' headers together (`ce-<name>: <value>` and CRLF each), within the 8 KiB a
+ * Broker's ingress takes for a request's whole head (Vert.x's default, Kafka Broker's receiver).
+ */
+export const CE_OVERRIDES_MAX_HEADER_BYTES = 8192;
+const headerBytes = (name: string, value: string) => `ce-${name}: ${value}\r\n`.length;
 
 /**
  * The extensions of Knative's K_CE_OVERRIDES (`{"extensions":{"name":"value"}}`), checked
@@ -194,6 +200,13 @@ export function parseCeOverrides(text: string): Readonly<Record<string, string>>
       );
     }
     result[name] = value;
+  }
+  const total = Object.entries(result).reduce((sum, [n, v]) => sum + headerBytes(n, v), 0);
+  if (total > CE_OVERRIDES_MAX_HEADER_BYTES) {
+    throw new Error(
+      `extensions must fit in ${CE_OVERRIDES_MAX_HEADER_BYTES} bytes of headers in all ` +
+        `(ce-<name>: <value>, each with its line end); these take ${total}`,
+    );
   }
   return Object.freeze(result);
 }

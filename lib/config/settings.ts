@@ -60,6 +60,7 @@ const keepAliveMs = strictInteger(1000, 600_000);
 const shutdownMs = strictInteger(0, 600_000);
 const staleMs = strictInteger(0, 86_400_000);
 const pendingWork = strictInteger(1, 10_000);
+const eventsInFlight = strictInteger(1, 1000);
 const poolSize = strictInteger(1, 100);
 const leaseMs = strictInteger(1000, 600_000);
 const retentionMs = strictInteger(3_600_000, 90 * 86_400_000);
@@ -77,6 +78,7 @@ const FORMATS = [
   shutdownMs,
   staleMs,
   pendingWork,
+  eventsInFlight,
   poolSize,
   leaseMs,
   retentionMs,
@@ -399,6 +401,14 @@ const schema = {
     format: deadRows.name,
     default: 10_000,
     env: 'SLACK_DEAD_MAX_ROWS',
+  },
+  EVENT_MAX_IN_FLIGHT: {
+    doc: 'Most CloudEvent deliveries the worker or dead-letter function takes at once; beyond, 429',
+    format: eventsInFlight.name,
+    // Each may hold ~2 MiB of heap once parsed (an 80 KiB body built to be expensive): 20, the
+    // worker's containerConcurrency, keep a flood under 200 MiB RSS (docs/operations.md).
+    default: 20,
+    env: 'EVENT_MAX_IN_FLIGHT',
   },
 };
 

@@ -18,8 +18,15 @@ export type Checked = { ok: true; event: ReceivedEvent } | { ok: false; error: s
 const CORE = new Set(['specversion', 'id', 'source', 'type', 'data', 'data_base64']);
 
 /**
+ * A NUL (PostgreSQL's text cannot hold one) or a UTF-16 surrogate without its pair (UTF-8 has no
+ * encoding for it: written as U+FFFD, two such ids would become one).
+ */
+const UNSTORABLE = /\0|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/**
  * A CloudEvent 1.0 from what a transport parsed (the cloudevents SDK's event, or
- * functions-framework's plain object): specversion, id, source and type present and bounded.
+ * functions-framework's plain object): specversion, id, source and type present and bounded, and
+ * no attribute holding a NUL or an unpaired surrogate (only a structured event's JSON can).
  */
 export function receivedEventOf(candidate: unknown): Checked {
   if (candidate === null || typeof candidate !== 'object' || Array.isArray(candidate)) {
@@ -36,6 +43,12 @@ export function receivedEventOf(candidate: unknown): Checked {
   }
   const attributes: Record<string, string> = {};
   for (const [name, value] of Object.entries(fields)) {
+    if (name === 'data' || name === 'data_base64') continue;
+    if (typeof value === 'string' && UNSTORABLE.test(value)) {
+      // Only a core attribute's name is repeated: an extension's is the sender's text.
+      const named = CORE.has(name) ? name : 'an extension';
+      return { ok: false, error: `${named} must not hold a NUL or an unpaired surrogate` };
+    }
     if (!CORE.has(name) && (typeof value === 'string' || typeof value === 'number')) {
       attributes[name] = String(value);
     }

@@ -4,17 +4,20 @@ import { performance } from 'node:perf_hooks';
 import { describeFailure } from '../http/upstream';
 import type { Logger } from '../logger';
 
-/** An event's own attributes; specversion, datacontenttype and the extensions are the publisher's. */
 /** How a publish to K_SINK ended: the sink answered 2xx, or not (any status, refusal, timeout). */
 export const PUBLISH_OUTCOMES = ['ok', 'failed'] as const;
 export type PublishOutcome = (typeof PUBLISH_OUTCOMES)[number];
 
+/** An event's attributes and data; specversion, datacontenttype, extensions are the publisher's. */
 export interface EventToPublish {
   id: string;
   type: string;
   source: string;
-  /** Sent as JSON (`datacontenttype: application/json`). */
-  data: Record<string, unknown>;
+  /**
+   * JSON text, sent as the body byte for byte (`datacontenttype: application/json`): never parsed
+   * and written again, which could make it larger than what was received.
+   */
+  data: Buffer;
   /** Extensions of its own (a replayed event's); K_CE_OVERRIDES' win over them. */
   extensions?: Readonly<Record<string, string>>;
 }
@@ -113,7 +116,10 @@ export class CloudEventPublisher implements Publisher {
     this.agent.destroy();
   }
 
-  /** The event in binary mode: attributes as `ce-` headers, the data as the JSON body. */
+  /**
+   * The event in binary mode: attributes as `ce-` headers (the SDK builds and checks them), the
+   * data's bytes as the body.
+   */
   private message(event: EventToPublish): { headers: Record<string, string>; body: Buffer } {
     const { CloudEvent, HTTP } = this.sdk;
     const cloudEvent = new CloudEvent({
@@ -124,13 +130,15 @@ export class CloudEventPublisher implements Publisher {
       type: event.type,
       source: event.source,
       datacontenttype: 'application/json',
-      data: event.data,
     });
-    const { headers, body } = HTTP.binary(cloudEvent);
-    const bytes = Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
     const strings: Record<string, string> = {};
-    for (const [name, value] of Object.entries(headers)) strings[name] = String(value);
-    return { headers: { ...strings, 'content-length': String(bytes.length) }, body: bytes };
+    for (const [name, value] of Object.entries(HTTP.binary(cloudEvent).headers)) {
+      strings[name] = String(value);
+    }
+    return {
+      headers: { ...strings, 'content-length': String(event.data.length) },
+      body: event.data,
+    };
   }
 
   /**

@@ -1,8 +1,9 @@
-import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import { InFlightLimit } from '../http/in-flight';
 import { sendJson } from '../http/respond';
 import type { Route, RouteRequest } from '../http/router';
 import type { Logger } from '../logger';
-import { receivedEventOf, type ReceivedEvent, type TakeResult } from './event';
+import { receivedEventOf, type Checked, type ReceivedEvent, type TakeResult } from './event';
 
 let sdk: typeof import('cloudevents') | undefined;
 /** The SDK, loaded on first use, not at start: only the worker and dead-letter functions take events. */
@@ -31,19 +32,36 @@ export function cloudEventFrom(headers: IncomingHttpHeaders, body: Buffer): unkn
   }
 }
 
+/** The SDK's rule: a structured (or batched) event says so in its content type; else binary. */
+const isStructured = (headers: IncomingHttpHeaders): boolean =>
+  (headers['content-type'] ?? '').trim().toLowerCase().startsWith('application/cloudevents');
+
+/**
+ * The checked CloudEvent in an HTTP request. A binary event must carry `ce-specversion`: the SDK
+ * would take one without it as 1.0, where CloudEvents requires the attribute.
+ */
+export function receivedEventFrom(headers: IncomingHttpHeaders, body: Buffer): Checked {
+  if (!isStructured(headers) && headers['ce-specversion'] === undefined) {
+    return { ok: false, error: 'specversion must be 1.0' };
+  }
+  return receivedEventOf(cloudEventFrom(headers, body));
+}
+
 /** Takes one checked event and says how Knative is answered. */
 export type EventTaker = (event: ReceivedEvent) => Promise<TakeResult>;
 
 /**
- * POST / as a route of the pipeline: a CloudEvent in binary or structured mode, read raw
+ * POST / as a route of the pipeline: a CloudEvent in binary or structured mode, admitted within
+ * `limit` before its body is read (else 429 with Retry-After, which Knative retries), read raw
  * (`maxBodyBytes`), then answered as Knative's delivery contract reads it: 204 with no body when
- * taken, else the result's status with a JSON reason (400 is not retried; 409, 5xx are).
+ * taken, else the result's status with a JSON reason (400 is not retried; 409, 429, 5xx are).
  */
 function eventRoute(
   name: string,
   maxBodyBytes: number,
   take: EventTaker,
   onInvalid: (error: string) => void,
+  limit: InFlightLimit,
 ): Route {
   return {
     name,
@@ -51,27 +69,36 @@ function eventRoute(
     methods: ['POST'],
     body: 'raw',
     maxBodyBytes,
+    admit: limit.admit,
     handler: async (req: RouteRequest, res: ServerResponse) => {
-      const checked = receivedEventOf(cloudEventFrom(req.headers, req.rawBody ?? Buffer.alloc(0)));
-      if (!checked.ok) {
-        onInvalid(checked.error);
-        sendJson(res, 400, { error: checked.error });
-        return;
-      }
-      const result = await take(checked.event);
-      if (result.status === 204) {
-        res.writeHead(204, { 'Cache-Control': 'no-store' });
-        res.end();
-      } else {
-        const { retryAfterSeconds } = result;
-        const headers =
-          retryAfterSeconds === undefined
-            ? undefined
-            : { 'Retry-After': String(retryAfterSeconds) };
-        sendJson(res, result.status, { error: result.error ?? 'not taken' }, headers);
-      }
+      await limit.during(req, () => answer(req, res, take, onInvalid));
     },
   };
+}
+
+/** One admitted delivery: checked, taken, answered. */
+async function answer(
+  req: RouteRequest,
+  res: ServerResponse,
+  take: EventTaker,
+  onInvalid: (error: string) => void,
+): Promise<void> {
+  const checked = receivedEventFrom(req.headers, req.rawBody ?? Buffer.alloc(0));
+  if (!checked.ok) {
+    onInvalid(checked.error);
+    sendJson(res, 400, { error: checked.error });
+    return;
+  }
+  const result = await take(checked.event);
+  if (result.status === 204) {
+    res.writeHead(204, { 'Cache-Control': 'no-store' });
+    res.end();
+  } else {
+    const { retryAfterSeconds } = result;
+    const headers =
+      retryAfterSeconds === undefined ? undefined : { 'Retry-After': String(retryAfterSeconds) };
+    sendJson(res, result.status, { error: result.error ?? 'not taken' }, headers);
+  }
 }
 
 export interface EventFunctionDependencies {
@@ -80,13 +107,18 @@ export interface EventFunctionDependencies {
   countInvalid: () => void;
   /** Largest CloudEvent taken, in bytes. */
   maxBodyBytes: number;
+  /** Most deliveries taken at once behind the image's entry (EVENT_MAX_IN_FLIGHT). */
+  maxInFlight: number;
+  /** Counts a delivery refused 429 for want of room, with its `ce-type` header if it has one. */
+  countOverloaded: (type: string | undefined) => void;
 }
 
 /**
  * A function Knative Eventing delivers to (`name`), as a route: behind the image's entry, and
  * routed with the probes under `--target` (an HTTP function there too: the framework's cloudEvent
  * signature answers every refusal 500 and crashes on a GET). A request that holds no CloudEvent
- * gets one warning and is counted `invalid`.
+ * gets one warning and is counted `invalid`. Under `--target` the framework reads every body
+ * before this code runs: only behind the image's entry is a delivery admitted before its body.
  */
 export function eventEndpoints(
   name: string,
@@ -97,7 +129,11 @@ export function eventEndpoints(
     deps.logger.warn('cloudevent refused', { function: name, reason: error });
     deps.countInvalid();
   };
+  const limit = new InFlightLimit(deps.maxInFlight, (req: IncomingMessage) => {
+    const type = req.headers['ce-type'];
+    deps.countOverloaded(typeof type === 'string' ? type : undefined);
+  });
   return {
-    route: eventRoute(name, deps.maxBodyBytes, take, onInvalid),
+    route: eventRoute(name, deps.maxBodyBytes, take, onInvalid, limit),
   };
 }

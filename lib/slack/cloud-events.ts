@@ -31,10 +31,12 @@ export function slackSource(...candidates: unknown[]): string {
 
 /**
  * A verified Events API `event_callback` as a CloudEvent: Slack's event_id as its id, the whole
- * envelope as its data. Undefined when the event's type cannot be a CloudEvent type.
+ * envelope as its data, the verified `body` itself (so it can only grow by its attributes).
+ * Undefined when the event's type cannot be a CloudEvent type.
  */
 export function eventCloudEvent(
   envelope: Fields,
+  body: Buffer,
   eventId: string,
   eventType: string,
 ): EventToPublish | undefined {
@@ -43,13 +45,13 @@ export function eventCloudEvent(
     id: eventId,
     type: `${SLACK_EVENT_TYPE_PREFIX}${eventType}`,
     source: slackSource(envelope.team_id, envelope.enterprise_id),
-    data: envelope,
+    data: body,
   };
 }
 
 /**
  * A verified interaction as a CloudEvent: its id is the hash of the `payload` text as Slack sent
- * it, so the same delivery always gets the same id; the parsed payload is its data.
+ * it, so the same delivery always gets the same id; that text is its data, as sent.
  */
 export function interactionCloudEvent(
   payloadText: string,
@@ -64,6 +66,6 @@ export function interactionCloudEvent(
       field(payload.user, 'team_id'),
       field(payload.enterprise, 'id'),
     ),
-    data: payload,
+    data: Buffer.from(payloadText, 'utf8'),
   };
 }

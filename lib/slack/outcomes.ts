@@ -35,6 +35,7 @@ export const WORK_OUTCOMES = [
   'unavailable',
   'dead_lettered',
   'ignored',
+  'overloaded',
 ] as const;
 export type WorkOutcome = (typeof WORK_OUTCOMES)[number];
 

@@ -30,7 +30,8 @@ export interface ReplayReport {
 type Prepared =
   | {
       ok: true;
-      data: Record<string, unknown>;
+      /** The stored JSON text, published as it is. */
+      data: Buffer;
       extensions: Record<string, string>;
     }
   | { ok: false; reason: string };
@@ -64,7 +65,7 @@ function prepare(event: StoredDeadEvent): Prepared {
       }
     }
   }
-  return { ok: true, data: data as Record<string, unknown>, extensions };
+  return { ok: true, data: Buffer.from(event.data, 'utf8'), extensions };
 }
 
 const named = (event: StoredDeadEvent) => `${event.type} ${event.source} ${event.id}`;

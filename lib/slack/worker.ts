@@ -26,7 +26,10 @@ export interface WorkResult extends TakeResult {
   outcome: WorkOutcome;
 }
 
-const RESULTS: Record<Exclude<WorkOutcome, 'dead_lettered' | 'ignored'>, WorkResult> = {
+const RESULTS: Record<
+  Exclude<WorkOutcome, 'dead_lettered' | 'ignored' | 'overloaded'>,
+  WorkResult
+> = {
   done: { outcome: 'done', status: 204 },
   duplicate: { outcome: 'duplicate', status: 204 },
   busy: { outcome: 'busy', status: 409, error: 'another worker holds this event' },

@@ -76,6 +76,7 @@ describe('loadSettings', () => {
       SLACK_WORK_RETENTION_MS: 86_400_000,
       SLACK_DEAD_RETENTION_MS: 604_800_000,
       SLACK_DEAD_MAX_ROWS: 10_000,
+      EVENT_MAX_IN_FLIGHT: 20,
     });
   });
 
@@ -136,6 +137,7 @@ describe('loadSettings', () => {
       SLACK_WORK_RETENTION_MS: '7200000',
       SLACK_DEAD_RETENTION_MS: '3600000',
       SLACK_DEAD_MAX_ROWS: '50',
+      EVENT_MAX_IN_FLIGHT: '10',
     };
     const settings = loadSettings(env);
     expect(settings).toEqual({
@@ -166,6 +168,7 @@ describe('loadSettings', () => {
       SLACK_WORK_RETENTION_MS: 7_200_000,
       SLACK_DEAD_RETENTION_MS: 3_600_000,
       SLACK_DEAD_MAX_ROWS: 50,
+      EVENT_MAX_IN_FLIGHT: 10,
     });
     expect(Object.keys(settings).sort()).toEqual([...SETTING_NAMES].sort());
     expect(Object.isFrozen(settings)).toBe(true);
@@ -263,6 +266,8 @@ describe('loadSettings', () => {
     ['SLACK_SECRET_TTL_MS', '10', 'must be between 1000 and 86400000'],
     ['SLACK_MAX_BODY_BYTES', '64kb', 'must be a whole number of plain digits'],
     ['SLACK_MAX_PENDING_WORK', '0', 'must be between 1 and 10000'],
+    ['EVENT_MAX_IN_FLIGHT', '0', 'must be between 1 and 1000'],
+    ['EVENT_MAX_IN_FLIGHT', '32k', 'must be a whole number of plain digits'],
     ['K_SINK', 'broker:8080/ns/b', 'must be an absolute http:// or https:// URL'],
     ['SLACK_PUBLISH_TIMEOUT_MS', '3000', 'must be between 1 and 2500'],
     ['SLACK_PUBLISH_TIMEOUT_MS', '0', 'must be between 1 and 2500'],
@@ -320,6 +325,33 @@ describe('loadSettings', () => {
     });
     expect(problems.map((p) => p.split(':')[0]).sort()).toEqual(
       ['LOG_LEVEL', 'ORY_URL', 'PORT', 'READINESS_CACHE_TTL_MS', 'VAULT_ADDR'].sort(),
+    );
+  });
+
+  it('bounds K_CE_OVERRIDES in all: its headers fit in 8 KiB, whatever the count', () => {
+    const overrides = (values: Record<string, string>) => JSON.stringify({ extensions: values });
+    const headersOf = (values: Record<string, string>) =>
+      Object.entries(values).reduce((sum, [n, v]) => sum + `ce-${n}: ${v}\r\n`.length, 0);
+    // The issue's case: 20 values of 1 KiB each, every one allowed alone.
+    const twenty = Object.fromEntries(
+      Array.from({ length: 20 }, (_, i) => [`ext${i}`, 'v'.repeat(1024)]),
+    );
+    const problems = problemsOf({ K_CE_OVERRIDES: overrides(twenty) });
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toContain('must fit in 8192 bytes of headers in all');
+    expect(problems[0]).toContain(`these take ${headersOf(twenty)}`);
+    expect(problems[0]).not.toContain('vvvv');
+    // Exactly 8192 bytes is allowed, one more is not.
+    const exact: Record<string, string> = {};
+    for (let i = 0; i < 7; i += 1) exact[`e${i}`] = 'x'.repeat(1024);
+    const left = 8192 - headersOf(exact) - 'ce-last: \r\n'.length;
+    exact.last = 'y'.repeat(left);
+    expect(headersOf(exact)).toBe(8192);
+    expect(loadSettings({ K_CE_OVERRIDES: overrides(exact) }).K_CE_OVERRIDES).toBe(
+      overrides(exact),
+    );
+    expect(problemsOf({ K_CE_OVERRIDES: overrides({ ...exact, last: `${exact.last}y` }) })).toEqual(
+      [expect.stringContaining('these take 8193')],
     );
   });
 

@@ -10,7 +10,7 @@ const EVENT: EventToPublish = {
   id: 'Ev1',
   type: 'com.slack.event.app_mention',
   source: 'https://slack.com/teams/T1',
-  data: { type: 'event_callback', event_id: 'Ev1' },
+  data: Buffer.from('{"type":"event_callback","event_id":"Ev1"}'),
 };
 
 function publisherFor(sink: string, timeoutMs = 500) {
@@ -41,6 +41,22 @@ describe('CloudEventPublisher', () => {
       expect(sink.events().map((e) => e.id)).toEqual(['Ev1', 'Ev2', 'Ev3']);
       expect(sink.openConnections).toBe(1);
       expect(observed).toEqual(['ok', 'ok', 'ok']);
+    } finally {
+      publisher.close();
+    }
+  });
+
+  it('sends the data byte for byte as the body, never written again', async () => {
+    const { publisher } = publisherFor(sink.url);
+    // JSON that JSON.stringify would make larger: numbers written out, spaces and escapes kept.
+    const data = Buffer.from(`{ "n": [${Array(50).fill('1e20').join(', ')}], "s": "\\u00e9" }\n`);
+    try {
+      expect(await publisher.publish({ ...EVENT, data })).toEqual({ ok: true });
+      const [received] = sink.received;
+      expect(Buffer.from(received!.body)).toEqual(data);
+      expect(received!.headers['content-length']).toBe(String(data.length));
+      expect(received!.headers['content-type']).toBe('application/json');
+      expect(sink.events()[0]).toMatchObject({ id: 'Ev1', datacontenttype: 'application/json' });
     } finally {
       publisher.close();
     }

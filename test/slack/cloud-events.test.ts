@@ -11,38 +11,39 @@ describe('slackSource', () => {
 });
 
 describe('eventCloudEvent', () => {
-  it('takes the event id and type, the team as source and the envelope as data', () => {
+  it('takes the event id and type, the team as source and the body as sent as data', () => {
     const envelope = { type: 'event_callback', team_id: 'T1', event_id: 'Ev1' };
-    expect(eventCloudEvent(envelope, 'Ev1', 'app_mention')).toEqual({
+    const body = Buffer.from(`  ${JSON.stringify(envelope)}\n`);
+    expect(eventCloudEvent(envelope, body, 'Ev1', 'app_mention')).toEqual({
       id: 'Ev1',
       type: 'com.slack.event.app_mention',
       source: 'https://slack.com/teams/T1',
-      data: envelope,
+      data: body,
     });
   });
 
   it('names the workspace (team_id) before the enterprise', () => {
     const envelope = { type: 'event_callback', team_id: 'T1', enterprise_id: 'E1' };
-    expect(eventCloudEvent(envelope, 'Ev1', 'app_mention')?.source).toBe(
+    expect(eventCloudEvent(envelope, Buffer.from('{}'), 'Ev1', 'app_mention')?.source).toBe(
       'https://slack.com/teams/T1',
     );
   });
 
   it('publishes no type that cannot be a header or a Trigger filter', () => {
-    expect(eventCloudEvent({}, 'Ev1', 'app mention')).toBeUndefined();
-    expect(eventCloudEvent({}, 'Ev1', '')).toBeUndefined();
+    expect(eventCloudEvent({}, Buffer.from('{}'), 'Ev1', 'app mention')).toBeUndefined();
+    expect(eventCloudEvent({}, Buffer.from('{}'), 'Ev1', '')).toBeUndefined();
   });
 });
 
 describe('interactionCloudEvent', () => {
-  it('hashes the payload text as sent, and finds the team in the enterprise at last', () => {
+  it('hashes the payload text as sent, sends it as data, and finds the team in the enterprise at last', () => {
     const payload = { type: 'view_submission', enterprise: { id: 'E9' } };
     expect(interactionCloudEvent('{"type":"view_submission"}', payload)).toEqual({
       // sha256 of the text, as `printf '%s' '{"type":"view_submission"}' | sha256sum` gives.
       id: 'sha256:14e2ccc198e1d04d6f9f0fa05fdbbd4824fba3f70c3cc42cadc43a079c6b9a69',
       type: 'com.slack.interaction.view_submission',
       source: 'https://slack.com/teams/E9',
-      data: payload,
+      data: Buffer.from('{"type":"view_submission"}'),
     });
   });
 

@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { CloudEvent, HTTP } from 'cloudevents';
 import {
   backoffMs,
+  retryWaitMs,
   startDeliverer,
   type Deliverer,
   type DeliverySpec,
@@ -489,6 +490,41 @@ describe('delivery', () => {
       expect(backoffMs(delivery, 3)).toBe(backoffPolicy === 'exponential' ? 160 : 60);
     },
   );
+
+  it('waits a 429’s or 503’s Retry-After, capped at retryAfterMax, when longer than the backoff', async () => {
+    const linear = { backoffPolicy: 'linear' as const, backoffDelayMs: 500 };
+    const answer = (status: number, retryAfter?: string) => ({
+      status,
+      headers: retryAfter === undefined ? {} : { 'retry-after': retryAfter },
+      body: Buffer.alloc(0),
+    });
+    // Without retryAfterMax (the feature off), Retry-After is ignored.
+    expect(retryWaitMs(linear, 1, answer(429, '3'))).toBe(500);
+    const capped = { ...linear, retryAfterMaxMs: 5000 };
+    expect(retryWaitMs(capped, 1, answer(429, '3'))).toBe(3000);
+    expect(retryWaitMs(capped, 1, answer(503, '60'))).toBe(5000);
+    // The backoff when it is longer, and for other statuses, errors or no header.
+    expect(retryWaitMs(capped, 8, answer(429, '1'))).toBe(4000);
+    expect(retryWaitMs(capped, 1, answer(500, '3'))).toBe(500);
+    expect(retryWaitMs(capped, 1, answer(429))).toBe(500);
+    expect(retryWaitMs(capped, 1, answer(429, 'soon'))).toBe(500);
+    expect(retryWaitMs(capped, 2, { error: 'ECONNRESET' })).toBe(1000);
+
+    const subscriber = await startSubscriber((n) =>
+      n === 0 ? { status: 429, headers: { 'Retry-After': '1' } } : { status: 204 },
+    );
+    const broker = await deliverer();
+    broker.addTrigger({
+      url: subscriber.url,
+      delivery: { ...FAST, backoffDelayMs: 1, retry: 1, retryAfterMaxMs: 200 },
+    });
+    await publish(broker, event());
+    await broker.waitForSettled(5000);
+    const [first, second] = broker.attempts;
+    expect([first?.status, second?.status]).toEqual([429, 204]);
+    // Timers never fire early; the 1 ms allows for Date.now()'s rounding.
+    expect(second!.startedAt - first!.endedAt).toBeGreaterThanOrEqual(199);
+  });
 
   it('runs at most `concurrency` deliveries at once, and all of them', async () => {
     const subscriber = await startSubscriber(
