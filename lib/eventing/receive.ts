@@ -4,6 +4,7 @@ import { sendJson } from '../http/respond';
 import type { Route, RouteRequest } from '../http/router';
 import type { Logger } from '../logger';
 import { receivedEventOf, type ReceivedEvent, type TakeResult } from './event';
+import type { Authenticate } from './sender-identity';
 
 let sdk: typeof import('cloudevents') | undefined;
 /** The SDK, loaded on first use, not at start: only the worker and dead-letter functions take events. */
@@ -53,6 +54,7 @@ function eventRoute(
   maxBodyBytes: number,
   take: EventTaker,
   onInvalid: (error: string) => void,
+  authenticate: Authenticate | undefined,
 ): Route {
   return {
     name,
@@ -60,6 +62,7 @@ function eventRoute(
     methods: ['POST'],
     body: 'raw',
     maxBodyBytes,
+    ...(authenticate === undefined ? {} : { admit: authenticate }),
     handler: async (req: RouteRequest, res: ServerResponse) => {
       const checked = receivedEventOf(cloudEventFrom(req.headers, req.rawBody ?? Buffer.alloc(0)));
       if (!checked.ok) {
@@ -85,10 +88,16 @@ function eventRoute(
 
 /**
  * The same as a functions-framework `cloudEvent` function, for `--target`: the framework answers
- * 204 when it returns and 500 when it throws, so there every refusal is a 500 (retried).
+ * 204 when it returns and 500 when it throws, so there every refusal is a 500 (retried). The
+ * framework shows such a function no request headers, so with authentication it takes nothing.
  */
-function eventFunction(take: EventTaker, onInvalid: (error: string) => void): CloudEventFunction {
+function eventFunction(
+  take: EventTaker,
+  onInvalid: (error: string) => void,
+  authenticated: boolean,
+): CloudEventFunction {
   return async (cloudEvent) => {
+    if (authenticated) throw new EventNotTaken(CANNOT_AUTHENTICATE);
     const checked = receivedEventOf(cloudEvent);
     if (!checked.ok) {
       onInvalid(checked.error);
@@ -99,12 +108,20 @@ function eventFunction(take: EventTaker, onInvalid: (error: string) => void): Cl
   };
 }
 
+/** What a cloudEvent function answers when deliveries must be authenticated: it cannot check. */
+const CANNOT_AUTHENTICATE: TakeResult = {
+  status: 401,
+  error: 'unauthenticated: served alone, the sender cannot be checked',
+};
+
 export interface EventFunctionDependencies {
   logger: Logger;
   /** Counts a request that holds no usable CloudEvent. */
   countInvalid: () => void;
   /** Largest CloudEvent taken, in bytes. */
   maxBodyBytes: number;
+  /** Checks each delivery's sender before its body is read (the route's admission); none: all taken. */
+  authenticate?: Authenticate;
 }
 
 /**
@@ -122,7 +139,7 @@ export function eventEndpoints(
     deps.countInvalid();
   };
   return {
-    route: eventRoute(name, deps.maxBodyBytes, take, onInvalid),
-    cloudEvent: eventFunction(take, onInvalid),
+    route: eventRoute(name, deps.maxBodyBytes, take, onInvalid, deps.authenticate),
+    cloudEvent: eventFunction(take, onInvalid, deps.authenticate !== undefined),
   };
 }
