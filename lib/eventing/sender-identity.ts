@@ -155,7 +155,7 @@ function failureOf(error: unknown): Verdict & { ok: false } {
   if (error instanceof KeysUnavailable) {
     return { ok: false, reason: 'keys_unavailable', detail: error.message };
   }
-  const { code, claim } = error as { code?: unknown; claim?: unknown };
+  const { code, claim, reason } = error as { code?: unknown; claim?: unknown; reason?: unknown };
   switch (code) {
     case 'ERR_JWT_EXPIRED':
       return { ok: false, reason: 'expired' };
@@ -168,6 +168,8 @@ function failureOf(error: unknown): Verdict & { ok: false } {
     case 'ERR_JWKS_MULTIPLE_MATCHING_KEYS':
       return { ok: false, reason: 'unknown_key' };
     case 'ERR_JWT_CLAIM_VALIDATION_FAILED':
+      // A required claim left out is a token Kubernetes never issues.
+      if (reason === 'missing') return { ok: false, reason: 'malformed' };
       return { ok: false, reason: CLAIM_REASONS[String(claim)] ?? 'malformed' };
     default:
       return { ok: false, reason: 'malformed' };
