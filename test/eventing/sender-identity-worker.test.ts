@@ -183,6 +183,31 @@ describe('slackWorker with EVENTING_OIDC_AUDIENCE', () => {
   }
 
   itWithPostgres(
+    'answers a forgery whose body never comes: nothing of it is waited for',
+    async () => {
+      const { server } = await app('slackWorker');
+      const { port } = server.address() as AddressInfo;
+      const status = await new Promise<number>((resolve, reject) => {
+        const req = http.request({
+          host: '127.0.0.1',
+          port,
+          method: 'POST',
+          path: '/',
+          headers: { 'Content-Type': 'application/json', 'Content-Length': '60000' },
+        });
+        req.on('response', (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+          req.destroy();
+        });
+        req.on('error', reject);
+        req.flushHeaders();
+      });
+      expect(status).toBe(401);
+    },
+  );
+
+  itWithPostgres(
     'answers 503 with Retry-After while the issuer’s keys cannot be read',
     async () => {
       const { handlers, ran } = recording();
