@@ -124,6 +124,7 @@ describe('kubectl kustomize', () => {
         'HTTPRoute',
         'Job',
         'KongPlugin',
+        'NetworkPolicy',
         'PodMonitor',
         'PrometheusRule',
         'Service',
@@ -422,6 +423,64 @@ describe('Slack work through Knative Eventing, as the overlay builds it', () => 
     // The migration Job holds one more.
     expect(connections.reduce((a, b) => a + b, 1)).toBeLessThan(POSTGRES_MAX_CONNECTIONS);
   });
+
+  withKubectl(
+    'the Trigger names each destination’s OIDC audience, the one its ksvc requires',
+    () => {
+      const audienceOf = (ksvc: Obj) =>
+        loadSettings(environmentOf(docs, ksvc)).EVENTING_OIDC_AUDIENCE;
+      const { subscriber, delivery } = trigger().spec;
+      expect(audienceOf(worker())).toBe(subscriber.audience);
+      expect(audienceOf(deadLetter())).toBe(delivery.deadLetterSink.audience);
+      expect(subscriber.audience).not.toBe(delivery.deadLetterSink.audience);
+      for (const audience of [subscriber.audience, delivery.deadLetterSink.audience]) {
+        expect(audience).not.toBe('none');
+        expect(audience).toMatch(/^[\w.-]+$/);
+      }
+    },
+  );
+
+  withKubectl(
+    'the NetworkPolicy admits only Knative’s data plane and Prometheus to the event pods',
+    () => {
+      const policy = only(docs, 'NetworkPolicy', 'coffeebuddy-event-functions');
+      expect(policy.metadata.namespace).toBe(worker().metadata.namespace);
+      // Knative labels a ksvc's pods with serving.knative.dev/service: <ksvc name>.
+      expect(policy.spec.podSelector).toEqual({
+        matchExpressions: [
+          {
+            key: 'serving.knative.dev/service',
+            operator: 'In',
+            values: [worker().metadata.name, deadLetter().metadata.name],
+          },
+        ],
+      });
+      expect(policy.spec.policyTypes).toEqual(['Ingress']);
+      const sources = (policy.spec.ingress as Obj[]).map((rule) => ({
+        namespaces: (rule.from as Obj[]).map((peer) => {
+          // Whole namespaces, by the label the API server sets: no pod or IP block peers.
+          expect(Object.keys(peer)).toEqual(['namespaceSelector']);
+          return peer.namespaceSelector.matchLabels['kubernetes.io/metadata.name'] as string;
+        }),
+        ports: (rule.ports as Obj[]).map((p) => `${p.protocol}/${p.port}`),
+      }));
+      expect(sources).toEqual([
+        {
+          namespaces: ['knative-eventing', 'knative-serving', 'kourier-system'],
+          ports: ['TCP/8012', 'TCP/8013', 'TCP/9090', 'TCP/9091'],
+        },
+        // The app's own port, which the ksvcs declare and Prometheus scrapes.
+        {
+          namespaces: ['monitoring'],
+          ports: [`TCP/${worker().spec.template.metadata.annotations['prometheus.io/port']}`],
+        },
+      ]);
+      // The ingress is not selected: Kong reaches it.
+      expect(
+        ingress().spec.template.metadata.labels?.['serving.knative.dev/service'],
+      ).toBeUndefined();
+    },
+  );
 
   withKubectl('the worker and dead-letter ksvcs set only declared settings, all valid', () => {
     for (const ksvc of [worker(), deadLetter()]) {
