@@ -62,6 +62,7 @@ describe('alerting rules', () => {
     expect(alerts.sort()).toEqual(
       [
         'CoffeeBuddyDependencyDown',
+        'CoffeeBuddyEventDeliveryUnauthenticated',
         'CoffeeBuddyEventLoopLag',
         'CoffeeBuddyHighErrorRate',
         'CoffeeBuddyNotReady',
@@ -79,6 +80,29 @@ describe('alerting rules', () => {
       const cases = tested.filter((c: { alertname: string }) => c.alertname === alert);
       expect(cases.some((c: { exp_alerts: unknown[] }) => c.exp_alerts.length > 0)).toBe(true);
       expect(cases.some((c: { exp_alerts: unknown[] }) => c.exp_alerts.length === 0)).toBe(true);
+    }
+  });
+
+  it('link runbooks to sections that exist in the docs', () => {
+    const runbooks = rules.groups
+      .flatMap((g: { rules: { annotations: Record<string, string> }[] }) => g.rules)
+      .map((r: { annotations: Record<string, string> }) => r.annotations.runbook_url)
+      .filter((url: string | undefined): url is string => url !== undefined);
+    expect(runbooks.length).toBeGreaterThan(0);
+    for (const url of runbooks) {
+      const [file, anchor] = url.split('#');
+      const headings = fs
+        .readFileSync(path.join(REPO_ROOT, file), 'utf8')
+        .split('\n')
+        .filter((line) => line.startsWith('#'))
+        .map((line) =>
+          line
+            .replace(/^#+\s*/, '')
+            .toLowerCase()
+            .replace(/[^a-z0-9 -]/g, '')
+            .replace(/ /g, '-'),
+        );
+      expect([url, headings.includes(anchor)]).toEqual([url, true]);
     }
   });
 

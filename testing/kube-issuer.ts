@@ -157,7 +157,9 @@ export async function startKubeIssuer(readerToken = 'reader-sa-token'): Promise<
     close: () =>
       new Promise<void>((resolve) => {
         for (const socket of sockets) socket.destroy();
-        server.close(() => resolve());
+        server.close(() => {
+          resolve();
+        });
       }),
   };
   return issuer;
