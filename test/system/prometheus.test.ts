@@ -99,6 +99,8 @@ describe('scraped by a real Prometheus', () => {
           VAULT_TOKEN: 'hvs.prometheus',
           ORY_URL: ory.url,
           FUNCTION_TARGET: 'slackWorker',
+          // Required in production; nothing is delivered here, so no key is ever read.
+          EVENTING_OIDC_AUDIENCE: 'coffeebuddy-slack-worker.coffeebuddy',
           PG_PASSWORD_VAULT_PATH: 'coffeebuddy/postgres',
           PGPORT: String(await freePort()),
           PG_CONNECT_TIMEOUT_MS: '200',
