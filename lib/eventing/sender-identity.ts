@@ -54,6 +54,8 @@ export interface SenderIdentityOptions extends Omit<IssuerKeysSource, 'maxBytes'
   subjects: readonly string[];
   /** KEYS_COOLDOWN_MS unless said (tests). */
   keysCooldownMs?: number;
+  /** KEYS_MAX_AGE_MS unless said (tests). */
+  keysMaxAgeMs?: number;
 }
 
 export type Verdict =
@@ -68,6 +70,7 @@ export type Verdict =
  */
 export class SenderIdentity {
   private readonly cooldownMs: number;
+  private readonly maxAgeMs: number;
   private readonly allowed: ReadonlySet<string>;
   private keys: (JWTVerifyGetKey & { reload: () => Promise<void> }) | undefined;
   private lastAttemptAt = Number.NEGATIVE_INFINITY;
@@ -75,6 +78,7 @@ export class SenderIdentity {
 
   constructor(private readonly options: SenderIdentityOptions) {
     this.cooldownMs = options.keysCooldownMs ?? KEYS_COOLDOWN_MS;
+    this.maxAgeMs = options.keysMaxAgeMs ?? KEYS_MAX_AGE_MS;
     this.allowed = new Set(options.subjects);
   }
 
@@ -89,7 +93,7 @@ export class SenderIdentity {
     const keys = this.keySet();
     // Stale keys are read again, and a failure keeps them; the first read is jose's own.
     const age = Date.now() - this.lastSuccessAt;
-    if (Number.isFinite(age) && age > KEYS_MAX_AGE_MS && !this.coolingDown()) {
+    if (Number.isFinite(age) && age > this.maxAgeMs && !this.coolingDown()) {
       await keys.reload().catch(() => undefined);
     }
     try {

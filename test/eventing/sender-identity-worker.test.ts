@@ -10,6 +10,7 @@ import { appHarness } from '../../testing/app';
 import { startKubeIssuer, unsignedToken, type KubeIssuer } from '../../testing/kube-issuer';
 import { metricValue } from '../../testing/metrics-text';
 import { APP_PASSWORD, itWithPostgres, migratedCluster } from '../../testing/postgres';
+import { serveCloudEventFunction } from '../../testing/server';
 import { SlackHandlers } from '../../lib/slack/handlers';
 
 /**
@@ -217,6 +218,21 @@ describe('slackWorker with EVENTING_OIDC_AUDIENCE', () => {
       expect(res.status).toBe(503);
       expect(res.body).toEqual({ error: 'authentication unavailable' });
       expect(res.headers['retry-after']).toBe('10');
+      expect(ran).toEqual([]);
+      expect(await rows()).toEqual([]);
+    },
+  );
+});
+
+describe('served alone under functions-framework (--target) with EVENTING_OIDC_AUDIENCE', () => {
+  itWithPostgres(
+    'takes nothing: the framework shows the function no headers to check',
+    async () => {
+      const { handlers, ran } = recording();
+      const { app: built } = await app('slackWorker', handlers);
+      const framework = serveCloudEventFunction(built.cloudEventFunctions.slackWorker!);
+      const res = await deliver(framework, slackEvent('EvAlone'), `Bearer ${await good()}`);
+      expect(res.status).toBe(500);
       expect(ran).toEqual([]);
       expect(await rows()).toEqual([]);
     },

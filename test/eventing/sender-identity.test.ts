@@ -185,6 +185,20 @@ describe('SenderIdentity', () => {
     expect(issuer.jwksFetches).toBe(2);
   });
 
+  it('reads old keys again, and keeps them while the issuer cannot be read', async () => {
+    const checker = identity({ keysCooldownMs: 50, keysMaxAgeMs: 100 });
+    expect((await checker.verify(bearer(await good()))).ok).toBe(true);
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    expect((await checker.verify(bearer(await good()))).ok).toBe(true);
+    expect(issuer.jwksFetches).toBe(2);
+    issuer.mode = 'fail503';
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    const asked = issuer.requests.length;
+    expect(await checker.verify(bearer(await good()))).toEqual({ ok: true, subject: SUBJECT });
+    // The read was tried, failed, and the keys held were used.
+    expect(issuer.requests.length).toBeGreaterThan(asked);
+  });
+
   it('reads the keys no more than once per cooldown, however many unknown kids arrive', async () => {
     const checker = identity();
     expect((await checker.verify(bearer(await good()))).ok).toBe(true);
