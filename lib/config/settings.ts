@@ -502,6 +502,11 @@ export function eventAuthenticationProblems(settings: Settings, target: Function
       `EVENTING_OIDC_AUDIENCE: must be set for ${target} in production (the Trigger's subscriber audience), or "${NO_AUDIENCE}" to take deliveries unauthenticated`,
     );
   }
+  if (settings.EVENTING_OIDC_ISSUER.endsWith('/')) {
+    problems.push(
+      'EVENTING_OIDC_ISSUER: must not end with "/": it is compared with the tokens\' iss exactly',
+    );
+  }
   for (const name of ['EVENTING_OIDC_ISSUER', 'EVENTING_OIDC_JWKS_URL'] as const) {
     if (production && settings[name].startsWith('http:')) {
       problems.push(`${name}: must be https:// in production`);

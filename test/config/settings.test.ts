@@ -142,6 +142,12 @@ describe('loadSettings', () => {
       expect(problems[0]).toContain(message);
     });
 
+    it('compares the issuer exactly: no trailing slash', () => {
+      expect(problemsOf({ EVENTING_OIDC_ISSUER: 'https://kubernetes.default.svc/' })).toEqual([
+        'EVENTING_OIDC_ISSUER: must not end with "/": it is compared with the tokens\' iss exactly',
+      ]);
+    });
+
     it('takes subjects as a comma list', () => {
       const subjects = 'system:serviceaccount:a:b,system:serviceaccount:c:d';
       expect(loadSettings({ EVENTING_OIDC_SUBJECTS: subjects }).EVENTING_OIDC_SUBJECTS).toBe(
