@@ -4,7 +4,12 @@
 // `npm test` runs both.
 const common = {
   testEnvironment: 'node',
-  transform: { '^.+\\.ts$': ['@swc/jest'] },
+  transform: {
+    '^.+\\.ts$': ['@swc/jest'],
+    // jose 6 is ESM only: jest's CommonJS runtime needs it compiled (the bundle does the same).
+    '/node_modules/jose/.+\\.js$': ['@swc/jest', { jsc: { target: 'es2022' } }],
+  },
+  transformIgnorePatterns: ['/node_modules/(?!jose/)'],
   testMatch: ['**/*.test.ts'],
 };
 

@@ -1,8 +1,9 @@
-// npm run build: four bundles and three on-demand chunks.
+// npm run build: five bundles and four on-demand chunks.
 // - dist/main.cjs, the image's entry: functions/main.ts with every dependency it needs at start in
 //   one file, so that a cold start loads one file (no node_modules at run time); beside it
-//   dist/framework.cjs (functions-framework and Express), dist/pg.cjs (node-postgres) and
-//   dist/cloudevents.cjs (the CloudEvents SDK), loaded only when first needed (ON_DEMAND below).
+//   dist/framework.cjs (functions-framework and Express), dist/pg.cjs (node-postgres),
+//   dist/cloudevents.cjs (the CloudEvents SDK) and dist/jose.cjs (JWT checks of event deliveries),
+//   loaded only when first needed (ON_DEMAND below).
 // - dist/coffeebuddy.cjs (package.json "main"): the functions alone for
 //   `npx functions-framework --target=<name>`; the framework stays external there, since it holds
 //   the registry of functions the command-line entry reads.
@@ -34,19 +35,21 @@ const lazyPushgateway = {
  * Packages the image's entry loads only on demand, each bundled into a file of its own beside it:
  * reading and compiling them would cost every cold start, and the `coffeebuddy` entry never uses
  * them (functions-framework's Express app serves only routes that want a parsed body; pg only
- * functions that use the database; cloudevents only a process with K_SINK).
+ * functions that use the database; cloudevents only a process with K_SINK; jose only the event
+ * functions with EVENTING_OIDC_AUDIENCE).
  */
 const ON_DEMAND = {
   '@google-cloud/functions-framework': './framework.cjs',
   '@google-cloud/functions-framework/testing': './framework.cjs',
   pg: './pg.cjs',
   cloudevents: './cloudevents.cjs',
+  jose: './jose.cjs',
 };
 const onDemandChunks = {
   name: 'on-demand-chunks',
   setup(build) {
     build.onResolve(
-      { filter: /^(@google-cloud\/functions-framework(\/testing)?|pg|cloudevents)$/ },
+      { filter: /^(@google-cloud\/functions-framework(\/testing)?|pg|cloudevents|jose)$/ },
       (args) => ({
         path: ON_DEMAND[args.path],
         external: true,
@@ -62,6 +65,8 @@ const CHUNKS = {
   };`,
   'pg.cjs': `module.exports = require('pg');`,
   'cloudevents.cjs': `module.exports = require('cloudevents');`,
+  // jose is ESM only: esbuild turns it into CommonJS here, so Node never loads ESM at run time.
+  'jose.cjs': `module.exports = require('jose');`,
 };
 
 const common = {

@@ -16,12 +16,21 @@ import {
 } from '../lib/clients/vault';
 import { parseCeOverrides } from '../lib/config/formats';
 import {
+  EVENT_FUNCTION_TARGETS,
+  eventAuthenticationProblems,
   getSettings,
+  NO_AUDIENCE,
   SettingsError,
   type FunctionTarget,
   type Settings,
 } from '../lib/config/settings';
 import { CloudEventPublisher, type Publisher } from '../lib/eventing/publisher';
+import {
+  createAuthFailureCounter,
+  SenderIdentity,
+  senderAuthentication,
+  type Authenticate,
+} from '../lib/eventing/sender-identity';
 import { COMPONENT_OK, HEALTH_PATH_PREFIX } from '../lib/health';
 import { recordRequest, type RequestObserver } from '../lib/http/pipeline';
 import { Router, UNMATCHED_ROUTE, type Route } from '../lib/http/router';
@@ -44,7 +53,7 @@ import { WorkStore } from '../lib/slack/work-store';
 import { kindOf, SlackWorker } from '../lib/slack/worker';
 import { version } from '../package.json';
 import { coffeebuddyRoutes, probeRoutes, type ProbeDependencies } from './coffeebuddy';
-import { SLACK_DEAD_LETTER, slackDeadLetter } from './slackDeadLetter';
+import { slackDeadLetter } from './slackDeadLetter';
 import { SLACK_WORKER, slackWorker } from './slackWorker';
 
 export interface CreateAppOptions {
@@ -90,8 +99,6 @@ const EVENT_ATTRIBUTES_BYTES = 16 * 1024;
 /** The dead-letter gauge's count: reused this long, and never waited for longer at a scrape. */
 const DEAD_COUNT_TTL_MS = 5000;
 const DEAD_COUNT_TIMEOUT_MS = 1000;
-/** The functions Knative Eventing delivers to: apps of their own, which use the database. */
-const EVENT_TARGETS: readonly FunctionTarget[] = [SLACK_WORKER, SLACK_DEAD_LETTER];
 
 /** Where the signing secret comes from, if anywhere. */
 function signingSecret(settings: Settings, vault: VaultClient): SigningSecret | undefined {
@@ -162,7 +169,7 @@ function standalone(
   return (req, res) => {
     const route = router.routeFor(req.path)?.path ?? UNMATCHED_ROUTE;
     const context = recordRequest(req, res, route, contexts, observe);
-    return runInContext(context, (): unknown => router.invoke(req, res));
+    return runInContext(context, (): unknown => router.invokeAlone(req, res));
   };
 }
 
@@ -201,6 +208,39 @@ interface TakerDependencies {
 }
 
 /**
+ * How an event function checks who delivers to it: with EVENTING_OIDC_AUDIENCE, each delivery's
+ * Bearer token (Knative Eventing's `authentication-oidc`); with `none` or unset, not at all.
+ */
+function eventAuthentication(
+  target: FunctionTarget,
+  settings: Settings,
+  deps: Pick<TakerDependencies, 'logger' | 'registry'>,
+): Authenticate | undefined {
+  const countFailure = createAuthFailureCounter(deps.registry);
+  const audience = settings.EVENTING_OIDC_AUDIENCE;
+  if (audience === '' || audience === NO_AUDIENCE) {
+    if (audience === NO_AUDIENCE) {
+      deps.logger.warn('event deliveries are not authenticated', {
+        function: target,
+        setting: 'EVENTING_OIDC_AUDIENCE',
+      });
+    }
+    return undefined;
+  }
+  const identity = new SenderIdentity({
+    issuer: settings.EVENTING_OIDC_ISSUER,
+    jwksUrl: settings.EVENTING_OIDC_JWKS_URL,
+    tokenFile: settings.EVENTING_OIDC_TOKEN_FILE,
+    caFile: settings.EVENTING_OIDC_CA_FILE,
+    httpsOnly: settings.NODE_ENV === 'production',
+    audience,
+    subjects:
+      settings.EVENTING_OIDC_SUBJECTS === '' ? [] : settings.EVENTING_OIDC_SUBJECTS.split(','),
+  });
+  return senderAuthentication(identity, { name: target, logger: deps.logger, countFailure });
+}
+
+/**
  * The worker's or the dead-letter function's endpoints, each event claimed or recorded in
  * PostgreSQL, and what closing it does (the worker gives back the claims it still holds).
  */
@@ -221,6 +261,7 @@ function eventTaker(
     countOverloaded: (type: string | undefined) => {
       metrics.observeWork(kindOf(type ?? ''), 'overloaded');
     },
+    authenticate: eventAuthentication(target, settings, deps),
   };
   if (target !== SLACK_WORKER) {
     const deadStore = new DeadLetterStore(deps.postgres);
@@ -285,6 +326,12 @@ export interface App {
 /** The composition root: builds clients, metrics, readiness and functions from what it is given. */
 export function createApp(options: CreateAppOptions = {}): App {
   const settings = options.settings ?? getSettings();
+  // The settings checked FUNCTION_TARGET; `--target` may name another function.
+  const targetProblems = eventAuthenticationProblems(
+    settings,
+    options.target ?? settings.FUNCTION_TARGET,
+  );
+  if (targetProblems.length > 0) throw new SettingsError(targetProblems);
   const logger = options.logger ?? createLogger(settings.LOG_LEVEL);
   const registry = options.registry ?? new Registry();
   const lifecycle = options.lifecycle ?? new Lifecycle();
@@ -297,7 +344,7 @@ export function createApp(options: CreateAppOptions = {}): App {
   const runtimeMetrics = createMetrics(registry, { version });
   const slackMetrics = createSlackMetrics(registry);
   const target = options.target ?? settings.FUNCTION_TARGET;
-  const takesEvents = EVENT_TARGETS.includes(target);
+  const takesEvents = EVENT_FUNCTION_TARGETS.includes(target);
   // Only apps that use the database build a client (one pool) and check it.
   const postgres =
     (options.database ?? takesEvents)

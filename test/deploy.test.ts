@@ -192,6 +192,7 @@ describe('kubectl kustomize', () => {
         'HTTPRoute',
         'Job',
         'KongPlugin',
+        'NetworkPolicy',
         'PodMonitor',
         'PrometheusRule',
         'Service',
@@ -752,9 +753,13 @@ describe('Slack work through Knative Eventing, as the overlay builds it', () => 
       for (const ksvc of [worker(), deadLetter()]) {
         expect(ksvc.metadata.labels['networking.knative.dev/visibility']).toBe('cluster-local');
         expect(ksvc.metadata.namespace).toBe(ingress().metadata.namespace);
-        for (const field of ['serviceAccountName', 'automountServiceAccountToken', 'volumes']) {
+        for (const field of ['serviceAccountName', 'automountServiceAccountToken']) {
           expect([field, podSpec(ksvc)[field]]).toEqual([field, podSpec(ingress())[field]]);
         }
+        // The ingress's volumes, and one of their own: the issuer's token and CA (below).
+        const own = (list: Obj[]) => list.filter((entry: Obj) => entry.name !== 'issuer');
+        expect(own(podSpec(ksvc).volumes)).toEqual(podSpec(ingress()).volumes);
+        expect(own(container(ksvc).volumeMounts)).toEqual(container(ingress()).volumeMounts);
         for (const field of [
           'image',
           'ports',
@@ -763,7 +768,6 @@ describe('Slack work through Knative Eventing, as the overlay builds it', () => 
           'readinessProbe',
           'livenessProbe',
           'securityContext',
-          'volumeMounts',
         ]) {
           expect([field, container(ksvc)[field]]).toEqual([field, container(ingress())[field]]);
         }
@@ -785,6 +789,30 @@ describe('Slack work through Knative Eventing, as the overlay builds it', () => 
     },
   );
 
+  withKubectl(
+    'the event ksvcs read the cluster issuer’s keys with a projected API-server token and the cluster CA',
+    () => {
+      for (const ksvc of [worker(), deadLetter()]) {
+        const pod: Obj = ksvc.spec.template.spec;
+        const settings = loadSettings(environmentOf(docs, ksvc));
+        const token = mountedFile(pod, pod.containers[0], settings.EVENTING_OIDC_TOKEN_FILE);
+        const ca = mountedFile(pod, pod.containers[0], settings.EVENTING_OIDC_CA_FILE);
+        expect([ksvc.metadata.name, token.mount.readOnly, ca.mount.readOnly]).toEqual([
+          ksvc.metadata.name,
+          true,
+          true,
+        ]);
+        // No audience: the API server's own, which its discovery and JWKS endpoints take.
+        expect(token.volume.projected.sources).toContainEqual({
+          serviceAccountToken: { expirationSeconds: expect.any(Number), path: token.relative },
+        });
+        expect(ca.volume.projected.sources).toContainEqual({
+          configMap: { name: 'kube-root-ca.crt', items: [{ key: 'ca.crt', path: ca.relative }] },
+        });
+      }
+    },
+  );
+
   withKubectl('the ksvcs that use PostgreSQL stay under its connection limit at max scale', () => {
     const connections = [worker(), deadLetter()].map(
       (ksvc) =>
@@ -793,6 +821,64 @@ describe('Slack work through Knative Eventing, as the overlay builds it', () => 
     // The migration Job holds one more.
     expect(connections.reduce((a, b) => a + b, 1)).toBeLessThan(POSTGRES_MAX_CONNECTIONS);
   });
+
+  withKubectl(
+    'the Trigger names each destination’s OIDC audience, the one its ksvc requires',
+    () => {
+      const audienceOf = (ksvc: Obj) =>
+        loadSettings(environmentOf(docs, ksvc)).EVENTING_OIDC_AUDIENCE;
+      const { subscriber, delivery } = trigger().spec;
+      expect(audienceOf(worker())).toBe(subscriber.audience);
+      expect(audienceOf(deadLetter())).toBe(delivery.deadLetterSink.audience);
+      expect(subscriber.audience).not.toBe(delivery.deadLetterSink.audience);
+      for (const audience of [subscriber.audience, delivery.deadLetterSink.audience]) {
+        expect(audience).not.toBe('none');
+        expect(audience).toMatch(/^[\w.-]+$/);
+      }
+    },
+  );
+
+  withKubectl(
+    'the NetworkPolicy admits only Knative’s data plane and Prometheus to the event pods',
+    () => {
+      const policy = only(docs, 'NetworkPolicy', 'coffeebuddy-event-functions');
+      expect(policy.metadata.namespace).toBe(worker().metadata.namespace);
+      // Knative labels a ksvc's pods with serving.knative.dev/service: <ksvc name>.
+      expect(policy.spec.podSelector).toEqual({
+        matchExpressions: [
+          {
+            key: 'serving.knative.dev/service',
+            operator: 'In',
+            values: [worker().metadata.name, deadLetter().metadata.name],
+          },
+        ],
+      });
+      expect(policy.spec.policyTypes).toEqual(['Ingress']);
+      const sources = (policy.spec.ingress as Obj[]).map((rule) => ({
+        namespaces: (rule.from as Obj[]).map((peer) => {
+          // Whole namespaces, by the label the API server sets: no pod or IP block peers.
+          expect(Object.keys(peer)).toEqual(['namespaceSelector']);
+          return peer.namespaceSelector.matchLabels['kubernetes.io/metadata.name'] as string;
+        }),
+        ports: (rule.ports as Obj[]).map((p) => `${p.protocol}/${p.port}`),
+      }));
+      expect(sources).toEqual([
+        {
+          namespaces: ['knative-eventing', 'knative-serving', 'kourier-system'],
+          ports: ['TCP/8012', 'TCP/8013', 'TCP/9090', 'TCP/9091'],
+        },
+        // The app's own port, which the ksvcs declare and Prometheus scrapes.
+        {
+          namespaces: ['monitoring'],
+          ports: [`TCP/${worker().spec.template.spec.containers[0].ports[0].containerPort}`],
+        },
+      ]);
+      // The ingress is not selected: Kong reaches it.
+      expect(
+        ingress().spec.template.metadata.labels?.['serving.knative.dev/service'],
+      ).toBeUndefined();
+    },
+  );
 
   withKubectl('the worker and dead-letter ksvcs set only declared settings, all valid', () => {
     for (const ksvc of [worker(), deadLetter()]) {

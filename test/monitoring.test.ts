@@ -63,6 +63,7 @@ describe('alerting rules', () => {
     expect(alerts.sort()).toEqual(
       [
         'CoffeeBuddyDependencyDown',
+        'CoffeeBuddyEventDeliveryUnauthenticated',
         'CoffeeBuddyEventLoopLag',
         'CoffeeBuddyHighErrorRate',
         'CoffeeBuddyNotReady',

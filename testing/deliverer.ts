@@ -25,6 +25,10 @@ import { CloudEvent, HTTP } from 'cloudevents';
  *   network error code 500 with "dispatch error: ..." as data, and truncates the base64 text to 1024.)
  * - ConsumerVerticleBuilder: the dead-letter sink is sent to with the same delivery settings; when
  *   that fails too, or there is none, the event is dropped (its offset committed all the same).
+ * - With Knative's `authentication-oidc` feature (eventing pkg/auth, TokenProvider), each request
+ *   to a subscriber or dead-letter sink carries `Authorization: Bearer <token>`: a token of the
+ *   Trigger's own OIDC service account for that destination's audience, fetched per request
+ *   (`token` below).
  * A Trigger sees the events accepted after it was added, like a new consumer group at `latest`.
  * Nothing of CoffeeBuddy's code is used here.
  */
@@ -96,6 +100,11 @@ export interface TriggerInput {
   filter?: (event: CloudEvent<unknown>) => boolean;
   /** Missing fields take DEFAULT_DELIVERY's. */
   delivery?: Partial<DeliverySpec>;
+  /**
+   * The Bearer token sent with each request to the subscriber or the dead-letter sink (OIDC: the
+   * Trigger's service account, for that destination's audience); none when left out.
+   */
+  token?: (target: 'subscriber' | 'deadLetterSink') => string | Promise<string>;
 }
 
 export interface Trigger {
@@ -251,7 +260,11 @@ export function retryWaitMs(
   return Math.max(backoff, Math.min(seconds * 1000, max));
 }
 
-type TriggerState = Trigger & { readonly filter: TriggerInput['filter']; turn: number };
+type TriggerState = Trigger & {
+  readonly filter: TriggerInput['filter'];
+  readonly token: TriggerInput['token'];
+  turn: number;
+};
 
 /** What one attempt got: an answer, or the error that stood for one. */
 export type SubscriberAnswer =
@@ -381,7 +394,12 @@ export async function startDeliverer(input: DelivererInput = {}): Promise<Delive
   };
 
   /** One POST in binary mode, bounded by timeoutMs; never rejects. */
-  const post = (url: string, event: CloudEvent<unknown>, timeoutMs: number) =>
+  const post = (
+    url: string,
+    event: CloudEvent<unknown>,
+    timeoutMs: number,
+    token: string | undefined,
+  ) =>
     new Promise<SubscriberAnswer>((resolve) => {
       const message = HTTP.binary(event);
       const body =
@@ -403,6 +421,7 @@ export async function startDeliverer(input: DelivererInput = {}): Promise<Delive
           ...flatHeaders(message.headers),
           Prefer: 'reply',
           'Content-Length': String(body.length),
+          ...(token === undefined ? {} : { Authorization: `Bearer ${token}` }),
         },
       });
       requests.add(request);
@@ -450,7 +469,8 @@ export async function startDeliverer(input: DelivererInput = {}): Promise<Delive
           ? (delivery.deadLetterSink ?? '')
           : (trigger.endpoints[trigger.turn++ % trigger.endpoints.length] ?? trigger.url);
       const startedAt = Date.now();
-      const answer = await post(url, event, delivery.timeoutMs);
+      const token = await trigger.token?.(target);
+      const answer = await post(url, event, delivery.timeoutMs, token);
       // close() may have run while the attempt was on the wire.
       if (isClosed()) return undefined;
       let result: DeliveryAttempt['result'];
@@ -714,6 +734,7 @@ export async function startDeliverer(input: DelivererInput = {}): Promise<Delive
         delivery,
         endpoints: triggerInput.endpoints ?? [triggerInput.url],
         filter: triggerInput.filter,
+        token: triggerInput.token,
         turn: 0,
       };
       triggers.push(trigger);

@@ -99,6 +99,34 @@ export const listenHost: convict.Format = {
   },
 };
 
+/**
+ * The audience event deliveries must be addressed to (a JWT `aud`): printable ASCII without
+ * spaces or commas, or empty for none.
+ */
+export const oidcAudience: convict.Format = {
+  name: 'oidc-audience',
+  validate: (value: unknown) => {
+    if (typeof value !== 'string' || !/^[\x21-\x2b\x2d-\x7e]{0,256}$/.test(value)) {
+      throw new Error('must be at most 256 printable characters without spaces or commas');
+    }
+  },
+};
+
+/** A comma list of JWT subjects (`system:serviceaccount:<namespace>:<name>`); empty for any. */
+export const oidcSubjects: convict.Format = {
+  name: 'oidc-subjects',
+  validate: (value: unknown) => {
+    if (typeof value !== 'string') throw new Error('must be a comma list of subjects');
+    if (value === '') return;
+    const subjects = value.split(',');
+    if (subjects.length > 32 || subjects.some((s) => !/^[\x21-\x2b\x2d-\x7e]{1,256}$/.test(s))) {
+      throw new Error(
+        'must be a comma list of at most 32 subjects, each printable without spaces, none empty',
+      );
+    }
+  },
+};
+
 /** An HTTP header name (RFC 9110 token). */
 export const headerName: convict.Format = {
   name: 'header-name',

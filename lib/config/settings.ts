@@ -8,6 +8,8 @@ import {
   headerName,
   httpUrl,
   listenHost,
+  oidcAudience,
+  oidcSubjects,
   pgHost,
   pgName,
   redactValue,
@@ -85,6 +87,8 @@ const FORMATS = [
   deadRows,
   publishTimeoutMs,
   listenHost,
+  oidcAudience,
+  oidcSubjects,
   pgHost,
   pgName,
   headerName,
@@ -95,6 +99,8 @@ const FORMATS = [
   vaultName,
   anyText,
   ceOverrides,
+  oidcAudience,
+  oidcSubjects,
 ];
 
 const schema = {
@@ -410,6 +416,42 @@ const schema = {
     default: 20,
     env: 'EVENT_MAX_IN_FLIGHT',
   },
+  EVENTING_OIDC_AUDIENCE: {
+    doc: 'The audience every event delivery’s Bearer token must name; none to take deliveries unauthenticated',
+    format: oidcAudience.name,
+    default: '',
+    env: 'EVENTING_OIDC_AUDIENCE',
+  },
+  EVENTING_OIDC_ISSUER: {
+    doc: 'The issuer of the delivery tokens: the cluster’s service-account issuer',
+    format: httpUrl.name,
+    default: 'https://kubernetes.default.svc.cluster.local',
+    env: 'EVENTING_OIDC_ISSUER',
+  },
+  EVENTING_OIDC_JWKS_URL: {
+    doc: 'Where the issuer’s keys are read; empty to take jwks_uri from its OpenID discovery document',
+    format: httpUrl.name,
+    default: '',
+    env: 'EVENTING_OIDC_JWKS_URL',
+  },
+  EVENTING_OIDC_SUBJECTS: {
+    doc: 'Comma list of the token subjects (service accounts) allowed to deliver; empty for any',
+    format: oidcSubjects.name,
+    default: '',
+    env: 'EVENTING_OIDC_SUBJECTS',
+  },
+  EVENTING_OIDC_TOKEN_FILE: {
+    doc: 'The service-account token sent as Bearer to read the issuer’s keys; empty for none',
+    format: absoluteFile.name,
+    default: '/var/run/secrets/kubernetes.io/serviceaccount/token',
+    env: 'EVENTING_OIDC_TOKEN_FILE',
+  },
+  EVENTING_OIDC_CA_FILE: {
+    doc: 'CA certificates the issuer’s certificate is verified against; empty for Node’s own',
+    format: absoluteFile.name,
+    default: '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt',
+    env: 'EVENTING_OIDC_CA_FILE',
+  },
 };
 
 /** The runtime's settings, named as the environment variables that set them: one list, the schema. */
@@ -453,10 +495,46 @@ function crossProblems(settings: Settings): string[] {
     );
   }
   problems.push(...postgresProblems(settings, auth.length > 0));
+  problems.push(...eventAuthenticationProblems(settings, settings.FUNCTION_TARGET));
   if (settings.SLACK_WORK_LEASE_MS < settings.SLACK_HANDLER_TIMEOUT_MS + LEASE_MARGIN_MS) {
     problems.push(
       `SLACK_WORK_LEASE_MS: must be at least SLACK_HANDLER_TIMEOUT_MS + ${LEASE_MARGIN_MS}, so that a live worker keeps its claim`,
     );
+  }
+  return problems;
+}
+
+/** The functions Knative Eventing delivers to: apps of their own, which use the database. */
+export const EVENT_FUNCTION_TARGETS: readonly FunctionTarget[] = ['slackWorker', 'slackDeadLetter'];
+
+/** EVENTING_OIDC_AUDIENCE's word for "deliveries are not authenticated, on purpose". */
+export const NO_AUDIENCE = 'none';
+
+/**
+ * Who may deliver events: in production an event function needs an audience (or `none`, said
+ * explicitly), and the issuer's keys are read over https only.
+ */
+export function eventAuthenticationProblems(settings: Settings, target: FunctionTarget): string[] {
+  const problems: string[] = [];
+  const production = settings.NODE_ENV === 'production';
+  if (
+    production &&
+    settings.EVENTING_OIDC_AUDIENCE === '' &&
+    EVENT_FUNCTION_TARGETS.includes(target)
+  ) {
+    problems.push(
+      `EVENTING_OIDC_AUDIENCE: must be set for ${target} in production (the Trigger's subscriber audience), or "${NO_AUDIENCE}" to take deliveries unauthenticated`,
+    );
+  }
+  if (settings.EVENTING_OIDC_ISSUER.endsWith('/')) {
+    problems.push(
+      'EVENTING_OIDC_ISSUER: must not end with "/": it is compared with the tokens\' iss exactly',
+    );
+  }
+  for (const name of ['EVENTING_OIDC_ISSUER', 'EVENTING_OIDC_JWKS_URL'] as const) {
+    if (production && settings[name].startsWith('http:')) {
+      problems.push(`${name}: must be https:// in production`);
+    }
   }
   return problems;
 }

@@ -4,6 +4,7 @@ import { sendJson } from '../http/respond';
 import type { Route, RouteRequest } from '../http/router';
 import type { Logger } from '../logger';
 import { receivedEventOf, type Checked, type ReceivedEvent, type TakeResult } from './event';
+import type { Authenticate } from './sender-identity';
 
 let sdk: typeof import('cloudevents') | undefined;
 /** The SDK, loaded on first use, not at start: only the worker and dead-letter functions take events. */
@@ -51,7 +52,8 @@ export function receivedEventFrom(headers: IncomingHttpHeaders, body: Buffer): C
 export type EventTaker = (event: ReceivedEvent) => Promise<TakeResult>;
 
 /**
- * POST / as a route of the pipeline: a CloudEvent in binary or structured mode, admitted within
+ * POST / as a route of the pipeline: a CloudEvent in binary or structured mode, its sender
+ * authenticated (`authenticate`, when given: else 401) and then admitted within
  * `limit` before its body is read (else 429 with Retry-After, which Knative retries), read raw
  * (`maxBodyBytes`), then answered as Knative's delivery contract reads it: 204 with no body when
  * taken, else the result's status with a JSON reason (400 is not retried; 409, 429, 5xx are).
@@ -62,6 +64,7 @@ function eventRoute(
   take: EventTaker,
   onInvalid: (error: string) => void,
   limit: InFlightLimit,
+  authenticate: Authenticate | undefined,
 ): Route {
   return {
     name,
@@ -69,7 +72,11 @@ function eventRoute(
     methods: ['POST'],
     body: 'raw',
     maxBodyBytes,
-    admit: limit.admit,
+    // The sender first: a forged delivery never takes a place from the Broker's.
+    admit:
+      authenticate === undefined
+        ? limit.admit
+        : async (req, res) => (await authenticate(req)) ?? limit.admit(req, res),
     handler: async (req: RouteRequest, res: ServerResponse) => {
       await limit.during(req, () => answer(req, res, take, onInvalid));
     },
@@ -111,6 +118,8 @@ export interface EventFunctionDependencies {
   maxInFlight: number;
   /** Counts a delivery refused 429 for want of room, with its `ce-type` header if it has one. */
   countOverloaded: (type: string | undefined) => void;
+  /** Checks each delivery's sender before its body is read (the route's admission); none: all taken. */
+  authenticate?: Authenticate;
 }
 
 /**
@@ -134,6 +143,6 @@ export function eventEndpoints(
     deps.countOverloaded(typeof type === 'string' ? type : undefined);
   });
   return {
-    route: eventRoute(name, deps.maxBodyBytes, take, onInvalid, limit),
+    route: eventRoute(name, deps.maxBodyBytes, take, onInvalid, limit, deps.authenticate),
   };
 }

@@ -109,6 +109,30 @@ export class Router {
     return this.run(route, req, res);
   };
 
+  /**
+   * `invoke` for a function functions-framework serves alone (`--target`): the route's `admit`
+   * runs first, as the pipeline runs it (there before the body is read; here the framework has
+   * read it already), so that a refusal such as an unauthenticated sender holds there too.
+   */
+  readonly invokeAlone: HttpFunction = (req: Request, res: Response): unknown => {
+    const route = this.routeFor(req.path);
+    if (route?.admit === undefined || this.refusal(route, req.method) !== undefined) {
+      return this.invoke(req, res) as unknown;
+    }
+    return Promise.resolve()
+      .then(() => route.admit?.(req, res))
+      .then(
+        (refused): unknown => {
+          if (refused === undefined) return this.invoke(req, res) as unknown;
+          sendJson(res, refused.status, { error: refused.error }, refused.headers);
+          return undefined;
+        },
+        (error: unknown) => {
+          this.fail(route, res, error);
+        },
+      );
+  };
+
   /** Runs a route's handler. Stays synchronous for synchronous handlers: probes are the hot path. */
   run(route: Route, req: RouteRequest, res: ServerResponse): void | Promise<void> {
     try {

@@ -77,6 +77,85 @@ describe('loadSettings', () => {
       SLACK_DEAD_RETENTION_MS: 604_800_000,
       SLACK_DEAD_MAX_ROWS: 10_000,
       EVENT_MAX_IN_FLIGHT: 20,
+      EVENTING_OIDC_AUDIENCE: '',
+      EVENTING_OIDC_ISSUER: 'https://kubernetes.default.svc.cluster.local',
+      EVENTING_OIDC_JWKS_URL: '',
+      EVENTING_OIDC_SUBJECTS: '',
+      EVENTING_OIDC_TOKEN_FILE: '/var/run/secrets/kubernetes.io/serviceaccount/token',
+      EVENTING_OIDC_CA_FILE: '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt',
+    });
+  });
+
+  describe('event delivery authentication (EVENTING_OIDC_*)', () => {
+    const production = { NODE_ENV: 'production', VAULT_ADDR: 'https://v', ORY_URL: 'https://o' };
+
+    it.each(['slackWorker', 'slackDeadLetter'])(
+      'requires an audience for %s in production, or "none" said explicitly',
+      (target) => {
+        expect(problemsOf({ ...production, FUNCTION_TARGET: target })).toEqual([
+          `EVENTING_OIDC_AUDIENCE: must be set for ${target} in production (the Trigger's subscriber audience), or "none" to take deliveries unauthenticated`,
+        ]);
+        const none = { ...production, FUNCTION_TARGET: target, EVENTING_OIDC_AUDIENCE: 'none' };
+        expect(() => loadSettings(none)).not.toThrow();
+        const set = { ...production, FUNCTION_TARGET: target, EVENTING_OIDC_AUDIENCE: 'w.cb' };
+        expect(loadSettings(set).EVENTING_OIDC_AUDIENCE).toBe('w.cb');
+      },
+    );
+
+    it('needs no audience for the ingress, nor outside production', () => {
+      expect(() => loadSettings(production)).not.toThrow();
+      expect(() => loadSettings({ FUNCTION_TARGET: 'slackWorker' })).not.toThrow();
+    });
+
+    it('reads the issuer over https only in production', () => {
+      const env = {
+        ...production,
+        FUNCTION_TARGET: 'slackWorker',
+        EVENTING_OIDC_AUDIENCE: 'w',
+        EVENTING_OIDC_ISSUER: 'http://127.0.0.1:6443',
+        EVENTING_OIDC_JWKS_URL: 'http://127.0.0.1:6443/openid/v1/jwks',
+      };
+      expect(problemsOf(env)).toEqual([
+        'EVENTING_OIDC_ISSUER: must be https:// in production',
+        'EVENTING_OIDC_JWKS_URL: must be https:// in production',
+      ]);
+      expect(loadSettings({ ...env, NODE_ENV: 'development' }).EVENTING_OIDC_ISSUER).toBe(
+        'http://127.0.0.1:6443',
+      );
+    });
+
+    it.each([
+      ['EVENTING_OIDC_AUDIENCE', 'a b', 'without spaces or commas'],
+      ['EVENTING_OIDC_AUDIENCE', 'a,b', 'without spaces or commas'],
+      ['EVENTING_OIDC_AUDIENCE', 'x'.repeat(257), 'at most 256'],
+      ['EVENTING_OIDC_SUBJECTS', 'a,,b', 'none empty'],
+      ['EVENTING_OIDC_SUBJECTS', 'a, b', 'without spaces'],
+      [
+        'EVENTING_OIDC_ISSUER',
+        'kubernetes.default.svc',
+        'must be an absolute http:// or https:// URL',
+      ],
+      ['EVENTING_OIDC_JWKS_URL', 'https://k/jwks?x=1', 'must not contain a query or fragment'],
+      ['EVENTING_OIDC_TOKEN_FILE', 'token', 'must be an absolute file path'],
+      ['EVENTING_OIDC_CA_FILE', 'ca.crt', 'must be an absolute file path'],
+    ])('refuses %s=%j', (name, value, message) => {
+      const problems = problemsOf({ [name]: value });
+      expect(problems).toHaveLength(1);
+      expect(problems[0]).toContain(name);
+      expect(problems[0]).toContain(message);
+    });
+
+    it('compares the issuer exactly: no trailing slash', () => {
+      expect(problemsOf({ EVENTING_OIDC_ISSUER: 'https://kubernetes.default.svc/' })).toEqual([
+        'EVENTING_OIDC_ISSUER: must not end with "/": it is compared with the tokens\' iss exactly',
+      ]);
+    });
+
+    it('takes subjects as a comma list', () => {
+      const subjects = 'system:serviceaccount:a:b,system:serviceaccount:c:d';
+      expect(loadSettings({ EVENTING_OIDC_SUBJECTS: subjects }).EVENTING_OIDC_SUBJECTS).toBe(
+        subjects,
+      );
     });
   });
 
@@ -138,6 +217,12 @@ describe('loadSettings', () => {
       SLACK_DEAD_RETENTION_MS: '3600000',
       SLACK_DEAD_MAX_ROWS: '50',
       EVENT_MAX_IN_FLIGHT: '10',
+      EVENTING_OIDC_AUDIENCE: 'coffeebuddy-worker.coffeebuddy',
+      EVENTING_OIDC_ISSUER: 'https://kubernetes.default.svc',
+      EVENTING_OIDC_JWKS_URL: 'https://kubernetes.default.svc/openid/v1/jwks',
+      EVENTING_OIDC_SUBJECTS: 'system:serviceaccount:a:b',
+      EVENTING_OIDC_TOKEN_FILE: '/t',
+      EVENTING_OIDC_CA_FILE: '',
     };
     const settings = loadSettings(env);
     expect(settings).toEqual({
@@ -169,6 +254,12 @@ describe('loadSettings', () => {
       SLACK_DEAD_RETENTION_MS: 3_600_000,
       SLACK_DEAD_MAX_ROWS: 50,
       EVENT_MAX_IN_FLIGHT: 10,
+      EVENTING_OIDC_AUDIENCE: 'coffeebuddy-worker.coffeebuddy',
+      EVENTING_OIDC_ISSUER: 'https://kubernetes.default.svc',
+      EVENTING_OIDC_JWKS_URL: 'https://kubernetes.default.svc/openid/v1/jwks',
+      EVENTING_OIDC_SUBJECTS: 'system:serviceaccount:a:b',
+      EVENTING_OIDC_TOKEN_FILE: '/t',
+      EVENTING_OIDC_CA_FILE: '',
     });
     expect(Object.keys(settings).sort()).toEqual([...SETTING_NAMES].sort());
     expect(Object.isFrozen(settings)).toBe(true);

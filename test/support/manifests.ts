@@ -224,6 +224,7 @@ export const KINDS_WITHOUT_UPSTREAM_SCHEMA = [
   'gateway.networking.k8s.io/v1/GatewayClass',
   'monitoring.coreos.com/v1/PodMonitor',
   'batch/v1/Job',
+  'networking.k8s.io/v1/NetworkPolicy',
 ];
 
 /** Parses the output of `kubectl kustomize`. */

@@ -103,6 +103,8 @@ describe('scraped by a real Prometheus', () => {
             VAULT_TOKEN: 'hvs.prometheus',
             ORY_URL: ory.url,
             FUNCTION_TARGET: target,
+            // Required in production; nothing is delivered here, so no key is ever read.
+            EVENTING_OIDC_AUDIENCE: `coffeebuddy-${target}.coffeebuddy`,
             PG_PASSWORD_VAULT_PATH: 'coffeebuddy/postgres',
             PGPORT: String(await freePort()),
             PG_CONNECT_TIMEOUT_MS: '200',
