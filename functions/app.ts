@@ -17,6 +17,7 @@ import {
 import { parseCeOverrides } from '../lib/config/formats';
 import {
   getSettings,
+  SENSITIVE_SETTINGS,
   SettingsError,
   type FunctionTarget,
   type Settings,
@@ -30,7 +31,9 @@ import { Lifecycle } from '../lib/lifecycle';
 import { createMetrics, type RuntimeMetrics } from '../lib/metrics';
 import { RequestContexts, runInContext } from '../lib/request-context';
 import { ReadinessChecker, type CheckListener } from '../lib/readiness';
-import { SlackHandlers } from '../lib/slack/handlers';
+import { Redactor } from '../lib/redactor';
+import { SlackApiError, type SlackClient } from '../lib/slack/client';
+import type { SlackHandlers } from '../lib/slack/handlers';
 import { RecentIds, type SeenIds } from '../lib/slack/recent-ids';
 import { SigningSecret } from '../lib/slack/signing-secret';
 import { SlackVerifier } from '../lib/slack/verify';
@@ -40,6 +43,7 @@ import { WorkStore } from '../lib/slack/work-store';
 import { DeadLetters, SlackWorker } from '../lib/slack/worker';
 import { version } from '../package.json';
 import { coffeebuddyRoutes, probeRoutes, type ProbeDependencies } from './coffeebuddy';
+import { coffeeBuddyHandlers } from './features';
 import { SLACK_DEAD_LETTER, slackDeadLetter } from './slackDeadLetter';
 import { SLACK_WORKER, slackWorker } from './slackWorker';
 
@@ -50,8 +54,18 @@ export interface CreateAppOptions {
   /** Where metrics are registered; by default a registry of the app's own, never the global one. */
   registry?: Registry;
   logger?: Logger;
-  /** What CoffeeBuddy does with slash commands, events and interactions. */
+  /**
+   * Known secret values, removed from every line of the default logger: the secret sources
+   * report what they read. Pass the one a given `logger` redacts with.
+   */
+  redactor?: Redactor;
+  /**
+   * What CoffeeBuddy does with slash commands, events and interactions: the features' seat
+   * (functions/features) by default; tests that need bare handlers pass their own.
+   */
   slackHandlers?: SlackHandlers;
+  /** Builds the Slack Web API client handlers are given. */
+  slackClientFactory?: SlackClientFactory;
   /** Seconds since the epoch, for Slack's timestamp check; injectable for tests. */
   nowSeconds?: () => number;
   /** The process's state and in-flight work; shutdown drains it. */
@@ -72,6 +86,17 @@ export interface CreateAppOptions {
   postgresClientFactory?: PostgresClientFactory;
 }
 
+/** Builds the Slack Web API client of an app. */
+export type SlackClientFactory = (
+  settings: Settings,
+  deps: { vault: VaultClient; logger: Logger; registry: Registry; redactor: Redactor },
+) => SlackClient;
+
+/** Until a Web API client is configured, every call fails as Slack fails an unauthenticated one. */
+const unconfiguredSlackClient: SlackClientFactory = () => ({
+  call: (method) => Promise.reject(new SlackApiError(method, 'not_authed')),
+});
+
 /** Slack's event ids, kept to recognise redeliveries: Slack retries within minutes. */
 const RECENT_EVENTS_MAX = 10_000;
 const RECENT_EVENTS_TTL_MS = 30 * 60 * 1000;
@@ -83,8 +108,16 @@ const EVENT_ATTRIBUTES_BYTES = 16 * 1024;
 const EVENT_TARGETS: readonly FunctionTarget[] = [SLACK_WORKER, SLACK_DEAD_LETTER];
 
 /** Where the signing secret comes from, if anywhere. */
-function signingSecret(settings: Settings, vault: VaultClient): SigningSecret | undefined {
-  const reuse = { ttlMs: settings.SLACK_SECRET_TTL_MS, staleMs: settings.SLACK_SECRET_STALE_MS };
+function signingSecret(
+  settings: Settings,
+  vault: VaultClient,
+  redactor: Redactor,
+): SigningSecret | undefined {
+  const reuse = {
+    ttlMs: settings.SLACK_SECRET_TTL_MS,
+    staleMs: settings.SLACK_SECRET_STALE_MS,
+    redactor,
+  };
   if (settings.SLACK_SIGNING_SECRET !== '') {
     const secret = settings.SLACK_SIGNING_SECRET;
     return new SigningSecret({ load: () => Promise.resolve(secret), ...reuse });
@@ -184,6 +217,8 @@ function requestObserver(
 interface TakerDependencies {
   postgres: PostgresClient;
   handlers: SlackHandlers;
+  slack: SlackClient;
+  redactor: Redactor;
   lifecycle: Lifecycle;
   logger: Logger;
   registry: Registry;
@@ -218,6 +253,9 @@ function eventTaker(
     lifecycle,
     logger,
     metrics,
+    slack: deps.slack,
+    postgres: deps.postgres,
+    redact: (text) => deps.redactor.redact(text),
     handlerTimeoutMs: settings.SLACK_HANDLER_TIMEOUT_MS,
     leaseMs: settings.SLACK_WORK_LEASE_MS,
     retentionMs: settings.SLACK_WORK_RETENTION_MS,
@@ -234,6 +272,10 @@ export interface App {
   readonly checker: ReadinessChecker;
   readonly lifecycle: Lifecycle;
   readonly logger: Logger;
+  /** Known secret values: every line of the default logger is redacted with it. */
+  readonly redactor: Redactor;
+  /** The Slack Web API client handlers are given. */
+  readonly slack: SlackClient;
   /** Each function's router by name, `coffeebuddy` routing to every endpoint: what createServer serves. */
   readonly routers: Readonly<Record<string, Router>>;
   /** Each request's id and trace id. */
@@ -256,14 +298,23 @@ export interface App {
 /** The composition root: builds clients, metrics, readiness and functions from what it is given. */
 export function createApp(options: CreateAppOptions = {}): App {
   const settings = options.settings ?? getSettings();
-  const logger = options.logger ?? createLogger(settings.LOG_LEVEL);
+  const redactor = options.redactor ?? new Redactor();
+  // Secrets given as settings are known from the start; those read later are reported as read.
+  for (const name of SENSITIVE_SETTINGS) redactor.add(String(settings[name]));
+  const logger = options.logger ?? createLogger(settings.LOG_LEVEL, undefined, redactor);
   const registry = options.registry ?? new Registry();
   const lifecycle = options.lifecycle ?? new Lifecycle();
   const clients = {
-    vault: (options.vaultClientFactory ?? buildVaultClient)(settings),
+    vault: (options.vaultClientFactory ?? buildVaultClient)(settings, { redactor }),
     ory: (options.oryClientFactory ?? buildOryClient)(settings),
   };
-  const secret = signingSecret(settings, clients.vault);
+  const secret = signingSecret(settings, clients.vault, redactor);
+  const slack = (options.slackClientFactory ?? unconfiguredSlackClient)(settings, {
+    vault: clients.vault,
+    logger,
+    registry,
+    redactor,
+  });
 
   const runtimeMetrics = createMetrics(registry, { version });
   const slackMetrics = createSlackMetrics(registry);
@@ -276,6 +327,7 @@ export function createApp(options: CreateAppOptions = {}): App {
           vault: clients.vault,
           logger,
           registry,
+          redactor,
         })
       : undefined;
   const logTransition = logTransitions(logger);
@@ -297,7 +349,7 @@ export function createApp(options: CreateAppOptions = {}): App {
   });
   runtimeMetrics.collectReadinessFrom(() => checker.check());
 
-  const handlers = options.slackHandlers ?? new SlackHandlers();
+  const handlers = options.slackHandlers ?? coffeeBuddyHandlers();
   const probes: ProbeDependencies = {
     checker,
     lifecycle,
@@ -311,7 +363,15 @@ export function createApp(options: CreateAppOptions = {}): App {
   let closeFunctions: () => Promise<void>;
   if (takesEvents) {
     if (postgres === undefined) throw new Error(`${target} needs the database`);
-    const taker = eventTaker(target, settings, { postgres, handlers, lifecycle, logger, registry });
+    const taker = eventTaker(target, settings, {
+      postgres,
+      handlers,
+      slack,
+      redactor,
+      lifecycle,
+      logger,
+      registry,
+    });
     routes = [...probeRoutes(probes), taker.route];
     cloudEventFunctions[target] = taker.cloudEvent;
     closeFunctions = taker.close;
@@ -331,6 +391,9 @@ export function createApp(options: CreateAppOptions = {}): App {
         maxPendingWork: settings.SLACK_MAX_PENDING_WORK,
         commandTimeoutMs: COMMAND_TIMEOUT_MS,
         lifecycle,
+        handlerTimeoutMs: settings.SLACK_HANDLER_TIMEOUT_MS,
+        slack,
+        postgres,
         logger,
         count: slackMetrics.observeSlack,
       },
@@ -360,6 +423,8 @@ export function createApp(options: CreateAppOptions = {}): App {
     checker,
     lifecycle,
     logger,
+    redactor,
+    slack,
     routers,
     contexts,
     observeRequest,
@@ -371,6 +436,7 @@ export function createApp(options: CreateAppOptions = {}): App {
       // sockets), then the clients' sockets and the pool.
       await closeFunctions();
       for (const client of Object.values(clients)) client.close?.();
+      slack.close?.();
       await postgres?.close();
     },
   };

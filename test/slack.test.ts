@@ -47,7 +47,7 @@ async function harness(
       },
     })
     .onEvent('app_mention', (event) => {
-      events.push(event);
+      events.push({ ...event });
     })
     .onInteraction('block_actions', (payload) => {
       interactions.push(payload);

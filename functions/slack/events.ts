@@ -8,6 +8,7 @@ import {
   publishOrRefuse,
   refuseInvalid,
   refuseWhenBusy,
+  slackRetryOf,
   text,
   type Fields,
   type SlackDependencies,
@@ -31,8 +32,9 @@ async function publishEvent(
   res: Response,
   deps: SlackDependencies,
   publisher: Publisher,
+  retry: ReturnType<typeof slackRetryOf>,
 ): Promise<void> {
-  const cloudEvent = eventCloudEvent(envelope, eventId, type);
+  const cloudEvent = eventCloudEvent(envelope, eventId, type, retry);
   if (cloudEvent === undefined) {
     refuseInvalid(deps, 'events', res);
     return;
@@ -53,7 +55,7 @@ async function publishEvent(
  * POST /slack/events: answers url_verification; acknowledges events, then dispatches them, or
  * with K_SINK publishes them before the acknowledgement.
  */
-export const event: SlackKindHandler = async (envelope, res, deps) => {
+export const event: SlackKindHandler = async (envelope, res, deps, req) => {
   if (envelope.type === 'url_verification' && typeof envelope.challenge === 'string') {
     deps.count('events', 'url_verification');
     sendJson(res, 200, { challenge: envelope.challenge });
@@ -70,7 +72,7 @@ export const event: SlackKindHandler = async (envelope, res, deps) => {
     return;
   }
   if (deps.publisher !== undefined) {
-    await publishEvent(envelope, eventId, inner.type, res, deps, deps.publisher);
+    await publishEvent(envelope, eventId, inner.type, res, deps, deps.publisher, slackRetryOf(req));
     return;
   }
   const handlers = deps.handlers.handlersForEvent(inner.type);
@@ -85,8 +87,12 @@ export const event: SlackKindHandler = async (envelope, res, deps) => {
   }
   deps.count('events', 'ok');
   ack(res);
-  dispatchLater(deps, handlers, inner, () => {
-    deps.count('events', 'handler_error');
-    deps.logger.error('event handler failed', { type: inner.type });
+  dispatchLater(deps, handlers, {
+    eventId,
+    kind: 'events',
+    type: inner.type,
+    payload: inner,
+    envelope,
+    ...slackRetryOf(req),
   });
 };

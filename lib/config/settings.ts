@@ -465,6 +465,11 @@ export const DEVELOPMENT_URLS = {
 /** Names of the environment variables the runtime reads. */
 export const SETTING_NAMES = Object.keys(schema) as (keyof Settings)[];
 
+/** The settings that hold secrets (convict-`sensitive`): never logged. */
+export const SENSITIVE_SETTINGS = SETTING_NAMES.filter(
+  (name) => (schema[name] as { sensitive?: boolean }).sensitive === true,
+);
+
 /** Settings a production deployment must set: they have no production default. */
 export const REQUIRED_IN_PRODUCTION = Object.keys(DEVELOPMENT_URLS) as (keyof Settings)[];
 

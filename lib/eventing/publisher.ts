@@ -15,6 +15,8 @@ export interface EventToPublish {
   source: string;
   /** Sent as JSON (`datacontenttype: application/json`). */
   data: Record<string, unknown>;
+  /** Extensions of this event's own ([a-z0-9] names), besides K_CE_OVERRIDES'. */
+  extensions?: Readonly<Record<string, string>>;
 }
 
 /** Whether the sink took the event: only its 2xx answer counts. */
@@ -116,6 +118,7 @@ export class CloudEventPublisher implements Publisher {
     const { CloudEvent, HTTP } = this.sdk;
     const cloudEvent = new CloudEvent({
       ...this.options.extensions,
+      ...event.extensions,
       specversion: '1.0',
       id: event.id,
       type: event.type,

@@ -253,7 +253,7 @@ describe('Slack work through Knative Eventing, across processes', () => {
           id: 'Dead1',
           state: 'dead',
           attempts: 3,
-          last_error: 'Error',
+          last_error: 'Error: this handler always fails',
           error_code: '500',
           error_dest: trigger.url,
         }),
