@@ -353,6 +353,12 @@ describe('Slack work through Knative Eventing, as the overlay builds it', () => 
     },
   );
 
+  withKubectl('a rate-limited worker’s Retry-After is honoured, up to a minute', () => {
+    const { delivery } = trigger().spec;
+    // Slack's Retry-After for chat.postMessage is seconds to a minute; the worker passes it on.
+    expect(durationMs(delivery.retryAfterMax)).toBe(60_000);
+  });
+
   withKubectl(
     'an attempt outlasts a handler, and the retries outlast the lease of a dead worker’s claim',
     () => {
