@@ -10,6 +10,7 @@ import {
 } from '../lib/clients/postgres';
 import {
   buildVaultClient,
+  reportingSecrets,
   vaultSecretValue,
   type VaultClient,
   type VaultClientFactory,
@@ -305,7 +306,10 @@ export function createApp(options: CreateAppOptions = {}): App {
   const registry = options.registry ?? new Registry();
   const lifecycle = options.lifecycle ?? new Lifecycle();
   const clients = {
-    vault: (options.vaultClientFactory ?? buildVaultClient)(settings, { redactor }),
+    vault: reportingSecrets(
+      (options.vaultClientFactory ?? buildVaultClient)(settings, { redactor }),
+      redactor,
+    ),
     ory: (options.oryClientFactory ?? buildOryClient)(settings),
   };
   const secret = signingSecret(settings, clients.vault, redactor);

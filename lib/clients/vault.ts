@@ -160,3 +160,20 @@ export function vaultSecretValue(
     return value;
   };
 }
+
+/**
+ * The same client, reporting every text value of each secret it reads to the redactor: whatever
+ * reads a secret from Vault (the signing secret, the database password, the bot token), no log
+ * line carries it.
+ */
+export function reportingSecrets(vault: VaultClient, redactor: Redactor): VaultClient {
+  return {
+    healthCheck: () => vault.healthCheck(),
+    readSecret: async (path) => {
+      const data = await vault.readSecret(path);
+      for (const value of Object.values(data)) if (typeof value === 'string') redactor.add(value);
+      return data;
+    },
+    close: () => vault.close?.(),
+  };
+}
