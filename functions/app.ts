@@ -30,11 +30,13 @@ import { Lifecycle } from '../lib/lifecycle';
 import { createMetrics, type RuntimeMetrics } from '../lib/metrics';
 import { RequestContexts, runInContext } from '../lib/request-context';
 import { ReadinessChecker, type CheckListener } from '../lib/readiness';
+import type { SlackClient, SlackClientFactory } from '../lib/slack/client';
 import { SlackHandlers } from '../lib/slack/handlers';
 import { RecentIds, type SeenIds } from '../lib/slack/recent-ids';
 import { SigningSecret } from '../lib/slack/signing-secret';
 import { SlackVerifier } from '../lib/slack/verify';
 import { createSlackMetrics, type SlackMetrics } from '../lib/slack/metrics';
+import { buildSlackClient } from '../lib/slack/web-api';
 import { createWorkMetrics } from '../lib/slack/work-metrics';
 import { WorkStore } from '../lib/slack/work-store';
 import { DeadLetters, SlackWorker } from '../lib/slack/worker';
@@ -70,6 +72,8 @@ export interface CreateAppOptions {
    */
   database?: boolean;
   postgresClientFactory?: PostgresClientFactory;
+  /** Builds the Slack Web API client of every app that runs handlers (not the dead-letter one). */
+  slackClientFactory?: SlackClientFactory;
 }
 
 /** Slack's event ids, kept to recognise redeliveries: Slack retries within minutes. */
@@ -246,6 +250,8 @@ export interface App {
   readonly cloudEventFunctions: Readonly<Record<string, CloudEventFunction>>;
   /** The PostgreSQL client when the app uses the database. */
   readonly postgres: PostgresClient | undefined;
+  /** Slack's Web API as the bot, in every app that runs handlers (none in the dead-letter app). */
+  readonly slack: SlackClient | undefined;
   /**
    * Releases the clients' and the publisher's sockets and ends the database pool; the drain calls
    * it once requests (a publish is inside its request) and work are done.
@@ -278,6 +284,15 @@ export function createApp(options: CreateAppOptions = {}): App {
           registry,
         })
       : undefined;
+  // Every app that runs handlers can call Slack: the worker, and the ingress (in-process handlers).
+  const slack =
+    target === SLACK_DEAD_LETTER
+      ? undefined
+      : (options.slackClientFactory ?? buildSlackClient)(settings, {
+          vault: clients.vault,
+          logger,
+          registry,
+        });
   const logTransition = logTransitions(logger);
   const checker = new ReadinessChecker({
     components: {
@@ -366,11 +381,13 @@ export function createApp(options: CreateAppOptions = {}): App {
     functions,
     cloudEventFunctions,
     postgres,
+    slack,
     close: async () => {
       // The functions first (a worker's claims, while the pool is still open; the publisher's
       // sockets), then the clients' sockets and the pool.
       await closeFunctions();
       for (const client of Object.values(clients)) client.close?.();
+      slack?.close?.();
       await postgres?.close();
     },
   };
