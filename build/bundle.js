@@ -1,8 +1,9 @@
-// npm run build: three bundles and three on-demand chunks.
+// npm run build: three bundles and four on-demand chunks.
 // - dist/main.cjs, the image's entry: functions/main.ts with every dependency it needs at start in
 //   one file, so that a cold start loads one file (no node_modules at run time); beside it
-//   dist/framework.cjs (functions-framework and Express), dist/pg.cjs (node-postgres) and
-//   dist/cloudevents.cjs (the CloudEvents SDK), loaded only when first needed (ON_DEMAND below).
+//   dist/framework.cjs (functions-framework and Express), dist/pg.cjs (node-postgres),
+//   dist/cloudevents.cjs (the CloudEvents SDK) and dist/slack-web-api.cjs (Slack's WebClient),
+//   loaded only when first needed (ON_DEMAND below).
 // - dist/coffeebuddy.cjs (package.json "main"): the functions alone for
 //   `npx functions-framework --target=<name>`; the framework stays external there, since it holds
 //   the registry of functions the command-line entry reads.
@@ -30,19 +31,23 @@ const lazyPushgateway = {
  * Packages the image's entry loads only on demand, each bundled into a file of its own beside it:
  * reading and compiling them would cost every cold start, and the `coffeebuddy` entry never uses
  * them (functions-framework's Express app serves only routes that want a parsed body; pg only
- * functions that use the database; cloudevents only a process with K_SINK).
+ * functions that use the database; cloudevents only a process with K_SINK; @slack/web-api only
+ * the first Slack Web API call).
  */
 const ON_DEMAND = {
   '@google-cloud/functions-framework': './framework.cjs',
   '@google-cloud/functions-framework/testing': './framework.cjs',
   pg: './pg.cjs',
   cloudevents: './cloudevents.cjs',
+  '@slack/web-api': './slack-web-api.cjs',
 };
 const onDemandChunks = {
   name: 'on-demand-chunks',
   setup(build) {
     build.onResolve(
-      { filter: /^(@google-cloud\/functions-framework(\/testing)?|pg|cloudevents)$/ },
+      {
+        filter: /^(@google-cloud\/functions-framework(\/testing)?|pg|cloudevents|@slack\/web-api)$/,
+      },
       (args) => ({
         path: ON_DEMAND[args.path],
         external: true,
@@ -58,6 +63,7 @@ const CHUNKS = {
   };`,
   'pg.cjs': `module.exports = require('pg');`,
   'cloudevents.cjs': `module.exports = require('cloudevents');`,
+  'slack-web-api.cjs': `module.exports = require('@slack/web-api');`,
 };
 
 const common = {

@@ -33,12 +33,13 @@ import { createMetrics, type RuntimeMetrics } from '../lib/metrics';
 import { RequestContexts, runInContext } from '../lib/request-context';
 import { ReadinessChecker, type CheckListener } from '../lib/readiness';
 import { Redactor } from '../lib/redactor';
-import { SlackApiError, type SlackClient } from '../lib/slack/client';
+import type { SlackClient, SlackClientFactory } from '../lib/slack/client';
 import type { SlackHandlers } from '../lib/slack/handlers';
 import { RecentIds, type SeenIds } from '../lib/slack/recent-ids';
 import { SigningSecret } from '../lib/slack/signing-secret';
 import { SlackVerifier } from '../lib/slack/verify';
 import { createSlackMetrics, type SlackMetrics } from '../lib/slack/metrics';
+import { buildSlackClient } from '../lib/slack/web-api';
 import { createWorkMetrics } from '../lib/slack/work-metrics';
 import { WorkStore } from '../lib/slack/work-store';
 import { DeadLetters, SlackWorker } from '../lib/slack/worker';
@@ -65,8 +66,6 @@ export interface CreateAppOptions {
    * (functions/features) by default; tests that need bare handlers pass their own.
    */
   slackHandlers?: SlackHandlers;
-  /** Builds the Slack Web API client handlers are given. */
-  slackClientFactory?: SlackClientFactory;
   /** Seconds since the epoch, for Slack's timestamp check; injectable for tests. */
   nowSeconds?: () => number;
   /** The process's state and in-flight work; shutdown drains it. */
@@ -85,18 +84,9 @@ export interface CreateAppOptions {
    */
   database?: boolean;
   postgresClientFactory?: PostgresClientFactory;
+  /** Builds the Slack Web API client of every app that runs handlers (not the dead-letter one). */
+  slackClientFactory?: SlackClientFactory;
 }
-
-/** Builds the Slack Web API client of an app. */
-export type SlackClientFactory = (
-  settings: Settings,
-  deps: { vault: VaultClient; logger: Logger; registry: Registry; redactor: Redactor },
-) => SlackClient;
-
-/** Until a Web API client is configured, every call fails as Slack fails an unauthenticated one. */
-const unconfiguredSlackClient: SlackClientFactory = () => ({
-  call: (method) => Promise.reject(new SlackApiError(method, 'not_authed')),
-});
 
 /** Slack's event ids, kept to recognise redeliveries: Slack retries within minutes. */
 const RECENT_EVENTS_MAX = 10_000;
@@ -218,7 +208,8 @@ function requestObserver(
 interface TakerDependencies {
   postgres: PostgresClient;
   handlers: SlackHandlers;
-  slack: SlackClient;
+  /** None in the dead-letter function, which runs no handlers. */
+  slack: SlackClient | undefined;
   redactor: Redactor;
   lifecycle: Lifecycle;
   logger: Logger;
@@ -248,6 +239,7 @@ function eventTaker(
     const deadLetters = new DeadLetters({ store, logger, metrics });
     return { ...slackDeadLetter(deadLetters, endpoints), close: () => Promise.resolve() };
   }
+  if (deps.slack === undefined) throw new Error(`${target} needs a Slack client`);
   const worker = new SlackWorker({
     store,
     handlers,
@@ -275,8 +267,6 @@ export interface App {
   readonly logger: Logger;
   /** Known secret values: every line of the default logger is redacted with it. */
   readonly redactor: Redactor;
-  /** The Slack Web API client handlers are given. */
-  readonly slack: SlackClient;
   /** Each function's router by name, `coffeebuddy` routing to every endpoint: what createServer serves. */
   readonly routers: Readonly<Record<string, Router>>;
   /** Each request's id and trace id. */
@@ -289,6 +279,8 @@ export interface App {
   readonly cloudEventFunctions: Readonly<Record<string, CloudEventFunction>>;
   /** The PostgreSQL client when the app uses the database. */
   readonly postgres: PostgresClient | undefined;
+  /** Slack's Web API as the bot, in every app that runs handlers (none in the dead-letter app). */
+  readonly slack: SlackClient | undefined;
   /**
    * Releases the clients' and the publisher's sockets and ends the database pool; the drain calls
    * it once requests (a publish is inside its request) and work are done.
@@ -313,12 +305,6 @@ export function createApp(options: CreateAppOptions = {}): App {
     ory: (options.oryClientFactory ?? buildOryClient)(settings),
   };
   const secret = signingSecret(settings, clients.vault, redactor);
-  const slack = (options.slackClientFactory ?? unconfiguredSlackClient)(settings, {
-    vault: clients.vault,
-    logger,
-    registry,
-    redactor,
-  });
 
   const runtimeMetrics = createMetrics(registry, { version });
   const slackMetrics = createSlackMetrics(registry);
@@ -334,6 +320,15 @@ export function createApp(options: CreateAppOptions = {}): App {
           redactor,
         })
       : undefined;
+  // Every app that runs handlers can call Slack: the worker, and the ingress (in-process handlers).
+  const slack =
+    target === SLACK_DEAD_LETTER
+      ? undefined
+      : (options.slackClientFactory ?? buildSlackClient)(settings, {
+          vault: clients.vault,
+          logger,
+          registry,
+        });
   const logTransition = logTransitions(logger);
   const checker = new ReadinessChecker({
     components: {
@@ -380,6 +375,7 @@ export function createApp(options: CreateAppOptions = {}): App {
     cloudEventFunctions[target] = taker.cloudEvent;
     closeFunctions = taker.close;
   } else {
+    if (slack === undefined) throw new Error(`${target} needs a Slack client`);
     const publisher = slackPublisher(settings, logger, slackMetrics);
     routes = coffeebuddyRoutes({
       ...probes,
@@ -428,19 +424,19 @@ export function createApp(options: CreateAppOptions = {}): App {
     lifecycle,
     logger,
     redactor,
-    slack,
     routers,
     contexts,
     observeRequest,
     functions,
     cloudEventFunctions,
     postgres,
+    slack,
     close: async () => {
       // The functions first (a worker's claims, while the pool is still open; the publisher's
       // sockets), then the clients' sockets and the pool.
       await closeFunctions();
       for (const client of Object.values(clients)) client.close?.();
-      slack.close?.();
+      slack?.close?.();
       await postgres?.close();
     },
   };

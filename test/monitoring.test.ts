@@ -66,6 +66,8 @@ describe('alerting rules', () => {
         'CoffeeBuddyHighErrorRate',
         'CoffeeBuddyNotReady',
         'CoffeeBuddyRestarting',
+        'CoffeeBuddySlackApiAuthErrors',
+        'CoffeeBuddySlackApiRateLimited',
         'CoffeeBuddySlackDeadLetter',
         'CoffeeBuddySlackPublishFailing',
         'CoffeeBuddySlackWorkFailing',
@@ -146,7 +148,7 @@ describe('metric names in the dashboard and the rules', () => {
 });
 
 describe('the dashboard', () => {
-  it('is a Grafana dashboard with a panel for requests, latency, dependencies, the runtime and Slack work', () => {
+  it('is a Grafana dashboard with a panel for requests, latency, dependencies, the runtime, Slack work and Slack API calls', () => {
     const titles: string[] = dashboard.panels.map((p: { title: string }) => p.title);
     expect(dashboard.uid).toBe('coffeebuddy-runtime');
     for (const word of [
@@ -159,6 +161,8 @@ describe('the dashboard', () => {
       'publish failures',
       'work outcomes',
       'handler latency',
+      'Slack API calls',
+      'Slack API latency',
     ]) {
       expect(titles.some((t) => t.includes(word))).toBe(true);
     }
