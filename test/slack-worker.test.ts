@@ -6,6 +6,7 @@ import { APP_PASSWORD, migratedCluster, itWithPostgres } from '../testing/postgr
 import { serveCloudEventFunction } from '../testing/server';
 import { eventually, findCommand, promtoolCheckMetrics } from '../testing/tools';
 import { SlackHandlers } from '../lib/slack/handlers';
+import { startSlackApiStandIn } from '../testing/slack-api';
 
 /**
  * The slackWorker and slackDeadLetter functions behind the image's pipeline (and alone under
@@ -218,6 +219,64 @@ describe('slackWorker behind the image pipeline', () => {
     expect(app.lifecycle.inFlight().work).toBe(1);
     await app.lifecycle.idle(2000);
   });
+
+  itWithPostgres(
+    'the mention feature rate limited by Slack: 429 with Retry-After, released uncounted as a failure; posted once on the retry',
+    async () => {
+      const token = 'xoxb-worker-rate-limit-token';
+      const slack = await startSlackApiStandIn([token]);
+      try {
+        // The seat's handlers: the app is built with none of the test's own.
+        const { server, logs } = await workerApp(undefined, {
+          SLACK_BOT_TOKEN: token,
+          SLACK_API_URL: slack.url,
+        });
+        slack.rateLimit('chat.postMessage', 1, 7);
+        const event = new CloudEvent({
+          id: 'EvRate1',
+          source: SOURCE,
+          type: 'com.slack.event.app_mention',
+          datacontenttype: 'application/json',
+          data: {
+            type: 'event_callback',
+            event_id: 'EvRate1',
+            team_id: 'T0001',
+            event: { type: 'app_mention', channel: 'C9', ts: '1700000000.000900', text: 'hi' },
+          },
+        });
+        const message = HTTP.binary(event);
+        const limited = await request(server)
+          .post('/')
+          .set(message.headers as Record<string, string>)
+          .send(message.body as string);
+        expect(limited.status).toBe(429);
+        expect(Number(limited.headers['retry-after'])).toBeGreaterThanOrEqual(7);
+        expect(await rows()).toEqual([
+          expect.objectContaining({
+            state: 'released',
+            attempts: 1,
+            last_error: 'SlackRateLimitedError: chat.postMessage rate limited: retry after 7 s',
+          }),
+        ]);
+        expect(await workCount(server, 'rate_limited')).toBe(1);
+        expect(await workCount(server, 'failed')).toBe(0);
+        expect(logs.filter((line) => line.msg === 'slack handler rate limited')).toEqual([
+          expect.objectContaining({ level: 'warn', id: 'EvRate1', retryAfterSeconds: 7 }),
+        ]);
+        expect(logs.some((line) => line.msg === 'slack handler failed')).toBe(false);
+
+        // Knative's retry after the wait: attempt 2 looks in the thread, finds nothing, posts.
+        expect((await deliver(server, event)).status).toBe(204);
+        const posted = slack.callsOf('chat.postMessage').filter((call) => call.status === 200);
+        expect(posted).toHaveLength(1);
+        expect(posted[0]!.args).toMatchObject({ channel: 'C9', thread_ts: '1700000000.000900' });
+        expect(slack.callsOf('conversations.replies')).toHaveLength(1);
+        expect(await rows()).toEqual([expect.objectContaining({ state: 'done', attempts: 2 })]);
+      } finally {
+        await slack.close();
+      }
+    },
+  );
 
   itWithPostgres(
     'held by another worker: 409 while its lease lasts, taken over after',

@@ -128,7 +128,7 @@ export function handlerContext(delivery: Delivery, deps: ContextDependencies): H
     slack,
     say: (message) => {
       if (channel === undefined) {
-        return Promise.reject(new Error(`say: a ${delivery.type} names no channel`));
+        return Promise.reject(new Error(`say: this ${delivery.type} names no channel`));
       }
       const args = typeof message === 'string' ? { text: message } : message;
       return slack.call(
