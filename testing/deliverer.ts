@@ -136,6 +136,8 @@ export interface DeliveryAttempt {
   readonly body: Buffer;
   /** The wait before the next attempt (backoff, or Retry-After as retryAfterMax allows). */
   readonly waitMs?: number;
+  /** The answer's `Retry-After` header, as sent. */
+  readonly retryAfter?: string;
 }
 
 export interface Settlement {
@@ -471,6 +473,9 @@ export async function startDeliverer(input: DelivererInput = {}): Promise<Delive
         result,
         body: 'error' in answer ? Buffer.alloc(0) : answer.body.subarray(0, BODY_KEPT_BYTES),
         ...(waitMs === undefined ? {} : { waitMs }),
+        ...('error' in answer || typeof answer.headers['retry-after'] !== 'string'
+          ? {}
+          : { retryAfter: answer.headers['retry-after'] }),
       });
       changed();
       if (result === 'ok') return { done: true, answer, ...(reply && { reply }) };
