@@ -279,6 +279,58 @@ describe('slackWorker behind the image pipeline', () => {
   );
 
   itWithPostgres(
+    'handlers get their context: event id, team, attempt, Slack’s retry, the database, a logger in the delivery’s request',
+    async () => {
+      const seen: Record<string, unknown>[] = [];
+      const handlers = new SlackHandlers().onEvent('app_mention', async (_event, context) => {
+        const { rows: found } = await context.postgres!.query<{ one: number }>(
+          'test_one',
+          'SELECT 1 AS one',
+        );
+        seen.push({
+          eventId: context.eventId,
+          teamId: context.teamId,
+          attempt: context.attempt,
+          retryNum: context.retryNum,
+          retryReason: context.retryReason,
+          one: found[0]?.one,
+          aborted: context.signal.aborted,
+        });
+        context.logger.info('handling');
+      });
+      const { server, logs } = await workerApp(handlers);
+      const event = slackEvent('EvCtx1').cloneWith({
+        slackretrynum: '1',
+        slackretryreason: 'http_timeout',
+      });
+      const message = HTTP.binary(event);
+      await request(server)
+        .post('/')
+        .set(message.headers as Record<string, string>)
+        .set('X-Request-ID', 'delivery-1')
+        .send(message.body as string)
+        .expect(204);
+      expect(seen).toEqual([
+        {
+          eventId: 'EvCtx1',
+          teamId: 'T0001',
+          attempt: 1,
+          retryNum: 1,
+          retryReason: 'http_timeout',
+          one: 1,
+          aborted: false,
+        },
+      ]);
+      expect(logs.find((line) => line.msg === 'handling')).toMatchObject({
+        requestId: 'delivery-1',
+        id: 'EvCtx1',
+        type: 'app_mention',
+        attempt: 1,
+      });
+    },
+  );
+
+  itWithPostgres(
     'held by another worker: 409 while its lease lasts, taken over after',
     async () => {
       const { handlers, ran } = recording();

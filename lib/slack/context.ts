@@ -31,7 +31,7 @@ export interface HandlerContext {
   readonly retryNum: number | undefined;
   /** Slack's reason for it (`X-Slack-Retry-Reason`: `http_timeout`, `http_error`…). */
   readonly retryReason: string | undefined;
-  /** The app's logger, every line carrying the event id, type and attempt (and the request id). */
+  /** The app's logger, every line carrying the event's `id`, `type` and `attempt` (and the request id). */
   readonly logger: Logger;
   /** Slack's Web API as this workspace's bot. */
   readonly slack: SlackClient;
@@ -121,7 +121,7 @@ export function handlerContext(delivery: Delivery, deps: ContextDependencies): H
     retryNum: delivery.retryNum,
     retryReason: delivery.retryReason,
     logger: withFields(deps.logger, {
-      eventId: delivery.eventId,
+      id: delivery.eventId,
       type: delivery.type,
       attempt: delivery.attempt,
     }),

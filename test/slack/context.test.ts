@@ -59,7 +59,7 @@ describe('handlerContext', () => {
     });
     context.logger.info('handled', { extra: true });
     expect(lines).toEqual([
-      expect.objectContaining({ msg: 'handled', eventId: 'Ev1', type: 'app_mention', attempt: 2 }),
+      expect.objectContaining({ msg: 'handled', id: 'Ev1', type: 'app_mention', attempt: 2 }),
     ]);
   });
 
