@@ -3,7 +3,8 @@
 
 # Build stage: one bundle, dist/main.cjs, holding the entry and every dependency it needs at start;
 # functions-framework with Express (dist/framework.cjs), pg (dist/pg.cjs), the CloudEvents SDK
-# (dist/cloudevents.cjs) and jose (dist/jose.cjs) beside it, loaded only when first needed.
+# (dist/cloudevents.cjs), jose (dist/jose.cjs) and Slack's WebClient (dist/slack-web-api.cjs)
+# beside it, loaded only when first needed.
 FROM node:24.21.0-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
@@ -25,7 +26,7 @@ ENV NODE_COMPILE_CACHE=/app/.compile-cache
 ENV NODE_OPTIONS="--disable-warning=DEP0169 --max-semi-space-size=8 --max-old-space-size=160"
 WORKDIR /app
 RUN mkdir .compile-cache && chown 10001:10001 .compile-cache
-COPY --from=build /app/dist/main.cjs /app/dist/framework.cjs /app/dist/pg.cjs /app/dist/cloudevents.cjs /app/dist/jose.cjs ./dist/
+COPY --from=build /app/dist/main.cjs /app/dist/framework.cjs /app/dist/pg.cjs /app/dist/cloudevents.cjs /app/dist/jose.cjs /app/dist/slack-web-api.cjs ./dist/
 # The migration Job's entry (node dist/migrate.cjs) and the SQL files it applies, beside dist/.
 COPY --from=build /app/dist/migrate.cjs ./dist/migrate.cjs
 # The dead-letter replay (node dist/replay.cjs; docs/operations.md, "Dead letters").

@@ -63,6 +63,25 @@ export default tseslint.config(
     },
   },
   {
+    // A feature builds on the runtime (lib/) only: never on an entry, the tests or another feature.
+    files: ['functions/features/**/*.ts'],
+    ignores: ['functions/features/index.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              regex: '^(?!\\.\\./\\.\\./lib/)\\.\\.?/',
+              message:
+                'a feature imports only from lib/ (the runtime), never functions/ or another feature.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
     // Tests and the benchmark read untyped data (response bodies, YAML, tool output).
     files: ['test/**/*.ts', 'testing/**/*.ts', 'bench/**/*.ts'],
     rules: {

@@ -1,8 +1,9 @@
-// npm run build: five bundles and four on-demand chunks.
+// npm run build: five bundles and five on-demand chunks.
 // - dist/main.cjs, the image's entry: functions/main.ts with every dependency it needs at start in
 //   one file, so that a cold start loads one file (no node_modules at run time); beside it
 //   dist/framework.cjs (functions-framework and Express), dist/pg.cjs (node-postgres),
-//   dist/cloudevents.cjs (the CloudEvents SDK) and dist/jose.cjs (JWT checks of event deliveries),
+//   dist/cloudevents.cjs (the CloudEvents SDK), dist/jose.cjs (JWT checks of event deliveries) and
+//   dist/slack-web-api.cjs (Slack's WebClient),
 //   loaded only when first needed (ON_DEMAND below).
 // - dist/coffeebuddy.cjs (package.json "main"): the functions alone for
 //   `npx functions-framework --target=<name>`; the framework stays external there, since it holds
@@ -36,7 +37,7 @@ const lazyPushgateway = {
  * reading and compiling them would cost every cold start, and the `coffeebuddy` entry never uses
  * them (functions-framework's Express app serves only routes that want a parsed body; pg only
  * functions that use the database; cloudevents only a process with K_SINK; jose only the event
- * functions with EVENTING_OIDC_AUDIENCE).
+ * functions with EVENTING_OIDC_AUDIENCE; @slack/web-api only the first Slack Web API call).
  */
 const ON_DEMAND = {
   '@google-cloud/functions-framework': './framework.cjs',
@@ -44,12 +45,16 @@ const ON_DEMAND = {
   pg: './pg.cjs',
   cloudevents: './cloudevents.cjs',
   jose: './jose.cjs',
+  '@slack/web-api': './slack-web-api.cjs',
 };
 const onDemandChunks = {
   name: 'on-demand-chunks',
   setup(build) {
     build.onResolve(
-      { filter: /^(@google-cloud\/functions-framework(\/testing)?|pg|cloudevents|jose)$/ },
+      {
+        filter:
+          /^(@google-cloud\/functions-framework(\/testing)?|pg|cloudevents|jose|@slack\/web-api)$/,
+      },
       (args) => ({
         path: ON_DEMAND[args.path],
         external: true,
@@ -67,6 +72,7 @@ const CHUNKS = {
   'cloudevents.cjs': `module.exports = require('cloudevents');`,
   // jose is ESM only: esbuild turns it into CommonJS here, so Node never loads ESM at run time.
   'jose.cjs': `module.exports = require('jose');`,
+  'slack-web-api.cjs': `module.exports = require('@slack/web-api');`,
 };
 
 const common = {

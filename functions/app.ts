@@ -10,6 +10,7 @@ import {
 } from '../lib/clients/postgres';
 import {
   buildVaultClient,
+  reportingSecrets,
   vaultSecretValue,
   type VaultClient,
   type VaultClientFactory,
@@ -20,6 +21,7 @@ import {
   eventAuthenticationProblems,
   getSettings,
   NO_AUDIENCE,
+  SENSITIVE_SETTINGS,
   SettingsError,
   type FunctionTarget,
   type Settings,
@@ -39,7 +41,9 @@ import { Lifecycle } from '../lib/lifecycle';
 import { createMetrics, type RuntimeMetrics } from '../lib/metrics';
 import { RequestContexts, runInContext } from '../lib/request-context';
 import { ReadinessChecker, type CheckListener } from '../lib/readiness';
-import { SlackHandlers } from '../lib/slack/handlers';
+import { Redactor } from '../lib/redactor';
+import type { SlackClient, SlackClientFactory } from '../lib/slack/client';
+import type { SlackHandlers } from '../lib/slack/handlers';
 import { RecentIds, type SeenIds } from '../lib/slack/recent-ids';
 import { SigningSecret } from '../lib/slack/signing-secret';
 import { SlackVerifier } from '../lib/slack/verify';
@@ -48,12 +52,14 @@ import { DeadDepth } from '../lib/slack/dead-depth';
 import { DeadLetters } from '../lib/slack/dead-letters';
 import { createDeadLetterMetrics } from '../lib/slack/dead-metrics';
 import { DeadLetterStore } from '../lib/slack/dead-store';
+import { buildSlackClient } from '../lib/slack/web-api';
 import { createWorkMetrics } from '../lib/slack/work-metrics';
 import { WorkStore } from '../lib/slack/work-store';
 import { kindOf, SlackWorker } from '../lib/slack/worker';
 import { version } from '../package.json';
 import { coffeebuddyRoutes, probeRoutes, type ProbeDependencies } from './coffeebuddy';
-import { slackDeadLetter } from './slackDeadLetter';
+import { coffeeBuddyHandlers } from './features';
+import { SLACK_DEAD_LETTER, slackDeadLetter } from './slackDeadLetter';
 import { SLACK_WORKER, slackWorker } from './slackWorker';
 
 export interface CreateAppOptions {
@@ -63,7 +69,15 @@ export interface CreateAppOptions {
   /** Where metrics are registered; by default a registry of the app's own, never the global one. */
   registry?: Registry;
   logger?: Logger;
-  /** What CoffeeBuddy does with slash commands, events and interactions. */
+  /**
+   * Known secret values, removed from every line of the default logger: the secret sources
+   * report what they read. Pass the one a given `logger` redacts with.
+   */
+  redactor?: Redactor;
+  /**
+   * What CoffeeBuddy does with slash commands, events and interactions: the features' seat
+   * (functions/features) by default; tests that need bare handlers pass their own.
+   */
   slackHandlers?: SlackHandlers;
   /** Seconds since the epoch, for Slack's timestamp check; injectable for tests. */
   nowSeconds?: () => number;
@@ -83,6 +97,8 @@ export interface CreateAppOptions {
    */
   database?: boolean;
   postgresClientFactory?: PostgresClientFactory;
+  /** Builds the Slack Web API client of every app that runs handlers (not the dead-letter one). */
+  slackClientFactory?: SlackClientFactory;
 }
 
 /** Slack's event ids, kept to recognise redeliveries: Slack retries within minutes. */
@@ -101,8 +117,16 @@ const DEAD_COUNT_TTL_MS = 5000;
 const DEAD_COUNT_TIMEOUT_MS = 1000;
 
 /** Where the signing secret comes from, if anywhere. */
-function signingSecret(settings: Settings, vault: VaultClient): SigningSecret | undefined {
-  const reuse = { ttlMs: settings.SLACK_SECRET_TTL_MS, staleMs: settings.SLACK_SECRET_STALE_MS };
+function signingSecret(
+  settings: Settings,
+  vault: VaultClient,
+  redactor: Redactor,
+): SigningSecret | undefined {
+  const reuse = {
+    ttlMs: settings.SLACK_SECRET_TTL_MS,
+    staleMs: settings.SLACK_SECRET_STALE_MS,
+    redactor,
+  };
   if (settings.SLACK_SIGNING_SECRET !== '') {
     const secret = settings.SLACK_SIGNING_SECRET;
     return new SigningSecret({ load: () => Promise.resolve(secret), ...reuse });
@@ -202,6 +226,9 @@ function requestObserver(
 interface TakerDependencies {
   postgres: PostgresClient;
   handlers: SlackHandlers;
+  /** None in the dead-letter function, which runs no handlers. */
+  slack: SlackClient | undefined;
+  redactor: Redactor;
   lifecycle: Lifecycle;
   logger: Logger;
   registry: Registry;
@@ -284,12 +311,16 @@ function eventTaker(
     });
     return { ...slackDeadLetter(deadLetters, endpoints), close: () => deadLetters.close() };
   }
+  if (deps.slack === undefined) throw new Error(`${target} needs a Slack client`);
   const worker = new SlackWorker({
     store: new WorkStore(deps.postgres, workerName()),
     handlers,
     lifecycle,
     logger,
     metrics,
+    slack: deps.slack,
+    postgres: deps.postgres,
+    redact: (text) => deps.redactor.redact(text),
     handlerTimeoutMs: settings.SLACK_HANDLER_TIMEOUT_MS,
     leaseMs: settings.SLACK_WORK_LEASE_MS,
     retentionMs: settings.SLACK_WORK_RETENTION_MS,
@@ -306,6 +337,8 @@ export interface App {
   readonly checker: ReadinessChecker;
   readonly lifecycle: Lifecycle;
   readonly logger: Logger;
+  /** Known secret values: every line of the default logger is redacted with it. */
+  readonly redactor: Redactor;
   /** Each function's router by name, `coffeebuddy` routing to every endpoint: what createServer serves. */
   readonly routers: Readonly<Record<string, Router>>;
   /** Each request's id and trace id. */
@@ -316,6 +349,8 @@ export interface App {
   readonly functions: Readonly<Record<string, HttpFunction>>;
   /** The PostgreSQL client when the app uses the database. */
   readonly postgres: PostgresClient | undefined;
+  /** Slack's Web API as the bot, in every app that runs handlers (none in the dead-letter app). */
+  readonly slack: SlackClient | undefined;
   /**
    * Releases the clients' and the publisher's sockets and ends the database pool; the drain calls
    * it once requests (a publish is inside its request) and work are done.
@@ -332,14 +367,20 @@ export function createApp(options: CreateAppOptions = {}): App {
     options.target ?? settings.FUNCTION_TARGET,
   );
   if (targetProblems.length > 0) throw new SettingsError(targetProblems);
-  const logger = options.logger ?? createLogger(settings.LOG_LEVEL);
+  const redactor = options.redactor ?? new Redactor();
+  // Secrets given as settings are known from the start; those read later are reported as read.
+  for (const name of SENSITIVE_SETTINGS) redactor.add(String(settings[name]));
+  const logger = options.logger ?? createLogger(settings.LOG_LEVEL, undefined, redactor);
   const registry = options.registry ?? new Registry();
   const lifecycle = options.lifecycle ?? new Lifecycle();
   const clients = {
-    vault: (options.vaultClientFactory ?? buildVaultClient)(settings),
+    vault: reportingSecrets(
+      (options.vaultClientFactory ?? buildVaultClient)(settings, { redactor }),
+      redactor,
+    ),
     ory: (options.oryClientFactory ?? buildOryClient)(settings),
   };
-  const secret = signingSecret(settings, clients.vault);
+  const secret = signingSecret(settings, clients.vault, redactor);
 
   const runtimeMetrics = createMetrics(registry, { version });
   const slackMetrics = createSlackMetrics(registry);
@@ -352,8 +393,18 @@ export function createApp(options: CreateAppOptions = {}): App {
           vault: clients.vault,
           logger,
           registry,
+          redactor,
         })
       : undefined;
+  // Every app that runs handlers can call Slack: the worker, and the ingress (in-process handlers).
+  const slack =
+    target === SLACK_DEAD_LETTER
+      ? undefined
+      : (options.slackClientFactory ?? buildSlackClient)(settings, {
+          vault: clients.vault,
+          logger,
+          registry,
+        });
   const logTransition = logTransitions(logger);
   // The event functions use Vault only when it holds the database password, and never Ory.
   const eventVault: Record<string, VaultClient> =
@@ -375,7 +426,7 @@ export function createApp(options: CreateAppOptions = {}): App {
   });
   runtimeMetrics.collectReadinessFrom(() => checker.check());
 
-  const handlers = options.slackHandlers ?? new SlackHandlers();
+  const handlers = options.slackHandlers ?? coffeeBuddyHandlers();
   const probes: ProbeDependencies = {
     checker,
     lifecycle,
@@ -388,10 +439,19 @@ export function createApp(options: CreateAppOptions = {}): App {
   let closeFunctions: () => Promise<void>;
   if (takesEvents) {
     if (postgres === undefined) throw new Error(`${target} needs the database`);
-    const taker = eventTaker(target, settings, { postgres, handlers, lifecycle, logger, registry });
+    const taker = eventTaker(target, settings, {
+      postgres,
+      handlers,
+      slack,
+      redactor,
+      lifecycle,
+      logger,
+      registry,
+    });
     routes = [...probeRoutes(probes), taker.route];
     closeFunctions = taker.close;
   } else {
+    if (slack === undefined) throw new Error(`${target} needs a Slack client`);
     const publisher = slackPublisher(settings, logger, slackMetrics);
     routes = coffeebuddyRoutes({
       ...probes,
@@ -407,6 +467,9 @@ export function createApp(options: CreateAppOptions = {}): App {
         maxPendingWork: settings.SLACK_MAX_PENDING_WORK,
         commandTimeoutMs: COMMAND_TIMEOUT_MS,
         lifecycle,
+        handlerTimeoutMs: settings.SLACK_HANDLER_TIMEOUT_MS,
+        slack,
+        postgres,
         logger,
         count: slackMetrics.observeSlack,
       },
@@ -433,16 +496,19 @@ export function createApp(options: CreateAppOptions = {}): App {
     checker,
     lifecycle,
     logger,
+    redactor,
     routers,
     contexts,
     observeRequest,
     functions,
     postgres,
+    slack,
     close: async () => {
       // The functions first (a worker's claims, while the pool is still open; the publisher's
       // sockets), then the clients' sockets and the pool.
       await closeFunctions();
       for (const client of Object.values(clients)) client.close?.();
+      slack?.close?.();
       await postgres?.close();
     },
   };

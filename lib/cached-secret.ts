@@ -1,5 +1,6 @@
 import { reasonOf } from './errors';
 import { componentHealth, type ComponentHealth } from './health';
+import type { Redactor } from './redactor';
 
 /** After a failed read, the next waits this long, doubling with each failure up to the cap. */
 const FIRST_BACKOFF_MS = 1000;
@@ -16,6 +17,8 @@ export interface CachedSecretOptions {
   description?: string;
   /** Monotonic milliseconds; injectable so tests can move time. */
   now?: () => number;
+  /** Told every value read, so that no log line carries it. */
+  redactor?: Redactor;
 }
 
 /**
@@ -91,6 +94,7 @@ export class CachedSecret {
       .load()
       .then(
         (secret) => {
+          this.options.redactor?.add(secret);
           this.cached = { secret, loadedAt: this.now() };
           this.failure = undefined;
           return secret;

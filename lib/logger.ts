@@ -1,3 +1,4 @@
+import type { Redactor } from './redactor';
 import { currentContext } from './request-context';
 
 export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
@@ -20,23 +21,33 @@ const stdout: LogSink = (line) => {
 
 /**
  * A logger writing one JSON object a line, dropping entries below `level`. A line written while a
- * request is handled carries its `requestId` (and `traceId`), unless the fields name them.
+ * request is handled carries its `requestId` (and `traceId`), unless the fields name them. With a
+ * redactor, every known secret is removed from each line before it is written.
  */
-export function createLogger(level: LogLevel, sink: LogSink = stdout): Logger {
+export function createLogger(level: LogLevel, sink: LogSink = stdout, redactor?: Redactor): Logger {
   const threshold = SEVERITY[level];
   const write =
     (entryLevel: LogLevel) =>
     (message: string, fields: Record<string, unknown> = {}): void => {
       if (SEVERITY[entryLevel] < threshold) return;
-      sink(
-        JSON.stringify({
-          time: new Date().toISOString(),
-          level: entryLevel,
-          msg: message,
-          ...currentContext(),
-          ...fields,
-        }),
-      );
+      const line = JSON.stringify({
+        time: new Date().toISOString(),
+        level: entryLevel,
+        msg: message,
+        ...currentContext(),
+        ...fields,
+      });
+      sink(redactor === undefined ? line : redactor.redact(line));
+    };
+  return { debug: write('debug'), info: write('info'), warn: write('warn'), error: write('error') };
+}
+
+/** A logger that adds `fields` to every line it writes (a handler's event id, type and attempt). */
+export function withFields(logger: Logger, bound: Record<string, unknown>): Logger {
+  const write =
+    (entryLevel: LogLevel) =>
+    (message: string, fields: Record<string, unknown> = {}): void => {
+      logger[entryLevel](message, { ...bound, ...fields });
     };
   return { debug: write('debug'), info: write('info'), warn: write('warn'), error: write('error') };
 }

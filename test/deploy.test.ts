@@ -723,6 +723,12 @@ describe('Slack work through Knative Eventing, as the overlay builds it', () => 
     },
   );
 
+  withKubectl('a rate-limited worker’s Retry-After is honoured, up to a minute', () => {
+    const { delivery } = trigger().spec;
+    // Slack's Retry-After for chat.postMessage is seconds to a minute; the worker passes it on.
+    expect(isoDurationMs(delivery.retryAfterMax)).toBe(60_000);
+  });
+
   withKubectl(
     'an attempt outlasts a handler, and the retries outlast the lease of a dead worker’s claim',
     () => {
@@ -901,6 +907,8 @@ describe('Vault as code', () => {
 
   it('the policy reads exactly the KV v2 paths the app reads, and nothing else', () => {
     const blocks = [...read('policy.hcl').matchAll(/path\s+"([^"]+)"\s*\{([^}]*)\}/g)];
+    // The bot token lives beside the signing secret: the same path, another key.
+    expect(settings.SLACK_BOT_TOKEN_VAULT_PATH).toBe(settings.SLACK_SIGNING_SECRET_VAULT_PATH);
     expect(blocks.map((b) => b[1])).toEqual([
       `${settings.VAULT_KV_MOUNT}/data/${settings.SLACK_SIGNING_SECRET_VAULT_PATH}`,
       `${settings.VAULT_KV_MOUNT}/data/${settings.PG_PASSWORD_VAULT_PATH}`,
@@ -923,6 +931,9 @@ describe('Vault as code', () => {
   it('tells where the secret goes, under the key the app reads', () => {
     expect(script).toContain(
       `vault kv put ${settings.VAULT_KV_MOUNT}/${settings.SLACK_SIGNING_SECRET_VAULT_PATH} ${settings.SLACK_SIGNING_SECRET_VAULT_KEY}=-`,
+    );
+    expect(script).toContain(
+      `vault kv patch ${settings.VAULT_KV_MOUNT}/${settings.SLACK_BOT_TOKEN_VAULT_PATH} ${settings.SLACK_BOT_TOKEN_VAULT_KEY}=-`,
     );
     expect(script).toContain(
       `vault kv put ${settings.VAULT_KV_MOUNT}/${settings.PG_PASSWORD_VAULT_PATH} ${settings.PG_PASSWORD_VAULT_KEY}=-`,

@@ -20,7 +20,7 @@ describe('Dockerfile', () => {
     expect(envOf(runtime).NODE_ENV).toBe('production');
     expect(argsOf(runtime, 'RUN').join('\n')).not.toMatch(/npm/);
     expect(argsOf(runtime, 'COPY')).toEqual([
-      '--from=build /app/dist/main.cjs /app/dist/framework.cjs /app/dist/pg.cjs /app/dist/cloudevents.cjs /app/dist/jose.cjs ./dist/',
+      '--from=build /app/dist/main.cjs /app/dist/framework.cjs /app/dist/pg.cjs /app/dist/cloudevents.cjs /app/dist/jose.cjs /app/dist/slack-web-api.cjs ./dist/',
       '--from=build /app/dist/migrate.cjs ./dist/migrate.cjs',
       '--from=build /app/dist/replay.cjs ./dist/replay.cjs',
       'migrations ./migrations',

@@ -68,6 +68,8 @@ describe('alerting rules', () => {
         'CoffeeBuddyHighErrorRate',
         'CoffeeBuddyNotReady',
         'CoffeeBuddyRestarting',
+        'CoffeeBuddySlackApiAuthErrors',
+        'CoffeeBuddySlackApiRateLimited',
         'CoffeeBuddySlackDeadLetter',
         'CoffeeBuddySlackPublishFailing',
         'CoffeeBuddySlackSignatureRejected',
@@ -209,7 +211,7 @@ describe('metric names in the dashboard and the rules', () => {
 });
 
 describe('the dashboard', () => {
-  it('is a Grafana dashboard with a panel for requests, latency, dependencies, the runtime and Slack work', () => {
+  it('is a Grafana dashboard with a panel for requests, latency, dependencies, the runtime, Slack work and Slack API calls', () => {
     const titles: string[] = dashboard.panels.map((p: { title: string }) => p.title);
     expect(dashboard.uid).toBe('coffeebuddy-runtime');
     for (const word of [
@@ -223,6 +225,8 @@ describe('the dashboard', () => {
       'work outcomes',
       'handler latency',
       'dead events',
+      'Slack API calls',
+      'Slack API latency',
     ]) {
       expect(titles.some((t) => t.includes(word))).toBe(true);
     }

@@ -7,9 +7,10 @@ import { createApp } from '../functions/app';
 import { createLogger } from '../lib/logger';
 import { SETTING_NAMES, SettingsError, loadSettings } from '../lib/config/settings';
 import { signSlackRequest } from '../lib/slack/signature';
+import { startSlackApiStandIn } from '../testing/slack-api';
 import { serveFunction } from '../testing/server';
 import { APP_PASSWORD, APP_ROLE, itWithPostgres, startPostgres } from '../testing/postgres';
-import { startOryStandIn, startVaultStandIn } from '../testing/standins';
+import { absentUrl, startOryStandIn, startVaultStandIn } from '../testing/standins';
 import { CANARIES, expectNoCanary } from './support/canaries';
 
 /** An error's message and stack, as a log or a crash report would show them. */
@@ -25,7 +26,12 @@ async function failureText(promise: Promise<unknown>): Promise<string> {
 describe('secrets never leave', () => {
   it('no token or secret setting is echoed by a settings error, whatever else is wrong', () => {
     const secretNames = SETTING_NAMES.filter((n) => /TOKEN$|SECRET$|PASSWORD$/.test(n));
-    expect(secretNames.sort()).toEqual(['PGPASSWORD', 'SLACK_SIGNING_SECRET', 'VAULT_TOKEN']);
+    expect(secretNames.sort()).toEqual([
+      'PGPASSWORD',
+      'SLACK_BOT_TOKEN',
+      'SLACK_SIGNING_SECRET',
+      'VAULT_TOKEN',
+    ]);
     for (const name of secretNames) {
       // A canary no format accepts but free text, beside a bad value in every other setting.
       const canary = `canary ${name} ?#%/..\n`;
@@ -58,13 +64,15 @@ describe('secrets never leave', () => {
           SLACK_SIGNING_SECRET_VAULT_PATH: 'coffeebuddy/slack',
           PGPASSWORD: CANARIES.PGPASSWORD,
           PG_PASSWORD_VAULT_PATH: 'coffeebuddy/postgres',
+          SLACK_BOT_TOKEN: CANARIES.SLACK_BOT_TOKEN,
+          SLACK_BOT_TOKEN_VAULT_PATH: 'coffeebuddy/slack',
         });
       } catch (e) {
         return e as SettingsError;
       }
       throw new Error('expected a SettingsError');
     })();
-    expect(error.problems.length).toBeGreaterThanOrEqual(6);
+    expect(error.problems.length).toBeGreaterThanOrEqual(8);
     expectNoCanary('a settings error', error.message);
   });
 
@@ -204,6 +212,85 @@ describe('secrets never leave', () => {
     } finally {
       await Promise.all([vault.close(), ory.close()]);
       fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('not in the Slack client’s logs, errors or metrics, whatever Slack answers', async () => {
+    const vault = await startVaultStandIn();
+    const slack = await startSlackApiStandIn();
+    const lines: string[] = [];
+    const outputs: string[] = [];
+    try {
+      vault.tokens.set(CANARIES.VAULT_TOKEN, Date.now() + 600_000);
+      const fromVault = {
+        VAULT_TOKEN: CANARIES.VAULT_TOKEN,
+        SLACK_BOT_TOKEN_VAULT_PATH: 'coffeebuddy/slack-bot',
+      };
+      const configurations: [NodeJS.ProcessEnv, string][] = [
+        [{ SLACK_BOT_TOKEN: CANARIES.SLACK_BOT_TOKEN }, CANARIES.SLACK_BOT_TOKEN],
+        [fromVault, CANARIES.vaultStoredBotToken],
+      ];
+      for (const [env, token] of configurations) {
+        vault.secrets['coffeebuddy/slack-bot'] = { bot_token: token };
+        slack.tokens.clear();
+        slack.tokens.add(token);
+        const registry = new Registry();
+        const app = createApp({
+          settings: loadSettings({
+            VAULT_ADDR: vault.url,
+            ORY_URL: vault.url,
+            SLACK_API_URL: slack.url,
+            ...env,
+          }),
+          registry,
+          logger: createLogger('debug', (line) => lines.push(line)),
+        });
+        const bot = app.slack!;
+        const post = () => bot.call('chat.postMessage', { channel: 'C1', text: 'x' });
+        // What a caller sees of a call, settled either way.
+        const seen = () =>
+          post().then(
+            JSON.stringify,
+            (e: unknown) => `${String(e)}\n${String((e as Error).stack)}`,
+          );
+        await post();
+        slack.rateLimit('chat.postMessage', 1, 7);
+        outputs.push(await failureText(post()));
+        slack.answer('chat.postMessage', {
+          answer: { kind: 'status', status: 502, body: 'bad gateway' },
+          times: 1,
+        });
+        outputs.push(await failureText(post()));
+        // Refused: the token read again (Vault rotated it, or the setting is the same) and sent.
+        vault.secrets['coffeebuddy/slack-bot'] = { bot_token: CANARIES.rotatedBotToken };
+        slack.tokens.clear();
+        slack.tokens.add(CANARIES.rotatedBotToken);
+        outputs.push(await seen(), await seen());
+        outputs.push(await registry.metrics());
+        await app.close();
+      }
+      const sent = new Set(slack.calls.map((c) => c.token));
+      // Each canary really was sent to Slack.
+      expect(sent).toEqual(
+        new Set([CANARIES.SLACK_BOT_TOKEN, CANARIES.vaultStoredBotToken, CANARIES.rotatedBotToken]),
+      );
+      const refusing = createApp({
+        settings: loadSettings({
+          VAULT_ADDR: vault.url,
+          ORY_URL: vault.url,
+          SLACK_API_URL: `${await absentUrl()}/api/`,
+          SLACK_BOT_TOKEN: CANARIES.SLACK_BOT_TOKEN,
+        }),
+        registry: new Registry(),
+        logger: createLogger('debug', (line) => lines.push(line)),
+      });
+      outputs.push(await failureText(refusing.slack!.call('auth.test', {})));
+      await refusing.close();
+      expectNoCanary('Slack client errors and metrics', outputs.join('\n'));
+      expectNoCanary('Slack client logs', lines.join('\n'));
+      expect(lines.some((l) => l.includes('Slack refused the bot token'))).toBe(true);
+    } finally {
+      await Promise.all([vault.close(), slack.close()]);
     }
   });
 });

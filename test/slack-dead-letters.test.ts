@@ -100,10 +100,10 @@ async function workerApp(until?: Promise<void>, fail?: () => boolean) {
   const ran: string[] = [];
   const started: string[] = [];
   const handlers = new SlackHandlers().onEvent('app_mention', async (event) => {
-    started.push(String(event.text));
+    started.push(event.text);
     await until;
     if (fail?.() === true) throw new TypeError('handler failed');
-    ran.push(String(event.text));
+    ran.push(event.text);
   });
   const worker = await harness({ target: 'slackWorker', slackHandlers: handlers, env: env() });
   return { ...worker, ran, started };

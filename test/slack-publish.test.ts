@@ -155,6 +155,18 @@ describe('with K_SINK, an event_callback', () => {
     expect(await slackCount(app, 'events', 'retry_duplicate')).toBe(1);
   });
 
+  it('carries Slack’s retry number and reason as extensions, keeping Slack’s event_id as its id', async () => {
+    const { server } = await publishing();
+    const body = JSON.stringify(envelope('EvRetried'));
+    await post(server, '/slack/events', body, JSON_TYPE, 2).expect(200);
+    const [event] = sink.events();
+    expect(event).toMatchObject({
+      id: 'EvRetried',
+      slackretrynum: '2',
+      slackretryreason: 'http_error',
+    });
+  });
+
   it('names no workspace it cannot tell: source unknown', async () => {
     const { server } = await publishing();
     const noTeam: Record<string, unknown> = envelope('EvNoTeam');

@@ -8,6 +8,7 @@ import { eventually, findCommand, promtoolCheckMetrics } from '../testing/tools'
 import { SlackHandlers } from '../lib/slack/handlers';
 import { signSlackRequest } from '../lib/slack/signature';
 import { startSink } from '../testing/sink';
+import { startSlackApiStandIn } from '../testing/slack-api';
 
 /**
  * The slackWorker and slackDeadLetter functions behind the image's pipeline (and alone under
@@ -85,8 +86,8 @@ async function workCount(server: Parameters<typeof request>[0], outcome: string,
 function recording(behaviour: (text: string) => void | Promise<void> = () => undefined) {
   const ran: string[] = [];
   const handlers = new SlackHandlers().onEvent('app_mention', async (event) => {
-    await behaviour(String(event.text));
-    ran.push(String(event.text));
+    await behaviour(event.text);
+    ran.push(event.text);
   });
   return { handlers, ran };
 }
@@ -130,13 +131,13 @@ describe('from the ingress to the worker: what Slack was acknowledged, the worke
           target: 'coffeebuddy',
           env: { SLACK_SIGNING_SECRET: SECRET, K_SINK: sink.url },
         });
-        const got: Record<string, unknown>[] = [];
+        const got: { type: string }[] = [];
         const handlers = new SlackHandlers()
           .onEvent('app_mention', (event) => {
             got.push(event);
           })
           .onInteraction('block_actions', (payload) => {
-            got.push(payload);
+            got.push({ ...payload, type: String(payload.type) });
           });
         const worker = await workerApp(handlers);
 
@@ -216,7 +217,7 @@ describe('slackWorker behind the image pipeline', () => {
   );
 
   itWithPostgres('an interaction runs its handlers with the payload', async () => {
-    const got: unknown[] = [];
+    const got: Record<string, unknown>[] = [];
     const handlers = new SlackHandlers().onInteraction('block_actions', (payload) => {
       got.push(payload);
     });
@@ -235,11 +236,11 @@ describe('slackWorker behind the image pipeline', () => {
   });
 
   itWithPostgres(
-    'a handler that throws: 500, released with the reason, run again by the retry',
+    'a handler that throws: 500, logged and released with its message (no secret), run again by the retry',
     async () => {
       let fail = true;
       const { handlers, ran } = recording(() => {
-        if (fail) throw new TypeError('boom with data that must not be logged');
+        if (fail) throw new TypeError(`cannot order: password ${APP_PASSWORD} refused`);
       });
       const { server, logs } = await workerApp(handlers);
       const failed = await deliver(server, slackEvent('Ev3'));
@@ -248,19 +249,26 @@ describe('slackWorker behind the image pipeline', () => {
         expect.objectContaining({
           state: 'released',
           attempts: 1,
-          last_error: 'TypeError',
+          last_error: 'TypeError: cannot order: password [redacted] refused',
           claimed_by: null,
         }),
       ]);
-      expect(JSON.stringify(logs)).not.toContain('must not be logged');
-      expect(logs).toContainEqual(
+      expect(JSON.stringify(logs)).not.toContain(APP_PASSWORD);
+      const failure = logs.filter((line) => line.msg === 'slack handler failed');
+      expect(failure).toEqual([
         expect.objectContaining({
-          msg: 'slack handler failed',
+          level: 'error',
           id: 'Ev3',
+          type: 'app_mention',
           attempt: 1,
-          error: 'TypeError',
+          error: {
+            name: 'TypeError',
+            message: 'cannot order: password [redacted] refused',
+            stack: expect.arrayContaining([expect.stringContaining('slack-worker.test.ts')]),
+          },
         }),
-      );
+      ]);
+      expect((failure[0]!.error as { stack: string[] }).stack.length).toBeLessThanOrEqual(5);
       fail = false;
       expect((await deliver(server, slackEvent('Ev3'))).status).toBe(204);
       expect(ran).toEqual(['Ev3']);
@@ -295,6 +303,116 @@ describe('slackWorker behind the image pipeline', () => {
   });
 
   itWithPostgres(
+    'the mention feature rate limited by Slack: 429 with Retry-After, released uncounted as a failure; posted once on the retry',
+    async () => {
+      const token = 'xoxb-worker-rate-limit-token';
+      const slack = await startSlackApiStandIn([token]);
+      try {
+        // The seat's handlers: the app is built with none of the test's own.
+        const { server, logs } = await workerApp(undefined, {
+          SLACK_BOT_TOKEN: token,
+          SLACK_API_URL: slack.url,
+        });
+        slack.rateLimit('chat.postMessage', 1, 7);
+        const event = new CloudEvent({
+          id: 'EvRate1',
+          source: SOURCE,
+          type: 'com.slack.event.app_mention',
+          datacontenttype: 'application/json',
+          data: {
+            type: 'event_callback',
+            event_id: 'EvRate1',
+            team_id: 'T0001',
+            event: { type: 'app_mention', channel: 'C9', ts: '1700000000.000900', text: 'hi' },
+          },
+        });
+        const message = HTTP.binary(event);
+        const limited = await request(server)
+          .post('/')
+          .set(message.headers as Record<string, string>)
+          .send(message.body as string);
+        expect(limited.status).toBe(429);
+        expect(Number(limited.headers['retry-after'])).toBeGreaterThanOrEqual(7);
+        expect(await rows()).toEqual([
+          expect.objectContaining({
+            state: 'released',
+            attempts: 1,
+            last_error: 'SlackRateLimitedError: chat.postMessage rate limited: retry after 7 s',
+          }),
+        ]);
+        expect(await workCount(server, 'rate_limited')).toBe(1);
+        expect(await workCount(server, 'failed')).toBe(0);
+        expect(logs.filter((line) => line.msg === 'slack handler rate limited')).toEqual([
+          expect.objectContaining({ level: 'warn', id: 'EvRate1', retryAfterSeconds: 7 }),
+        ]);
+        expect(logs.some((line) => line.msg === 'slack handler failed')).toBe(false);
+
+        // Knative's retry after the wait: attempt 2 looks in the thread, finds nothing, posts.
+        expect((await deliver(server, event)).status).toBe(204);
+        const posted = slack.callsOf('chat.postMessage').filter((call) => call.status === 200);
+        expect(posted).toHaveLength(1);
+        expect(posted[0]!.args).toMatchObject({ channel: 'C9', thread_ts: '1700000000.000900' });
+        expect(slack.callsOf('conversations.replies')).toHaveLength(1);
+        expect(await rows()).toEqual([expect.objectContaining({ state: 'done', attempts: 2 })]);
+      } finally {
+        await slack.close();
+      }
+    },
+  );
+
+  itWithPostgres(
+    'handlers get their context: event id, team, attempt, Slack’s retry, the database, a logger in the delivery’s request',
+    async () => {
+      const seen: Record<string, unknown>[] = [];
+      const handlers = new SlackHandlers().onEvent('app_mention', async (_event, context) => {
+        const { rows: found } = await context.postgres!.query<{ one: number }>(
+          'test_one',
+          'SELECT 1 AS one',
+        );
+        seen.push({
+          eventId: context.eventId,
+          teamId: context.teamId,
+          attempt: context.attempt,
+          retryNum: context.retryNum,
+          retryReason: context.retryReason,
+          one: found[0]?.one,
+          aborted: context.signal.aborted,
+        });
+        context.logger.info('handling');
+      });
+      const { server, logs } = await workerApp(handlers);
+      const event = slackEvent('EvCtx1').cloneWith({
+        slackretrynum: '1',
+        slackretryreason: 'http_timeout',
+      });
+      const message = HTTP.binary(event);
+      await request(server)
+        .post('/')
+        .set(message.headers as Record<string, string>)
+        .set('X-Request-ID', 'delivery-1')
+        .send(message.body as string)
+        .expect(204);
+      expect(seen).toEqual([
+        {
+          eventId: 'EvCtx1',
+          teamId: 'T0001',
+          attempt: 1,
+          retryNum: 1,
+          retryReason: 'http_timeout',
+          one: 1,
+          aborted: false,
+        },
+      ]);
+      expect(logs.find((line) => line.msg === 'handling')).toMatchObject({
+        requestId: 'delivery-1',
+        id: 'EvCtx1',
+        type: 'app_mention',
+        attempt: 1,
+      });
+    },
+  );
+
+  itWithPostgres(
     'held by another worker: 409 while its lease lasts, taken over after',
     async () => {
       const { handlers, ran } = recording();
@@ -323,7 +441,7 @@ describe('slackWorker behind the image pipeline', () => {
       const finish = gate();
       const started: string[] = [];
       const handlers = new SlackHandlers().onEvent('app_mention', async (event) => {
-        started.push(String(event.text));
+        started.push(event.text);
         await finish.opened;
         if (event.text === 'fail') throw new TypeError('failed after the lease');
       });
@@ -365,10 +483,10 @@ describe('slackWorker behind the image pipeline', () => {
       const ran: string[] = [];
       const handlers = new SlackHandlers()
         .onEvent('app_mention', (event) => {
-          ran.push(`first ${String(event.text)}`);
+          ran.push(`first ${event.text}`);
         })
         .onEvent('app_mention', (event) => {
-          ran.push(`second ${String(event.text)}`);
+          ran.push(`second ${event.text}`);
           if (event.text === 'fail') throw new RangeError('second handler failed');
         });
       const { server } = await workerApp(handlers);
@@ -377,7 +495,11 @@ describe('slackWorker behind the image pipeline', () => {
       expect(ran.sort()).toEqual(['first fail', 'first ok', 'second fail', 'second ok']);
       expect(await rows()).toEqual([
         expect.objectContaining({ id: 'Ev22', state: 'done' }),
-        expect.objectContaining({ id: 'Ev23', state: 'released', last_error: 'RangeError' }),
+        expect.objectContaining({
+          id: 'Ev23',
+          state: 'released',
+          last_error: 'RangeError: second handler failed',
+        }),
       ]);
     },
   );
@@ -412,7 +534,11 @@ describe('slackWorker behind the image pipeline', () => {
       expect((await answer).status).toBe(500);
       expect(ran).toEqual(['failing', 'slow done']);
       expect(await rows()).toEqual([
-        expect.objectContaining({ id: 'Ev25', state: 'released', last_error: 'RangeError' }),
+        expect.objectContaining({
+          id: 'Ev25',
+          state: 'released',
+          last_error: 'RangeError: fails at once',
+        }),
       ]);
     },
   );

@@ -3,6 +3,7 @@ import { createApp, type App, type CreateAppOptions } from '../functions/app';
 import { createServer, type CoffeebuddyServer } from '../functions/server';
 import { loadSettings } from '../lib/config/settings';
 import { createLogger } from '../lib/logger';
+import { Redactor } from '../lib/redactor';
 import { FakeClient } from './fakes';
 import { listenOnLoopback } from './server';
 
@@ -51,12 +52,17 @@ export function appHarness(
     const vault = new FakeClient();
     const ory = new FakeClient();
     const logs: Record<string, unknown>[] = [];
+    // The app's own redactor, as production's logger has it: no secret reaches `logs` either.
+    const redactor = appOptions.redactor ?? new Redactor();
     const app = createApp({
       settings: loadSettings({ ...defaults.env, ...env }),
       vaultClientFactory: () => vault,
       oryClientFactory: () => ory,
-      logger: createLogger('debug', (line) =>
-        logs.push(JSON.parse(line) as Record<string, unknown>),
+      redactor,
+      logger: createLogger(
+        'debug',
+        (line) => logs.push(JSON.parse(line) as Record<string, unknown>),
+        redactor,
       ),
       ...appOptions,
     });

@@ -23,6 +23,10 @@ import { CloudEvent, HTTP } from 'cloudevents';
  *   here when the body is empty) and each `kne-<name>` answer header as extension `<name>`.
  *   (knative/eventing's own dispatcher, pkg/kncloudevents/event_dispatcher.go, differs: it gives a
  *   network error code 500 with "dispatch error: ..." as data, and truncates the base64 text to 1024.)
+ * - With Knative's `delivery-retryafter` feature and the Trigger's `delivery.retryAfterMax`, a 429
+ *   or 503 answer's `Retry-After` (seconds or an HTTP date) makes the wait before the next retry
+ *   the larger of the backoff and min(Retry-After, retryAfterMax) (knative/eventing
+ *   pkg/kncloudevents retries.go); without retryAfterMax (or with 0) the header is ignored.
  * - ConsumerVerticleBuilder: the dead-letter sink is sent to with the same delivery settings; when
  *   that fails too, or there is none, the event is dropped (its offset committed all the same).
  * - With Knative's `authentication-oidc` feature (eventing pkg/auth, TokenProvider), each request
@@ -47,7 +51,7 @@ export interface DeliverySpec {
   deadLetterSink?: string;
   /**
    * `retryAfterMax` (Knative's `delivery-retryafter` feature): a 429 or 503 answer's
-   * `Retry-After` (in seconds), capped at this, is waited when longer than the backoff. Unset:
+   * `Retry-After`, capped at this, is waited when longer than the backoff. Unset or 0:
    * Retry-After is ignored.
    */
   retryAfterMaxMs?: number;
@@ -171,6 +175,10 @@ export interface DeliveryAttempt {
   readonly result: 'ok' | 'retryable' | 'failed';
   /** The answer's body, up to 64 KiB. */
   readonly body: Buffer;
+  /** The wait before the next attempt (backoff, or Retry-After as retryAfterMax allows). */
+  readonly waitMs?: number;
+  /** The answer's `Retry-After` header, as sent. */
+  readonly retryAfter?: string;
 }
 
 export interface Settlement {
@@ -240,10 +248,19 @@ export function backoffMs(
     : delivery.backoffDelayMs * 2 ** n;
 }
 
+/** A `Retry-After` value in milliseconds: delay-seconds or an HTTP date; undefined if unreadable. */
+export function retryAfterMs(value: string | undefined, now = Date.now()): number | undefined {
+  if (value === undefined) return undefined;
+  const text = value.trim();
+  if (/^\d+$/.test(text)) return Number(text) * 1000;
+  const date = Date.parse(text);
+  return Number.isNaN(date) ? undefined : Math.max(date - now, 0);
+}
+
 /**
- * The wait before retry n (1-based) after `answer`, as knative/eventing's kncloudevents reads
- * RetryAfterMaxDuration: the backoff, or the answer's Retry-After capped at retryAfterMax when
- * that is longer.
+ * The wait before retry n (1-based) after `answer`: the backoff, or for a 429 or 503 with a
+ * readable Retry-After and a Trigger with retryAfterMax, the larger of the backoff and
+ * min(Retry-After, retryAfterMax).
  */
 export function retryWaitMs(
   delivery: Pick<DeliverySpec, 'backoffPolicy' | 'backoffDelayMs' | 'retryAfterMaxMs'>,
@@ -251,13 +268,13 @@ export function retryWaitMs(
   answer: SubscriberAnswer,
 ): number {
   const backoff = backoffMs(delivery, n);
-  const max = delivery.retryAfterMaxMs;
-  if (max === undefined || 'error' in answer || (answer.status !== 429 && answer.status !== 503)) {
+  const max = delivery.retryAfterMaxMs ?? 0;
+  if (max <= 0 || 'error' in answer || (answer.status !== 429 && answer.status !== 503)) {
     return backoff;
   }
   const header = answer.headers['retry-after'];
-  const seconds = typeof header === 'string' && /^\d+$/.test(header) ? Number(header) : 0;
-  return Math.max(backoff, Math.min(seconds * 1000, max));
+  const asked = retryAfterMs(Array.isArray(header) ? header[0] : header);
+  return asked === undefined ? backoff : Math.max(backoff, Math.min(asked, max));
 }
 
 type TriggerState = Trigger & {
@@ -492,6 +509,8 @@ export async function startDeliverer(input: DelivererInput = {}): Promise<Delive
       } else {
         result = isRetryableStatus(answer.status) ? 'retryable' : 'failed';
       }
+      const last = result !== 'retryable' || attempt >= delivery.retry;
+      const waitMs = last ? undefined : retryWaitMs(delivery, attempt + 1, answer);
       attempts.push({
         eventId: event.id,
         eventSource: event.source,
@@ -505,6 +524,10 @@ export async function startDeliverer(input: DelivererInput = {}): Promise<Delive
         error,
         result,
         body: 'error' in answer ? Buffer.alloc(0) : answer.body.subarray(0, BODY_KEPT_BYTES),
+        ...(waitMs === undefined ? {} : { waitMs }),
+        ...('error' in answer || typeof answer.headers['retry-after'] !== 'string'
+          ? {}
+          : { retryAfter: answer.headers['retry-after'] }),
       });
       changed();
       if (result === 'ok') return { done: true, answer, ...(reply && { reply }) };
@@ -513,8 +536,8 @@ export async function startDeliverer(input: DelivererInput = {}): Promise<Delive
         result === 'failed' && 'status' in answer && answer.status < 300
           ? { error: error ?? 'failed' }
           : answer;
-      if (result === 'failed' || attempt >= delivery.retry) return { done: false, answer: failure };
-      await sleep(retryWaitMs(delivery, attempt + 1, answer));
+      if (waitMs === undefined) return { done: false, answer: failure };
+      await sleep(waitMs);
     }
   };
 

@@ -12,7 +12,7 @@ const delayMs = Number(process.env.WORK_HANDLER_DELAY_MS ?? '0');
 const fails = process.env.WORK_HANDLER_FAILS === 'always';
 
 const slackHandlers = new SlackHandlers().onEvent('app_mention', async (event) => {
-  const mark = `${String(event.text)} ${process.pid}`;
+  const mark = `${event.text} ${process.pid}`;
   if (runsFile !== '') fs.appendFileSync(runsFile, `start ${mark}\n`);
   if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
   if (fails) throw new Error('this handler always fails');

@@ -18,6 +18,8 @@ vault write auth/kubernetes/role/coffeebuddy @kubernetes-role.json
 cat <<'NEXT'
 Done. Store Slack's signing secret (read from standard input, so it stays out of shell history):
   vault kv put secret/coffeebuddy/slack signing_secret=-
+the bot token (xoxb-…) beside it in the same secret:
+  vault kv patch secret/coffeebuddy/slack bot_token=-
 and the PostgreSQL role's password the same way:
   vault kv put secret/coffeebuddy/postgres password=-
 NEXT

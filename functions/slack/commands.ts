@@ -1,4 +1,4 @@
-import { errorName } from '../../lib/errors';
+import { errorDetails } from '../../lib/errors';
 import { sendJson } from '../../lib/http/respond';
 import type { SlashCommand } from '../../lib/slack/handlers';
 import type { SlackOutcome } from '../../lib/slack/outcomes';
@@ -36,9 +36,10 @@ export const command: SlackKindHandler = async (form, res, deps) => {
       ])) ?? TOO_SLOW;
   } catch (error) {
     outcome = 'handler_error';
+    // A feature's failure: what a person on call needs, with the secrets the logger removes.
     deps.logger.error('slash command failed', {
       command: slash.command,
-      error: errorName(error),
+      error: errorDetails(error),
     });
     answer = 'Sorry, something went wrong.';
   } finally {

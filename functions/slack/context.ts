@@ -1,12 +1,16 @@
 import type { ServerResponse as Response } from 'node:http';
+import type { Queryable } from '../../lib/clients/postgres';
 import type { EventToPublish, Publisher } from '../../lib/eventing/publisher';
 import type { RouteRequest as Request } from '../../lib/http/router';
 import { sendJson, sendText } from '../../lib/http/respond';
 import type { Lifecycle } from '../../lib/lifecycle';
 import type { Logger } from '../../lib/logger';
+import type { SlackClient } from '../../lib/slack/client';
+import { retryNumOf, retryReasonOf, type Delivery } from '../../lib/slack/context';
 import type { SlackHandlers } from '../../lib/slack/handlers';
 import type { SlackKind, SlackOutcome } from '../../lib/slack/outcomes';
 import type { SeenIds } from '../../lib/slack/recent-ids';
+import { failureFields, runHandlers, type Handler } from '../../lib/slack/run';
 import type { SlackVerifier } from '../../lib/slack/verify';
 
 /** What the `slack` function is given. */
@@ -26,19 +30,25 @@ export interface SlackDependencies {
   commandTimeoutMs: number;
   /** Work after the ack is tracked here, so that shutdown waits for it. */
   lifecycle: Lifecycle;
+  /** When the signal of handlers run after the ack fires (SLACK_HANDLER_TIMEOUT_MS). */
+  handlerTimeoutMs: number;
+  /** Handlers' Slack Web API client. */
+  slack: SlackClient;
+  /** Handlers' PostgreSQL, when this process has a database. */
+  postgres: Queryable | undefined;
   logger: Logger;
   count: (kind: SlackKind, outcome: SlackOutcome) => void;
 }
 
 /**
- * One request kind's handler, called once the request is verified and its body parsed; `raw` is
- * the verified body as Slack sent it.
+ * One request kind's handler, called once the request is verified and its body parsed; `req` holds
+ * the verified body as Slack sent it (`rawBody`) and Slack's retry headers.
  */
 export type SlackKindHandler = (
   body: Fields,
   res: Response,
   deps: SlackDependencies,
-  raw: Buffer,
+  req: Request,
 ) => void | Promise<void>;
 
 export type Fields = Record<string, unknown>;
@@ -49,6 +59,12 @@ export const header = (req: Request, name: string): string | undefined => {
   const value = req.headers[name];
   return typeof value === 'string' ? value : undefined;
 };
+
+/** Slack's retry number and reason, from its headers (well-formed only). */
+export const slackRetryOf = (req: Request): Pick<Delivery, 'retryNum' | 'retryReason'> => ({
+  retryNum: retryNumOf(header(req, 'x-slack-retry-num')),
+  retryReason: retryReasonOf(header(req, 'x-slack-retry-reason')),
+});
 
 /**
  * Refuses a verified request whose body is not what its kind takes: one warning naming the kind
@@ -109,20 +125,34 @@ export function refuseWhenBusy(
 }
 
 /**
- * Runs handlers after the acknowledgement, each tracked by the lifecycle so that shutdown waits
- * for it; a failing handler is reported, never thrown.
+ * Runs a delivery's handlers after the acknowledgement with their context (attempt 1, the signal
+ * firing at handlerTimeoutMs), tracked by the lifecycle so that shutdown waits for them; a failure
+ * is logged with the error's name, message and stack and counted (`handler_error`, or
+ * `rate_limited` when Slack answered 429), never thrown.
  */
-export function dispatchLater<T>(
+export function dispatchLater(
   deps: SlackDependencies,
-  handlers: readonly ((input: T) => void | Promise<void>)[],
-  input: T,
-  fail: () => void,
+  handlers: readonly Handler[],
+  delivery: Omit<Delivery, 'signal' | 'attempt'>,
 ): void {
-  for (const handler of handlers) {
-    void deps.lifecycle.track(
-      Promise.resolve()
-        .then(() => handler(input))
-        .catch(fail),
-    );
-  }
+  const attempted = { ...delivery, attempt: 1 };
+  const run = runHandlers(handlers, attempted, {
+    slack: deps.slack,
+    postgres: deps.postgres,
+    logger: deps.logger,
+    lifecycle: deps.lifecycle,
+    timeoutMs: deps.handlerTimeoutMs,
+  }).then((result) => {
+    if (result.outcome === 'done') return;
+    const fields = failureFields(attempted, result);
+    if (result.outcome === 'rate_limited') {
+      // Nothing retries in process: Slack does not redeliver an acknowledged event.
+      deps.count(delivery.kind, 'rate_limited');
+      deps.logger.warn('slack handler rate limited', fields);
+    } else {
+      deps.count(delivery.kind, 'handler_error');
+      deps.logger.error('slack handler failed', fields);
+    }
+  });
+  void deps.lifecycle.track(run);
 }

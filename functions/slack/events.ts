@@ -8,6 +8,7 @@ import {
   publishOrRefuse,
   refuseInvalid,
   refuseWhenBusy,
+  slackRetryOf,
   text,
   type Fields,
   type SlackDependencies,
@@ -33,8 +34,9 @@ async function publishEvent(
   res: Response,
   deps: SlackDependencies,
   publisher: Publisher,
+  retry: ReturnType<typeof slackRetryOf>,
 ): Promise<void> {
-  const cloudEvent = eventCloudEvent(envelope, body, eventId, type);
+  const cloudEvent = eventCloudEvent(envelope, body, eventId, type, retry);
   if (cloudEvent === undefined) {
     refuseInvalid(deps, 'events', res);
     return;
@@ -55,7 +57,7 @@ async function publishEvent(
  * POST /slack/events: answers url_verification; acknowledges events, then dispatches them, or
  * with K_SINK publishes them before the acknowledgement.
  */
-export const event: SlackKindHandler = async (envelope, res, deps, body) => {
+export const event: SlackKindHandler = async (envelope, res, deps, req) => {
   if (envelope.type === 'url_verification' && typeof envelope.challenge === 'string') {
     deps.count('events', 'url_verification');
     sendJson(res, 200, { challenge: envelope.challenge });
@@ -72,7 +74,16 @@ export const event: SlackKindHandler = async (envelope, res, deps, body) => {
     return;
   }
   if (deps.publisher !== undefined) {
-    await publishEvent(envelope, body, eventId, inner.type, res, deps, deps.publisher);
+    await publishEvent(
+      envelope,
+      req.rawBody ?? Buffer.alloc(0),
+      eventId,
+      inner.type,
+      res,
+      deps,
+      deps.publisher,
+      slackRetryOf(req),
+    );
     return;
   }
   const handlers = deps.handlers.handlersForEvent(inner.type);
@@ -87,8 +98,12 @@ export const event: SlackKindHandler = async (envelope, res, deps, body) => {
   }
   deps.count('events', 'ok');
   ack(res);
-  dispatchLater(deps, handlers, inner, () => {
-    deps.count('events', 'handler_error');
-    deps.logger.error('event handler failed', { type: inner.type });
+  dispatchLater(deps, handlers, {
+    eventId,
+    kind: 'events',
+    type: inner.type,
+    payload: inner,
+    envelope,
+    ...slackRetryOf(req),
   });
 };

@@ -97,7 +97,7 @@ export function slackRoutes(deps: SlackDependencies): Route[] {
         refuseInvalid(deps, kind, res, parsed.status, parsed.error);
         return;
       }
-      await HANDLERS[kind](parsed.value, res, deps, req.rawBody ?? Buffer.alloc(0));
+      await HANDLERS[kind](parsed.value, res, deps, req);
     },
   }));
 }

@@ -1,5 +1,5 @@
 import { parseJson } from '../../lib/http/parse';
-import { interactionCloudEvent } from '../../lib/slack/cloud-events';
+import { interactionCloudEvent, interactionId } from '../../lib/slack/cloud-events';
 import {
   ack,
   dispatchLater,
@@ -48,8 +48,10 @@ export const interaction: SlackKindHandler = async (form, res, deps) => {
   if (refuseWhenBusy(deps, 'interactions', res, handlers)) return;
   deps.count('interactions', 'ok');
   ack(res);
-  dispatchLater(deps, handlers, payload, () => {
-    deps.count('interactions', 'handler_error');
-    deps.logger.error('interaction handler failed', { type });
+  dispatchLater(deps, handlers, {
+    eventId: interactionId(text(form.payload)),
+    kind: 'interactions',
+    type,
+    payload,
   });
 };

@@ -7,6 +7,7 @@ import type { PgSslMode, Settings } from '../config/settings';
 import { UpstreamError, reasonOf } from '../errors';
 import { componentHealth, type ComponentHealth, type HealthCheckClient } from '../health';
 import type { Logger } from '../logger';
+import type { Redactor } from '../redactor';
 import { checkOperation, createPostgresMetrics, type PostgresMetrics } from './postgres-metrics';
 import { vaultSecretValue, type VaultClient } from './vault';
 
@@ -40,6 +41,8 @@ export interface PostgresDependencies {
   logger: Logger;
   /** Where the pool gauges and query histogram are registered. */
   registry: Registry;
+  /** Told the password, so that no log line carries it. */
+  redactor?: Redactor;
 }
 export type PostgresClientFactory = (
   settings: Settings,
@@ -332,11 +335,16 @@ export function sslOptions(mode: PgSslMode, caFile: string): false | ConnectionO
 }
 
 /** Where the password comes from: PGPASSWORD outside production, else Vault, else nowhere. */
-function passwordSource(settings: Settings, vault: VaultClient): CachedSecret | undefined {
+function passwordSource(
+  settings: Settings,
+  vault: VaultClient,
+  redactor: Redactor | undefined,
+): CachedSecret | undefined {
   const reuse = {
     ttlMs: settings.PG_PASSWORD_TTL_MS,
     staleMs: settings.PG_PASSWORD_STALE_MS,
     description: 'the PostgreSQL password',
+    ...(redactor === undefined ? {} : { redactor }),
   };
   if (settings.PGPASSWORD !== '') {
     const password = settings.PGPASSWORD;
@@ -354,7 +362,7 @@ export const buildPostgresClient: PostgresClientFactory = (settings, deps) =>
     port: settings.PGPORT,
     database: settings.PGDATABASE,
     user: settings.PGUSER,
-    password: passwordSource(settings, deps.vault),
+    password: passwordSource(settings, deps.vault, deps.redactor),
     ssl: sslOptions(settings.PGSSLMODE, settings.PGSSLROOTCERT),
     poolMax: settings.PG_POOL_MAX,
     connectTimeoutMs: settings.PG_CONNECT_TIMEOUT_MS,

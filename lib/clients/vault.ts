@@ -2,13 +2,19 @@ import type { Settings } from '../config/settings';
 import { UpstreamError } from '../errors';
 import type { HealthCheckClient } from '../health';
 import { Upstream, type StatusJudge } from '../http/upstream';
+import type { Redactor } from '../redactor';
 import { FileToken, KubernetesLogin, StaticToken, type VaultTokenSource } from './vault-auth';
 
 export interface VaultClient extends HealthCheckClient {
   /** The data of a KV v2 secret; rejects with a reason that holds no secret or token. */
   readSecret(path: string): Promise<Record<string, unknown>>;
 }
-export type VaultClientFactory = (settings: Settings) => VaultClient;
+/** What a Vault client may be given besides the settings. */
+export interface VaultDependencies {
+  /** Told every token used, so that no log line carries one. */
+  redactor?: Redactor;
+}
+export type VaultClientFactory = (settings: Settings, deps?: VaultDependencies) => VaultClient;
 
 /** Standbys answer 200 with these flags: they serve (or forward) requests, so they count as up. */
 export const VAULT_HEALTH_PATH = '/v1/sys/health?standbyok=true&perfstandbyok=true';
@@ -95,6 +101,21 @@ function secretData(body: Buffer, where: string): Record<string, unknown> {
   throw new UpstreamError(`unreadable secret at ${where}`);
 }
 
+/** A token source whose every token is reported to the redactor. */
+function reported(source: VaultTokenSource, redactor: Redactor | undefined): VaultTokenSource {
+  if (redactor === undefined) return source;
+  return {
+    token: async () => {
+      const token = await source.token();
+      redactor.add(token);
+      return token;
+    },
+    invalidate: () => {
+      source.invalidate();
+    },
+  };
+}
+
 /** The token source the settings name; settings validation allows at most one. */
 function tokenSource(settings: Settings): VaultClientOptions['tokens'] {
   if (settings.VAULT_TOKEN !== '') return () => new StaticToken(settings.VAULT_TOKEN);
@@ -114,9 +135,10 @@ function tokenSource(settings: Settings): VaultClientOptions['tokens'] {
   return undefined;
 }
 
-export function buildVaultClient(settings: Settings): VaultClient {
+export function buildVaultClient(settings: Settings, deps: VaultDependencies = {}): VaultClient {
+  const tokens = tokenSource(settings);
   return new HttpVaultClient(settings.VAULT_ADDR, settings.READINESS_TIMEOUT_MS, {
-    tokens: tokenSource(settings),
+    tokens: tokens && ((upstream) => reported(tokens(upstream), deps.redactor)),
     kvMount: settings.VAULT_KV_MOUNT,
     secretTimeoutMs: settings.VAULT_REQUEST_TIMEOUT_MS,
   });
@@ -136,5 +158,22 @@ export function vaultSecretValue(
       throw new UpstreamError(`no "${where.key}" in ${where.mount}/${where.path}`);
     }
     return value;
+  };
+}
+
+/**
+ * The same client, reporting every text value of each secret it reads to the redactor: whatever
+ * reads a secret from Vault (the signing secret, the database password, the bot token), no log
+ * line carries it.
+ */
+export function reportingSecrets(vault: VaultClient, redactor: Redactor): VaultClient {
+  return {
+    healthCheck: () => vault.healthCheck(),
+    readSecret: async (path) => {
+      const data = await vault.readSecret(path);
+      for (const value of Object.values(data)) if (typeof value === 'string') redactor.add(value);
+      return data;
+    },
+    close: () => vault.close?.(),
   };
 }

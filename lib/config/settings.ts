@@ -254,16 +254,47 @@ const schema = {
     env: 'SLACK_SIGNING_SECRET_VAULT_KEY',
   },
   SLACK_SECRET_TTL_MS: {
-    doc: 'How long the signing secret is reused before it is read again',
+    doc: 'How long the signing secret and the bot token are reused before they are read again',
     format: secretTtlMs.name,
     default: 300_000,
     env: 'SLACK_SECRET_TTL_MS',
   },
   SLACK_SECRET_STALE_MS: {
-    doc: 'How long past its TTL the signing secret is still used while reading it again fails',
+    doc: 'How long past their TTL the signing secret and bot token are still used while reading them again fails',
     format: staleMs.name,
     default: 3_600_000,
     env: 'SLACK_SECRET_STALE_MS',
+  },
+  SLACK_BOT_TOKEN: {
+    doc: 'Slack bot token (xoxb-…), outside production only',
+    format: anyText.name,
+    default: '',
+    env: 'SLACK_BOT_TOKEN',
+    sensitive: true,
+  },
+  SLACK_BOT_TOKEN_VAULT_PATH: {
+    doc: 'KV v2 path of the secret holding the Slack bot token',
+    format: vaultName.name,
+    default: '',
+    env: 'SLACK_BOT_TOKEN_VAULT_PATH',
+  },
+  SLACK_BOT_TOKEN_VAULT_KEY: {
+    doc: 'Key of the bot token inside that secret',
+    format: vaultName.name,
+    default: 'bot_token',
+    env: 'SLACK_BOT_TOKEN_VAULT_KEY',
+  },
+  SLACK_API_URL: {
+    doc: 'Base URL of Slack’s Web API (method names are appended); https only in production',
+    format: httpUrl.name,
+    default: 'https://slack.com/api/',
+    env: 'SLACK_API_URL',
+  },
+  SLACK_API_TIMEOUT_MS: {
+    doc: 'Longest one Slack Web API request may take, connection and answer',
+    format: timeoutMs.name,
+    default: 5000,
+    env: 'SLACK_API_TIMEOUT_MS',
   },
   SLACK_MAX_PENDING_WORK: {
     doc: 'Most Slack handlers running after their acknowledgement at once; beyond, 503',
@@ -494,6 +525,7 @@ function crossProblems(settings: Settings): string[] {
       `SLACK_SIGNING_SECRET_VAULT_PATH: needs one of ${VAULT_AUTH_SETTINGS.join(', ')}`,
     );
   }
+  problems.push(...slackApiProblems(settings, auth.length > 0));
   problems.push(...postgresProblems(settings, auth.length > 0));
   problems.push(...eventAuthenticationProblems(settings, settings.FUNCTION_TARGET));
   if (settings.SLACK_WORK_LEASE_MS < settings.SLACK_HANDLER_TIMEOUT_MS + LEASE_MARGIN_MS) {
@@ -539,6 +571,29 @@ export function eventAuthenticationProblems(settings: Settings, target: Function
   return problems;
 }
 
+/** The Web API rules: the bot token from one place, and Slack reached over TLS in production. */
+function slackApiProblems(settings: Settings, vaultAuth: boolean): string[] {
+  const problems: string[] = [];
+  const vaultPath = settings.SLACK_BOT_TOKEN_VAULT_PATH !== '';
+  if (settings.SLACK_BOT_TOKEN !== '') {
+    if (settings.NODE_ENV === 'production') {
+      problems.push('SLACK_BOT_TOKEN: not allowed in production; set SLACK_BOT_TOKEN_VAULT_PATH');
+    }
+    if (vaultPath) problems.push('SLACK_BOT_TOKEN, SLACK_BOT_TOKEN_VAULT_PATH: set only one');
+  }
+  if (vaultPath && !vaultAuth) {
+    problems.push(`SLACK_BOT_TOKEN_VAULT_PATH: needs one of ${VAULT_AUTH_SETTINGS.join(', ')}`);
+  }
+  if (settings.SLACK_API_URL === '') {
+    problems.push('SLACK_API_URL: must be set');
+  } else if (settings.NODE_ENV === 'production' && !settings.SLACK_API_URL.startsWith('https:')) {
+    problems.push(
+      'SLACK_API_URL: must be an https:// URL in production (the bot token goes with every call)',
+    );
+  }
+  return problems;
+}
+
 /** The PostgreSQL rules: the password from one place, and the CA file only where it is used. */
 function postgresProblems(settings: Settings, vaultAuth: boolean): string[] {
   const problems: string[] = [];
@@ -566,6 +621,11 @@ export const DEVELOPMENT_URLS = {
 
 /** Names of the environment variables the runtime reads. */
 export const SETTING_NAMES = Object.keys(schema) as (keyof Settings)[];
+
+/** The settings that hold secrets (convict-`sensitive`): never logged. */
+export const SENSITIVE_SETTINGS = SETTING_NAMES.filter(
+  (name) => (schema[name] as { sensitive?: boolean }).sensitive === true,
+);
 
 /** Settings a production deployment must set: they have no production default. */
 export const REQUIRED_IN_PRODUCTION = Object.keys(DEVELOPMENT_URLS) as (keyof Settings)[];

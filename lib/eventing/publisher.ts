@@ -18,7 +18,10 @@ export interface EventToPublish {
    * and written again, which could make it larger than what was received.
    */
   data: Buffer;
-  /** Extensions of its own (a replayed event's); K_CE_OVERRIDES' win over them. */
+  /**
+   * Extensions of its own ([a-z0-9] names: Slack's retry, a replayed event's); K_CE_OVERRIDES'
+   * win over them.
+   */
   extensions?: Readonly<Record<string, string>>;
 }
 

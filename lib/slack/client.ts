@@ -1,3 +1,8 @@
+import type { Registry } from 'prom-client';
+import type { VaultClient } from '../clients/vault';
+import type { Settings } from '../config/settings';
+import type { Logger } from '../logger';
+
 /** What Slack answered a Web API call that succeeded: `ok: true` and the method's own fields. */
 export type SlackApiResult = Readonly<Record<string, unknown>> & { readonly ok: true };
 
@@ -25,6 +30,16 @@ export interface SlackClient {
   /** Releases sockets; the app's close calls it after the drain. */
   close?(): void;
 }
+
+/** What a Slack client is built with besides settings; the app passes its own. */
+export interface SlackClientDependencies {
+  /** Where the bot token is read (SLACK_BOT_TOKEN_VAULT_PATH). */
+  vault: VaultClient;
+  logger: Logger;
+  /** Where the call counter and duration histogram are registered (when the app is built). */
+  registry: Registry;
+}
+export type SlackClientFactory = (settings: Settings, deps: SlackClientDependencies) => SlackClient;
 
 /** Slack answered 429: the caller should try again after `retryAfterSeconds`. */
 export class SlackRateLimitedError extends Error {

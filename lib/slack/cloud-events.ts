@@ -4,6 +4,12 @@ import type { EventToPublish } from '../eventing/publisher';
 /** CloudEvent types: the prefix and Slack's own type (`com.slack.event.app_mention`). */
 export const SLACK_EVENT_TYPE_PREFIX = 'com.slack.event.';
 export const SLACK_INTERACTION_TYPE_PREFIX = 'com.slack.interaction.';
+/**
+ * Extensions the ingress adds when Slack retried a delivery (`X-Slack-Retry-Num`, `-Reason`).
+ * Extension names are [a-z0-9] only; the id stays Slack's event_id, so a retry is the same event.
+ */
+export const SLACK_RETRY_NUM_EXTENSION = 'slackretrynum';
+export const SLACK_RETRY_REASON_EXTENSION = 'slackretryreason';
 /** The source of a request whose workspace cannot be told. */
 export const UNKNOWN_SOURCE = 'unknown';
 
@@ -39,14 +45,24 @@ export function eventCloudEvent(
   body: Buffer,
   eventId: string,
   eventType: string,
+  retry: { retryNum?: number | undefined; retryReason?: string | undefined } = {},
 ): EventToPublish | undefined {
   if (!SLACK_TYPE.test(eventType)) return undefined;
+  const extensions: Record<string, string> = {};
+  if (retry.retryNum !== undefined) extensions[SLACK_RETRY_NUM_EXTENSION] = String(retry.retryNum);
+  if (retry.retryReason !== undefined) extensions[SLACK_RETRY_REASON_EXTENSION] = retry.retryReason;
   return {
     id: eventId,
     type: `${SLACK_EVENT_TYPE_PREFIX}${eventType}`,
     source: slackSource(envelope.team_id, envelope.enterprise_id),
     data: body,
+    ...(Object.keys(extensions).length === 0 ? {} : { extensions }),
   };
+}
+
+/** An interaction's id: the hash of the `payload` text as Slack sent it. */
+export function interactionId(payloadText: string): string {
+  return `sha256:${crypto.createHash('sha256').update(payloadText).digest('hex')}`;
 }
 
 /**
@@ -59,7 +75,7 @@ export function interactionCloudEvent(
 ): EventToPublish | undefined {
   if (!SLACK_TYPE.test(payload.type)) return undefined;
   return {
-    id: `sha256:${crypto.createHash('sha256').update(payloadText).digest('hex')}`,
+    id: interactionId(payloadText),
     type: `${SLACK_INTERACTION_TYPE_PREFIX}${payload.type}`,
     source: slackSource(
       field(payload.team, 'id'),

@@ -1,3 +1,7 @@
+import type { EventPayload, HandlerContext } from './context';
+
+export type { HandlerContext } from './context';
+
 /** A slash command as Slack posts it (the fields features use). */
 export interface SlashCommand {
   command: string;
@@ -15,8 +19,22 @@ export interface Subcommand {
   run(args: string, command: SlashCommand): string | Promise<string>;
 }
 
-export type EventHandler = (event: Record<string, unknown>) => void | Promise<void>;
-export type InteractionHandler = (payload: Record<string, unknown>) => void | Promise<void>;
+/** Runs after Slack's acknowledgement with the inner event and its delivery's context. */
+export type EventHandler<E = Record<string, unknown>> = (
+  event: E,
+  context: HandlerContext,
+) => void | Promise<void>;
+/** Runs after Slack's acknowledgement with the interaction's payload and its context. */
+export type InteractionHandler = (
+  payload: Record<string, unknown>,
+  context: HandlerContext,
+) => void | Promise<void>;
+
+/**
+ * One CoffeeBuddy feature: registers its subcommands and handlers on the app's SlackHandlers.
+ * Each lives in a file of its own under functions/features/ and imports only from lib/.
+ */
+export type Feature = (handlers: SlackHandlers) => void;
 
 /**
  * What CoffeeBuddy does with Slack's requests: subcommands of one slash command, and handlers for
@@ -41,8 +59,14 @@ export class SlackHandlers {
     return this;
   }
 
-  onEvent(type: string, handler: EventHandler): this {
-    this.eventHandlers.set(type, [...(this.eventHandlers.get(type) ?? []), handler]);
+  /**
+   * Runs `handler` for each event of `type`, typed from `@slack/types` where it describes the
+   * type (`onEvent('app_mention', (event: AppMentionEvent, context) => …)`). The payload is what
+   * Slack sent, as Slack documents it; the runtime checks only its type.
+   */
+  onEvent<T extends string>(type: T, handler: EventHandler<EventPayload<T>>): this {
+    const registered = handler as unknown as EventHandler;
+    this.eventHandlers.set(type, [...(this.eventHandlers.get(type) ?? []), registered]);
     return this;
   }
 

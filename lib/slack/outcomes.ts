@@ -16,6 +16,7 @@ export const SLACK_OUTCOMES = [
   'not_configured',
   'secret_unavailable',
   'handler_error',
+  'rate_limited',
   'overloaded',
   'publish_failed',
 ] as const;
@@ -31,6 +32,7 @@ export const WORK_OUTCOMES = [
   'duplicate',
   'busy',
   'failed',
+  'rate_limited',
   'invalid',
   'unavailable',
   'dead_lettered',
@@ -40,5 +42,5 @@ export const WORK_OUTCOMES = [
 export type WorkOutcome = (typeof WORK_OUTCOMES)[number];
 
 /** How one event's handlers ended: the `outcome` label of the handler histogram. */
-export const HANDLER_OUTCOMES = ['done', 'failed'] as const;
+export const HANDLER_OUTCOMES = ['done', 'failed', 'rate_limited'] as const;
 export type HandlerOutcome = (typeof HANDLER_OUTCOMES)[number];

@@ -1,9 +1,20 @@
-import { errorName, reasonOf } from '../errors';
+import { randomUUID } from 'node:crypto';
+import type { Queryable } from '../clients/postgres';
+import { reasonOf } from '../errors';
 import type { ReceivedEvent, TakeResult } from '../eventing/event';
 import type { Lifecycle } from '../lifecycle';
 import type { Logger } from '../logger';
-import { SLACK_EVENT_TYPE_PREFIX, SLACK_INTERACTION_TYPE_PREFIX } from './cloud-events';
+import { currentContext, runInContext, traceIdOf, type RequestContext } from '../request-context';
+import type { SlackClient } from './client';
+import {
+  SLACK_EVENT_TYPE_PREFIX,
+  SLACK_INTERACTION_TYPE_PREFIX,
+  SLACK_RETRY_NUM_EXTENSION,
+  SLACK_RETRY_REASON_EXTENSION,
+} from './cloud-events';
+import { retryNumOf, retryReasonOf, type Delivery } from './context';
 import type { SlackHandlers } from './handlers';
+import { failureFields, failureReason, runHandlers, type Handler } from './run';
 import type { WorkKind, WorkOutcome } from './outcomes';
 import type { WorkMetrics } from './work-metrics';
 import type { WorkStore } from './work-store';
@@ -20,7 +31,7 @@ export function kindOf(type: string): WorkKind {
 
 /**
  * What became of one event, and the status Knative is answered with: 204 done or duplicate; 409
- * busy; 500 failed; 400 invalid; 503 unavailable.
+ * busy; 500 failed; 429 rate limited (with Retry-After); 400 invalid; 503 unavailable.
  */
 export interface WorkResult extends TakeResult {
   outcome: WorkOutcome;
@@ -34,17 +45,27 @@ const RESULTS: Record<
   duplicate: { outcome: 'duplicate', status: 204 },
   busy: { outcome: 'busy', status: 409, error: 'another worker holds this event' },
   failed: { outcome: 'failed', status: 500, error: 'handler failed' },
+  rate_limited: { outcome: 'rate_limited', status: 429, error: 'rate limited by Slack' },
   invalid: { outcome: 'invalid', status: 400, error: 'invalid event' },
   unavailable: { outcome: 'unavailable', status: 503, error: 'database unavailable' },
 };
 
-type Run = (input: Record<string, unknown>) => void | Promise<void>;
+interface Plan {
+  kind: WorkKind;
+  run: readonly Handler[];
+  delivery: Omit<Delivery, 'signal' | 'attempt'>;
+}
+
+/** Slack's retry number and reason, as the ingress added them to the event. */
+function retryOf(event: ReceivedEvent): Pick<Delivery, 'retryNum' | 'retryReason'> {
+  return {
+    retryNum: retryNumOf(event.attributes[SLACK_RETRY_NUM_EXTENSION]),
+    retryReason: retryReasonOf(event.attributes[SLACK_RETRY_REASON_EXTENSION]),
+  };
+}
 
 /** The handlers registered for an event and what they are given, or why there are none. */
-function planOf(
-  event: ReceivedEvent,
-  handlers: SlackHandlers,
-): { kind: WorkKind; run: readonly Run[]; input: Record<string, unknown> } | string {
+function planOf(event: ReceivedEvent, handlers: SlackHandlers): Plan | string {
   const kind = kindOf(event.type);
   const data = event.data;
   if (data === null || typeof data !== 'object' || Array.isArray(data))
@@ -63,13 +84,24 @@ function planOf(
     return {
       kind,
       run: handlers.handlersForEvent(slackType),
-      input: inner as Record<string, unknown>,
+      delivery: {
+        eventId: event.id,
+        kind,
+        type: slackType,
+        payload: inner as Record<string, unknown>,
+        envelope: fields,
+        ...retryOf(event),
+      },
     };
   }
   if (kind === 'interactions') {
     const slackType = event.type.slice(SLACK_INTERACTION_TYPE_PREFIX.length);
     if (fields.type !== slackType) return 'data is not an interaction of this type';
-    return { kind, run: handlers.handlersForInteraction(slackType), input: fields };
+    return {
+      kind,
+      run: handlers.handlersForInteraction(slackType),
+      delivery: { eventId: event.id, kind, type: slackType, payload: fields, ...retryOf(event) },
+    };
   }
   return 'not a Slack event type';
 }
@@ -81,6 +113,12 @@ export interface SlackWorkerOptions {
   lifecycle: Lifecycle;
   logger: Logger;
   metrics: WorkMetrics;
+  /** Handlers' Slack Web API client. */
+  slack: SlackClient;
+  /** Handlers' PostgreSQL (the work table's database). */
+  postgres: Queryable;
+  /** Removes known secrets from what is kept of a failure in the work table. */
+  redact: (text: string) => string;
   /** Longest one event's handlers may run before the attempt counts as failed. */
   handlerTimeoutMs: number;
   /** How long a claim holds before another worker may take the event over. */
@@ -126,21 +164,34 @@ export class SlackWorker {
     }
 
     const started = performance.now();
-    const failure = await this.run(plan.run, plan.input);
+    const delivery = { ...plan.delivery, attempt: attempts };
+    const result = await runInContext(deliveryContext(event), () =>
+      runHandlers(plan.run, delivery, {
+        slack: this.options.slack,
+        postgres: this.options.postgres,
+        logger,
+        lifecycle: this.options.lifecycle,
+        timeoutMs: this.options.handlerTimeoutMs,
+      }),
+    );
     const seconds = (performance.now() - started) / 1000;
-    metrics.observeHandlers(kind, failure === undefined ? 'done' : 'failed', seconds);
-    if (failure !== undefined) {
-      logger.error('slack handler failed', {
-        id: event.id,
-        type: event.type,
-        attempt: attempts,
-        error: failure,
-      });
-      await store.release(event, failure).catch((error: unknown) => {
-        // The lease ends by itself: the event is taken again after it.
-        logger.warn('slack work not released', { id: event.id, reason: reasonOf(error) });
-      });
-      return count(RESULTS.failed);
+    const handlerOutcome =
+      result.outcome === 'done' || result.outcome === 'rate_limited' ? result.outcome : 'failed';
+    metrics.observeHandlers(kind, handlerOutcome, seconds);
+    if (result.outcome !== 'done') {
+      const fields = failureFields(delivery, result);
+      if (result.outcome === 'rate_limited') logger.warn('slack handler rate limited', fields);
+      else logger.error('slack handler failed', fields);
+      await store
+        .release(event, this.options.redact(failureReason(result)))
+        .catch((error: unknown) => {
+          // The lease ends by itself: the event is taken again after it.
+          logger.warn('slack work not released', { id: event.id, reason: reasonOf(error) });
+        });
+      // Rate limited: Knative waits Retry-After (delivery-retryafter) for every worker, not this one.
+      return result.outcome === 'rate_limited'
+        ? count({ ...RESULTS.rate_limited, retryAfterSeconds: result.retryAfterSeconds })
+        : count(RESULTS.failed);
     }
     try {
       if (!(await store.complete(event))) {
@@ -167,37 +218,6 @@ export class SlackWorker {
     }
   }
 
-  /**
-   * Runs every handler and waits for all of them (one failing does not leave the others running
-   * unseen); why the attempt failed (the first failure's error name, or the timeout), if it did.
-   */
-  private async run(
-    run: readonly Run[],
-    input: Record<string, unknown>,
-  ): Promise<string | undefined> {
-    const all = Promise.allSettled(
-      run.map((handler) => Promise.resolve().then(() => handler(input))),
-    );
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<'timeout'>((resolve) => {
-      timer = setTimeout(() => {
-        resolve('timeout');
-      }, this.options.handlerTimeoutMs);
-    });
-    try {
-      const outcome = await Promise.race([all, timeout]);
-      if (outcome === 'timeout') {
-        // Handlers cannot be stopped: those still running are waited for by the drain.
-        void this.options.lifecycle.track(all);
-        return 'timeout';
-      }
-      const failed = outcome.find((result) => result.status === 'rejected');
-      return failed === undefined ? undefined : errorName(failed.reason);
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
   /** Deletes done events past their retention, at most once a minute, in the background. */
   private sweepNowAndThen(): void {
     const now = performance.now();
@@ -215,4 +235,16 @@ export class SlackWorker {
       ),
     );
   }
+}
+
+/**
+ * The request context the handlers run in: the delivery's own (behind the image's entry), else a
+ * new one (served alone by functions-framework), with the event's `traceparent` extension as its
+ * trace id when the request had none.
+ */
+function deliveryContext(event: ReceivedEvent): RequestContext {
+  const current = currentContext() ?? { requestId: randomUUID() };
+  if (current.traceId !== undefined) return current;
+  const traceId = traceIdOf(event.attributes.traceparent);
+  return traceId === undefined ? current : { ...current, traceId };
 }

@@ -50,6 +50,11 @@ describe('loadSettings', () => {
       SLACK_SIGNING_SECRET_VAULT_KEY: 'signing_secret',
       SLACK_SECRET_TTL_MS: 300_000,
       SLACK_SECRET_STALE_MS: 3_600_000,
+      SLACK_BOT_TOKEN: '',
+      SLACK_BOT_TOKEN_VAULT_PATH: '',
+      SLACK_BOT_TOKEN_VAULT_KEY: 'bot_token',
+      SLACK_API_URL: 'https://slack.com/api/',
+      SLACK_API_TIMEOUT_MS: 5000,
       SLACK_MAX_PENDING_WORK: 100,
       VAULT_K8S_TOKEN_TTL_MS: 300_000,
       SLACK_MAX_BODY_BYTES: 65_536,
@@ -189,6 +194,11 @@ describe('loadSettings', () => {
       SLACK_SIGNING_SECRET_VAULT_KEY: 'signing-secret',
       SLACK_SECRET_TTL_MS: '60000',
       SLACK_SECRET_STALE_MS: '0',
+      SLACK_BOT_TOKEN: '',
+      SLACK_BOT_TOKEN_VAULT_PATH: 'coffeebuddy/slack',
+      SLACK_BOT_TOKEN_VAULT_KEY: 'bot-token',
+      SLACK_API_URL: 'https://egress.example/slack/api/',
+      SLACK_API_TIMEOUT_MS: '3000',
       SLACK_MAX_PENDING_WORK: '5',
       VAULT_K8S_TOKEN_TTL_MS: '90000',
       SLACK_MAX_BODY_BYTES: '32768',
@@ -238,6 +248,7 @@ describe('loadSettings', () => {
       VAULT_REQUEST_TIMEOUT_MS: 1500,
       SLACK_SECRET_TTL_MS: 60_000,
       SLACK_SECRET_STALE_MS: 0,
+      SLACK_API_TIMEOUT_MS: 3000,
       SLACK_MAX_PENDING_WORK: 5,
       VAULT_K8S_TOKEN_TTL_MS: 90_000,
       SLACK_MAX_BODY_BYTES: 32_768,
@@ -283,6 +294,34 @@ describe('loadSettings', () => {
     ]);
     expect(() => loadSettings({ PG_PASSWORD_VAULT_PATH: 'cb/pg', ...vault })).not.toThrow();
     expect(() => loadSettings({ PGPASSWORD: 'x' })).not.toThrow();
+  });
+
+  it('takes the bot token from one place, and Slack over https in production', () => {
+    const production = { NODE_ENV: 'production', VAULT_ADDR: 'http://v', ORY_URL: 'http://o' };
+    expect(problemsOf({ ...production, SLACK_BOT_TOKEN: 'xoxb-x' })).toEqual([
+      'SLACK_BOT_TOKEN: not allowed in production; set SLACK_BOT_TOKEN_VAULT_PATH',
+    ]);
+    expect(
+      problemsOf({
+        SLACK_BOT_TOKEN: 'xoxb-x',
+        SLACK_BOT_TOKEN_VAULT_PATH: 'cb/slack',
+        VAULT_TOKEN: 't',
+      }),
+    ).toEqual(['SLACK_BOT_TOKEN, SLACK_BOT_TOKEN_VAULT_PATH: set only one']);
+    expect(problemsOf({ SLACK_BOT_TOKEN_VAULT_PATH: 'cb/slack' })).toEqual([
+      'SLACK_BOT_TOKEN_VAULT_PATH: needs one of VAULT_TOKEN, VAULT_TOKEN_FILE, VAULT_K8S_ROLE',
+    ]);
+    expect(problemsOf({ ...production, SLACK_API_URL: 'http://proxy.local/api/' })).toEqual([
+      'SLACK_API_URL: must be an https:// URL in production (the bot token goes with every call)',
+    ]);
+    expect(problemsOf({ SLACK_API_URL: '' })).toEqual(['SLACK_API_URL: must be set']);
+    expect(problemsOf({ SLACK_API_URL: 'https://user:pw@proxy/api/' })[0]).toMatch(
+      /^SLACK_API_URL: must not contain credentials/,
+    );
+    expect(loadSettings({ SLACK_BOT_TOKEN: 'xoxb-local' }).SLACK_BOT_TOKEN).toBe('xoxb-local');
+    expect(loadSettings({ SLACK_API_URL: 'http://127.0.0.1:9/api/' }).SLACK_API_URL).toBe(
+      'http://127.0.0.1:9/api/',
+    );
   });
 
   it('keeps a worker’s lease above its handler timeout, and names only functions it has', () => {

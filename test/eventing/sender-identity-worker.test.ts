@@ -41,7 +41,7 @@ afterEach(async () => {
 function recording() {
   const ran: string[] = [];
   const handlers = new SlackHandlers().onEvent('app_mention', (event) => {
-    ran.push(String(event.text));
+    ran.push(event.text);
   });
   return { handlers, ran };
 }

@@ -6,6 +6,9 @@ export const CANARIES = {
   jwt: 'canary-service-account-jwt-3a8e',
   PGPASSWORD: 'canary-pg-password-6c0b',
   vaultStoredPgPassword: 'canary-vault-pg-password-91fa',
+  SLACK_BOT_TOKEN: 'xoxb-canary-bot-token-5d2a',
+  vaultStoredBotToken: 'xoxb-canary-vault-bot-token-e4b7',
+  rotatedBotToken: 'xoxb-canary-rotated-bot-token-08c3',
 };
 
 export function expectNoCanary(where: string, text: string): void {

@@ -5,6 +5,7 @@ import { CloudEvent, HTTP } from 'cloudevents';
 import { signSlackRequest } from '../../lib/slack/signature';
 import { startDeliverer, type Deliverer, type DeliverySpec } from '../../testing/deliverer';
 import { metricValue } from '../../testing/metrics-text';
+import { startSlackApiStandIn, type SlackApiStandIn } from '../../testing/slack-api';
 import { APP_PASSWORD, migratedCluster, itWithPostgres } from '../../testing/postgres';
 import {
   ENTRY,
@@ -253,7 +254,7 @@ describe('Slack work through Knative Eventing, across processes', () => {
           id: 'Dead1',
           state: 'dead',
           attempts: 3,
-          last_error: 'Error',
+          last_error: 'Error: this handler always fails',
           error_code: '500',
           error_dest: trigger.url,
         }),
@@ -265,6 +266,17 @@ describe('Slack work through Knative Eventing, across processes', () => {
         type: 'com.slack.event.app_mention',
       });
       expect(JSON.stringify(line)).not.toContain('event_callback');
+      // The worker said what broke, once an attempt, with no secret in any line.
+      const failures = a.logLines().filter((l) => l.msg === 'slack handler failed');
+      expect(failures).toHaveLength(3);
+      expect(failures.map((l) => [l.attempt, (l.error as { message: string }).message])).toEqual([
+        [1, 'this handler always fails'],
+        [2, 'this handler always fails'],
+        [3, 'this handler always fails'],
+      ]);
+      for (const output of [a.output(), deadLetter.output()]) {
+        expect(output).not.toContain(APP_PASSWORD);
+      }
       expect(
         metricValue(await scrape(a), 'coffeebuddy_slack_work_total', {
           kind: 'events',
@@ -403,4 +415,140 @@ describe('Slack work through Knative Eventing, across processes', () => {
       40_000,
     );
   }
+
+  describe('the mention feature, served by the built entry (the seat), against the Slack Web API stand-in', () => {
+    const TOKEN = 'xoxb-eventing-system-token';
+    let slack: SlackApiStandIn | undefined;
+    afterEach(async () => {
+      await slack?.close();
+      slack = undefined;
+    });
+
+    /** The image's entry with the seat's handlers: no test handlers anywhere. */
+    async function entry(env: NodeJS.ProcessEnv): Promise<RunningProcess> {
+      requireBuild();
+      const started = await startProcess({
+        args: [ENTRY],
+        env: {
+          NODE_ENV: 'test',
+          LISTEN_HOST: '127.0.0.1',
+          SLACK_BOT_TOKEN: TOKEN,
+          SLACK_API_URL: slack!.url,
+          ...env,
+        },
+      });
+      processes.push(started);
+      return started;
+    }
+
+    /** A signed mention of CoffeeBuddy in channel C0001, at ts 1700000000.000100. */
+    async function mention(to: RunningProcess, id: string): Promise<number> {
+      const body = JSON.stringify({
+        type: 'event_callback',
+        team_id: 'T0001',
+        event_id: id,
+        event: {
+          type: 'app_mention',
+          user: 'U0042',
+          text: '<@U0BOT> coffee?',
+          channel: 'C0001',
+          ts: '1700000000.000100',
+          event_ts: '1700000000.000100',
+        },
+      });
+      const timestamp = String(Math.floor(Date.now() / 1000));
+      const res = await fetch(`${to.url}/slack/events`, {
+        method: 'POST',
+        headers: {
+          'Content-Type': 'application/json',
+          'X-Slack-Request-Timestamp': timestamp,
+          'X-Slack-Signature': signSlackRequest(SECRET, timestamp, body),
+        },
+        body,
+        signal: AbortSignal.timeout(10_000),
+      });
+      await res.arrayBuffer();
+      return res.status;
+    }
+
+    const posts = () => slack!.callsOf('chat.postMessage').filter((call) => call.status === 200);
+
+    itWithPostgres(
+      'ingress → Broker → worker: exactly one post, in the mention’s thread',
+      async () => {
+        slack = await startSlackApiStandIn([TOKEN]);
+        deliverer = await startDeliverer();
+        const worker = await entry({ ...env(), FUNCTION_TARGET: 'slackWorker' });
+        deliverer.addTrigger({ url: `${worker.url}/`, delivery: DELIVERY });
+        const ingress = await entry({ SLACK_SIGNING_SECRET: SECRET, K_SINK: deliverer.url });
+        expect(await mention(ingress, 'Mention1')).toBe(200);
+        await deliverer.waitForSettled(20_000);
+
+        expect(posts()).toHaveLength(1);
+        expect(posts()[0]!.args).toMatchObject({
+          channel: 'C0001',
+          thread_ts: '1700000000.000100',
+        });
+        expect(String(posts()[0]!.args.text)).toContain('/coffee help');
+        expect(await rows()).toEqual([expect.objectContaining({ id: 'Mention1', state: 'done' })]);
+      },
+      40_000,
+    );
+
+    itWithPostgres(
+      'Slack answering 429 Retry-After: 7: the worker answers 429 with Retry-After ≥ 7, the Broker waits, the post is made once',
+      async () => {
+        slack = await startSlackApiStandIn([TOKEN]);
+        slack.rateLimit('chat.postMessage', 1, 7);
+        deliverer = await startDeliverer();
+        const worker = await entry({ ...env(), FUNCTION_TARGET: 'slackWorker' });
+        // retryAfterMax scaled down from the bundle's PT60S, so that the test does not wait 7 s.
+        deliverer.addTrigger({
+          url: `${worker.url}/`,
+          delivery: { ...DELIVERY, retryAfterMaxMs: 500 },
+        });
+        const ingress = await entry({ SLACK_SIGNING_SECRET: SECRET, K_SINK: deliverer.url });
+        expect(await mention(ingress, 'Limited1')).toBe(200);
+        await deliverer.waitForSettled(20_000);
+
+        const [first, second] = deliverer.attempts;
+        expect(first).toMatchObject({ status: 429, waitMs: 500 });
+        expect(Number(first!.retryAfter)).toBeGreaterThanOrEqual(7);
+        expect(second).toMatchObject({ status: 204 });
+        expect(second!.startedAt - first!.endedAt).toBeGreaterThanOrEqual(500 - 1);
+        expect(posts()).toHaveLength(1);
+        expect(
+          metricValue(await scrape(worker), 'coffeebuddy_slack_work_total', {
+            kind: 'events',
+            outcome: 'rate_limited',
+          }),
+        ).toBe(1);
+        expect(await rows()).toEqual([
+          expect.objectContaining({ id: 'Limited1', state: 'done', attempts: 2 }),
+        ]);
+      },
+      40_000,
+    );
+
+    itWithPostgres(
+      'in process (npm start, no K_SINK): the seat answers the mention, one post',
+      async () => {
+        slack = await startSlackApiStandIn([TOKEN]);
+        const started = await entry({ SLACK_SIGNING_SECRET: SECRET });
+        expect(await mention(started, 'InProcess1')).toBe(200);
+        const until = Date.now() + 10_000;
+        while (posts().length === 0 && Date.now() < until) {
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+        expect(posts()).toHaveLength(1);
+        expect(posts()[0]!.args).toMatchObject({
+          channel: 'C0001',
+          thread_ts: '1700000000.000100',
+        });
+        expect(started.output()).not.toContain(TOKEN);
+        expect(started.output()).not.toContain(SECRET);
+      },
+      30_000,
+    );
+  });
 });

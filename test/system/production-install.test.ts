@@ -40,6 +40,7 @@ describe('production install', () => {
       'dist/migrate.cjs',
       'dist/pg.cjs',
       'dist/replay.cjs',
+      'dist/slack-web-api.cjs',
       'migrations',
       ...fs.readdirSync(path.join(REPO_ROOT, 'migrations')).map((f) => `migrations/${f}`),
     ]);
@@ -50,12 +51,13 @@ describe('production install', () => {
         '-e',
         "const f = require('./dist/framework.cjs'); const pg = require('./dist/pg.cjs');" +
           "const ce = require('./dist/cloudevents.cjs'); const jose = require('./dist/jose.cjs');" +
+          "const web = require('./dist/slack-web-api.cjs');" +
           'console.log(typeof f.http, typeof f.getTestServer, typeof pg.Pool, typeof ce.HTTP.binary,' +
-          ' typeof jose.jwtVerify)',
+          ' typeof jose.jwtVerify, typeof web.WebClient)',
       ],
       { cwd: dir, encoding: 'utf8', timeout: 30_000 },
     );
-    expect(chunks.stdout.trim()).toBe('function function function function function');
+    expect(chunks.stdout.trim()).toBe('function function function function function function');
     // The migration entry finds its SQL files beside dist/: it gets as far as connecting.
     const migrate = spawnSync(process.execPath, ['dist/migrate.cjs'], {
       cwd: dir,

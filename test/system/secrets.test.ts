@@ -12,10 +12,12 @@ describe('secrets never leave', () => {
       VAULT_TOKEN: CANARIES.VAULT_TOKEN,
       VAULT_K8S_ROLE: 'coffeebuddy',
       SLACK_SIGNING_SECRET: CANARIES.SLACK_SIGNING_SECRET,
+      SLACK_BOT_TOKEN: CANARIES.SLACK_BOT_TOKEN,
       PGPASSWORD: CANARIES.PGPASSWORD,
     });
     expect(code).toBe(78);
     expect(stderr).toContain('SLACK_SIGNING_SECRET: not allowed in production');
+    expect(stderr).toContain('SLACK_BOT_TOKEN: not allowed in production');
     expectNoCanary('start-up output', stdout + stderr);
     const migrate = await runToExit(['dist/migrate.cjs'], {
       NODE_ENV: 'production',

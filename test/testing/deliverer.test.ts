@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { CloudEvent, HTTP } from 'cloudevents';
 import {
   backoffMs,
+  retryAfterMs,
   retryWaitMs,
   startDeliverer,
   type Deliverer,
@@ -524,6 +525,55 @@ describe('delivery', () => {
     expect([first?.status, second?.status]).toEqual([429, 204]);
     // Timers never fire early; the 1 ms allows for Date.now()'s rounding.
     expect(second!.startedAt - first!.endedAt).toBeGreaterThanOrEqual(199);
+  });
+
+  it('honours Retry-After on 429 and 503 up to retryAfterMax, as with delivery-retryafter', async () => {
+    const subscriber = await startSubscriber((n) =>
+      n === 0
+        ? { status: 429, headers: { 'Retry-After': '7' } }
+        : n === 1
+          ? { status: 503, headers: { 'Retry-After': '0' } }
+          : { status: 204 },
+    );
+    const broker = await deliverer();
+    // Retry-After: 7 is cut to retryAfterMax (300 ms); Retry-After: 0 leaves the backoff.
+    const delivery = { ...FAST, backoffDelayMs: 5, retryAfterMaxMs: 300 };
+    broker.addTrigger({ url: subscriber.url, delivery });
+    await publish(broker, event());
+    await broker.waitForSettled(5000);
+    const attempts = broker.attempts;
+    expect(attempts.map((a) => [a.status, a.waitMs])).toEqual([
+      [429, 300],
+      [503, backoffMs(delivery, 2)],
+      [204, undefined],
+    ]);
+    // Timers never fire early; the 1 ms allows for Date.now()'s rounding.
+    expect(attempts[1]!.startedAt - attempts[0]!.endedAt).toBeGreaterThanOrEqual(300 - 1);
+  });
+
+  it('reads Retry-After as Knative does: seconds or a date, only on 429 and 503, only with retryAfterMax', () => {
+    const headers = (value: string) => ({
+      status: 429,
+      headers: { 'retry-after': value },
+      body: Buffer.alloc(0),
+    });
+    const delivery = {
+      backoffPolicy: 'exponential' as const,
+      backoffDelayMs: 100,
+      retryAfterMaxMs: 60_000,
+    };
+    expect(retryWaitMs(delivery, 1, headers('7'))).toBe(7000);
+    expect(retryWaitMs(delivery, 1, headers('120'))).toBe(60_000);
+    expect(retryWaitMs(delivery, 1, headers('nonsense'))).toBe(200);
+    expect(retryWaitMs(delivery, 1, { ...headers('7'), status: 500 })).toBe(200);
+    expect(retryWaitMs(delivery, 1, { error: 'ECONNRESET' })).toBe(200);
+    expect(retryWaitMs({ ...delivery, retryAfterMaxMs: undefined }, 1, headers('7'))).toBe(200);
+    expect(retryWaitMs({ ...delivery, retryAfterMaxMs: 0 }, 1, headers('7'))).toBe(200);
+    // The backoff wins when it is longer.
+    expect(retryWaitMs(delivery, 8, headers('7'))).toBe(25_600);
+    const now = Date.parse('2026-12-05T10:00:00Z');
+    expect(retryAfterMs('Sat, 05 Dec 2026 10:00:09 GMT', now)).toBe(9000);
+    expect(retryAfterMs('Sat, 05 Dec 2026 09:59:00 GMT', now)).toBe(0);
   });
 
   it('runs at most `concurrency` deliveries at once, and all of them', async () => {
