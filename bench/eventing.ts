@@ -31,7 +31,8 @@ const WORKER_GOAL_EVENTS_PER_SECOND = 500;
 /** Slack delivers events a few at a time: the ack benchmark's concurrency. */
 const ACK_CONCURRENCY = 4;
 /** Deliveries to one worker at once, as a Trigger's dispatcher sends them. */
-const WORKER_CONCURRENCY = 32;
+/** As the worker's containerConcurrency and EVENT_MAX_IN_FLIGHT (20): more would be refused 429. */
+const WORKER_CONCURRENCY = 20;
 const TIME_BOUND_MS = 60_000;
 
 export interface AckFigures {

@@ -28,7 +28,7 @@ let server: RunningProcess | undefined;
 
 beforeAll(() => {
   copy = fs.mkdtempSync(path.join(os.tmpdir(), 'coffeebuddy-seat-'));
-  for (const part of ['functions', 'lib', 'build']) {
+  for (const part of ['functions', 'lib', 'build', 'testing']) {
     fs.cpSync(path.join(REPO_ROOT, part), path.join(copy, part), { recursive: true });
   }
   for (const file of ['package.json', 'tsconfig.json']) {

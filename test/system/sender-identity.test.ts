@@ -70,13 +70,17 @@ async function eventFunction(
   return started;
 }
 
-function slackEvent(id: string, type = 'com.slack.event.app_mention'): CloudEvent<unknown> {
+/**
+ * A Slack event of a type no feature of the built entry handles (done, no row), or, with `inner`
+ * another type than its own, one the worker refuses 400 and the dead-letter Service records.
+ */
+function slackEvent(id: string, inner = 'reaction_added'): CloudEvent<unknown> {
   return new CloudEvent({
     id,
     source: 'https://slack.com/teams/T0001',
-    type,
+    type: 'com.slack.event.reaction_added',
     datacontenttype: 'application/json',
-    data: { type: 'event_callback', event_id: id, event: { type: 'app_mention', text: id } },
+    data: { type: 'event_callback', event_id: id, event: { type: inner, reaction: 'coffee' } },
   });
 }
 
@@ -106,9 +110,9 @@ describe('sender identity through the Broker stand-in', () => {
             aud: target === 'subscriber' ? WORKER_AUDIENCE : DEAD_LETTER_AUDIENCE,
           }),
       });
-      // Two the worker takes (no handler is registered in the built entry: done, no row), one it
-      // refuses 400, which the Broker dead-letters with the dead-letter sink's token.
-      const events = [slackEvent('EvA'), slackEvent('EvB'), slackEvent('EvBad', 'com.slack.bogus')];
+      // Two the worker takes (no feature handles them: done, no row), one it refuses 400, which
+      // the Broker dead-letters with the dead-letter sink's token.
+      const events = [slackEvent('EvA'), slackEvent('EvB'), slackEvent('EvBad', 'app_mention')];
       for (const event of events) {
         const message = HTTP.binary(event);
         const res = await fetch(deliverer.url, {
