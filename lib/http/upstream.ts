@@ -23,7 +23,7 @@ export interface UpstreamResponse {
  * https (and TLS), zlib and streams, which a cold start would otherwise pay for before its first
  * answer.
  */
-function fetchOnFirstUse(): typeof nodeFetch {
+export function fetchOnFirstUse(): typeof nodeFetch {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   return (require('node-fetch') as { default: typeof nodeFetch }).default;
 }

@@ -2,11 +2,10 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import http from 'node:http';
 import type https from 'node:https';
 import type * as WebApi from '@slack/web-api';
-import type nodeFetch from 'node-fetch';
 import { CachedSecret } from '../cached-secret';
 import { vaultSecretValue } from '../clients/vault';
 import type { Settings } from '../config/settings';
-import { describeFailure } from '../http/upstream';
+import { describeFailure, fetchOnFirstUse } from '../http/upstream';
 import type { Logger } from '../logger';
 import {
   createSlackApiMetrics,
@@ -92,6 +91,8 @@ export class WebApiSlackClient implements SlackClient {
   private web: { token: string; client: WebApi.WebClient } | undefined;
   private agent: http.Agent | undefined;
   private refreshing: Promise<void> | undefined;
+  /** Aborted by close(): requests in flight end, and no retry or new request goes out after. */
+  private readonly closing = new AbortController();
 
   constructor(private readonly options: WebApiSlackClientOptions) {
     this.host = new URL(options.apiUrl).hostname;
@@ -118,6 +119,7 @@ export class WebApiSlackClient implements SlackClient {
   }
 
   close(): void {
+    this.closing.abort();
     this.agent?.destroy();
     this.agent = undefined;
   }
@@ -232,7 +234,7 @@ export class WebApiSlackClient implements SlackClient {
   /** A network error worth one more attempt: the connection refused or reset, not a timeout. */
   private retryable(error: Error): boolean {
     const state = this.calls.getStore();
-    if (state?.signal?.aborted === true) return false;
+    if (this.closing.signal.aborted || state?.signal?.aborted === true) return false;
     if (!(error instanceof webApi().WebAPIRequestError)) return false;
     const { name, type } = error.original as { name?: string; type?: string };
     return name !== 'AbortError' && name !== 'TimeoutError' && type !== 'aborted';
@@ -243,24 +245,23 @@ export class WebApiSlackClient implements SlackClient {
     const state = this.calls.getStore();
     if (state === undefined) throw new Error('a Slack request outside a call');
     if (typeof init?.body !== 'string') throw new Error('only form bodies are sent');
-    const signals = [init.signal, state.signal].filter((s): s is AbortSignal => s !== undefined);
-    return this.fetchModule()(url, {
+    // A retry WebClient scheduled before close() still calls here: it must not open a new agent.
+    if (this.closing.signal.aborted) return Promise.reject(new Error('the Slack client is closed'));
+    const signals = [init.signal, state.signal, this.closing.signal].filter(
+      (s): s is AbortSignal => s !== undefined,
+    );
+    return fetchOnFirstUse()(url, {
       method: init.method,
       headers: init.headers,
       body: init.body,
       redirect: init.redirect,
-      signal: signals.length === 0 ? undefined : AbortSignal.any(signals),
+      signal: AbortSignal.any(signals),
       agent: this.agentFor(url),
       size: MAX_RESPONSE_BYTES,
     }).then((response) => {
       state.status = response.status;
       return response;
     });
-  }
-
-  private fetchModule(): typeof nodeFetch {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    return (require('node-fetch') as { default: typeof nodeFetch }).default;
   }
 
   private agentFor(url: string): http.Agent {

@@ -158,6 +158,20 @@ describe('the Slack Web API client', () => {
     expect(slack.calls.map((c) => c.status)).toEqual([0, 200]);
   });
 
+  it('sends nothing once closed: a retry pending at close() never reaches Slack', async () => {
+    slack.answer('chat.postMessage', { answer: { kind: 'reset' }, times: 1 });
+    const bot = client();
+    const pending = bot.call('chat.postMessage', { channel: 'C1', text: 'x' });
+    // The reset is answered; the one retry waits its 100 ms, and the client closes meanwhile.
+    await eventually(() => slack.calls.length === 1, 5000);
+    bot.close?.();
+    await expect(pending).rejects.toBeInstanceOf(SlackNetworkError);
+    await expect(
+      bot.call('chat.postMessage', { channel: 'C1', text: 'after close' }),
+    ).rejects.toBeInstanceOf(SlackNetworkError);
+    expect(slack.calls.map((c) => c.status)).toEqual([0]);
+  });
+
   it('does not retry a request that timed out (Slack may have acted on it)', async () => {
     slack.answer('chat.postMessage', { answer: { kind: 'ok' }, delayMs: 60_000 });
     const error = await client({ SLACK_API_TIMEOUT_MS: '200' })
