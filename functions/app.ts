@@ -18,6 +18,7 @@ import {
 import { parseCeOverrides } from '../lib/config/formats';
 import {
   EVENT_FUNCTION_TARGETS,
+  EXIT_CONFIG,
   eventAuthenticationProblems,
   getSettings,
   NO_AUDIENCE,
@@ -518,9 +519,6 @@ export function createApp(options: CreateAppOptions = {}): App {
 function workerName(): string {
   return `${os.hostname()}/${process.pid}/${randomBytes(4).toString('hex')}`;
 }
-
-/** Exit status for bad configuration (sysexits EX_CONFIG). */
-const EXIT_CONFIG = 78;
 
 /** The process's app from its environment; bad settings end the process with one message. */
 export function startApp(options: Pick<CreateAppOptions, 'target' | 'slackHandlers'> = {}): App {

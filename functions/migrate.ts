@@ -5,13 +5,11 @@ import path from 'node:path';
 import { Registry } from 'prom-client';
 import { buildPostgresClient } from '../lib/clients/postgres';
 import { buildVaultClient } from '../lib/clients/vault';
-import { SettingsError, loadSettings } from '../lib/config/settings';
+import { EXIT_CONFIG, SettingsError, loadSettings } from '../lib/config/settings';
 import { reasonOf } from '../lib/errors';
 import { createLogger } from '../lib/logger';
 import { MigrationError, migrate, readMigrations } from '../lib/migrations';
 
-/** Exit status for bad configuration (sysexits EX_CONFIG), as the service's entry uses. */
-const EXIT_CONFIG = 78;
 const MIGRATIONS_DIR = path.resolve(__dirname, '..', 'migrations');
 
 async function main(): Promise<number> {

@@ -8,8 +8,9 @@ import { Registry } from 'prom-client';
 import { buildPostgresClient } from '../lib/clients/postgres';
 import { buildVaultClient } from '../lib/clients/vault';
 import { parseCeOverrides } from '../lib/config/formats';
-import { SettingsError, loadSettings, type Settings } from '../lib/config/settings';
+import { EXIT_CONFIG, SettingsError, loadSettings, type Settings } from '../lib/config/settings';
 import { reasonOf } from '../lib/errors';
+import { MAX_ID_LENGTH } from '../lib/eventing/event';
 import { CloudEventPublisher } from '../lib/eventing/publisher';
 import { createLogger } from '../lib/logger';
 import { SLACK_EVENT_TYPE_PREFIX, SLACK_INTERACTION_TYPE_PREFIX } from '../lib/slack/cloud-events';
@@ -18,13 +19,9 @@ import { replayDeadEvents } from '../lib/slack/replay';
 
 const EXIT_FAILED = 1;
 const EXIT_USAGE = 2;
-/** Exit status for bad configuration (sysexits EX_CONFIG), as the service's entry uses. */
-const EXIT_CONFIG = 78;
 const DEFAULT_BATCH_SIZE = 100;
 const MAX_BATCH_SIZE = 1000;
 const DEFAULT_MAX_FAILURES = 10;
-/** CloudEvent ids are at most this long (lib/eventing/event.ts). */
-const MAX_ID_LENGTH = 128;
 
 const USAGE = `usage: node dist/replay.cjs (--all | --type <type> | --id <id> [--id <id> ...])
                           [--dry-run] [--batch-size N] [--max-failures N]

@@ -41,6 +41,9 @@ export const FUNCTION_TARGETS = [
 ] as const;
 export type FunctionTarget = (typeof FUNCTION_TARGETS)[number];
 
+/** Exit status of an entry refused its settings (sysexits EX_CONFIG). */
+export const EXIT_CONFIG = 78;
+
 /** Thrown when the environment holds bad settings; its message names every bad variable. */
 export class SettingsError extends Error {
   readonly problems: readonly string[];

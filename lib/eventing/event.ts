@@ -1,5 +1,6 @@
 /** Bounds on attributes, so that a row and a log line stay small whatever a producer sends. */
-const MAX_ID_LENGTH = 128;
+/** The longest CloudEvent id taken (the work table's key). */
+export const MAX_ID_LENGTH = 128;
 const MAX_SOURCE_LENGTH = 256;
 const MAX_TYPE_LENGTH = 128;
 
