@@ -99,6 +99,9 @@ export const listenHost: convict.Format = {
   },
 };
 
+/** One JWT audience or subject as the settings take it: printable ASCII without space or comma. */
+const JWT_NAME = /^[\x21-\x2b\x2d-\x7e]{1,256}$/;
+
 /**
  * The audience event deliveries must be addressed to (a JWT `aud`): printable ASCII without
  * spaces or commas, or empty for none.
@@ -106,7 +109,7 @@ export const listenHost: convict.Format = {
 export const oidcAudience: convict.Format = {
   name: 'oidc-audience',
   validate: (value: unknown) => {
-    if (typeof value !== 'string' || !/^[\x21-\x2b\x2d-\x7e]{0,256}$/.test(value)) {
+    if (typeof value !== 'string' || (value !== '' && !JWT_NAME.test(value))) {
       throw new Error('must be at most 256 printable characters without spaces or commas');
     }
   },
@@ -119,7 +122,7 @@ export const oidcSubjects: convict.Format = {
     if (typeof value !== 'string') throw new Error('must be a comma list of subjects');
     if (value === '') return;
     const subjects = value.split(',');
-    if (subjects.length > 32 || subjects.some((s) => !/^[\x21-\x2b\x2d-\x7e]{1,256}$/.test(s))) {
+    if (subjects.length > 32 || subjects.some((s) => !JWT_NAME.test(s))) {
       throw new Error(
         'must be a comma list of at most 32 subjects, each printable without spaces, none empty',
       );
