@@ -1,4 +1,4 @@
-/** Bounds on attributes, so that a row and a log line stay small whatever a producer sends. */
+// Bounds on attributes, so that a row and a log line stay small whatever a producer sends.
 /** The longest CloudEvent id taken (the work table's key). */
 export const MAX_ID_LENGTH = 128;
 const MAX_SOURCE_LENGTH = 256;
@@ -16,7 +16,8 @@ export interface ReceivedEvent {
 
 export type Checked = { ok: true; event: ReceivedEvent } | { ok: false; error: string };
 
-const CORE = new Set(['specversion', 'id', 'source', 'type', 'data', 'data_base64']);
+/** The attributes a receiver reads itself; the data (`data`, `data_base64`) is not an attribute. */
+const CORE = new Set(['specversion', 'id', 'source', 'type']);
 
 /**
  * A NUL (PostgreSQL's text cannot hold one) or a UTF-16 surrogate without its pair (UTF-8 has no

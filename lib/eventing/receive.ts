@@ -35,6 +35,7 @@ export function cloudEventFrom(headers: IncomingHttpHeaders, body: Buffer): unkn
 
 /** The SDK's rule: a structured (or batched) event says so in its content type; else binary. */
 const isStructured = (headers: IncomingHttpHeaders): boolean =>
+  // Stryker disable next-line StringLiteral: any fallback that is not a CloudEvents type is binary.
   (headers['content-type'] ?? '').trim().toLowerCase().startsWith('application/cloudevents');
 
 /**

@@ -4,9 +4,11 @@ import { CloudEvent, HTTP } from 'cloudevents';
 import { frameworkApp } from '../../functions/server';
 import type { ReceivedEvent, TakeResult } from '../../lib/eventing/event';
 import { eventEndpoints } from '../../lib/eventing/receive';
+import type { Authenticate } from '../../lib/eventing/sender-identity';
 import { Connections } from '../../lib/http/connections';
 import { Pipeline } from '../../lib/http/pipeline';
-import { Router } from '../../lib/http/router';
+import { sendJson } from '../../lib/http/respond';
+import { Router, type Route } from '../../lib/http/router';
 import { Lifecycle } from '../../lib/lifecycle';
 import { createLogger } from '../../lib/logger';
 import { RequestContexts } from '../../lib/request-context';
@@ -46,8 +48,15 @@ function takerFor(open = false) {
   return { take, taken, release };
 }
 
-async function serve(take: (event: ReceivedEvent) => Promise<TakeResult>, maxInFlight = 32) {
-  const logger = createLogger('error', () => undefined);
+async function serve(
+  take: (event: ReceivedEvent) => Promise<TakeResult>,
+  maxInFlight = 32,
+  authenticate?: Authenticate,
+) {
+  const lines: Record<string, unknown>[] = [];
+  const logger = createLogger('warn', (line) =>
+    lines.push(JSON.parse(line) as Record<string, unknown>),
+  );
   const overloaded: (string | undefined)[] = [];
   const invalid: number[] = [];
   const { route } = eventEndpoints('testEvents', take, {
@@ -56,8 +65,18 @@ async function serve(take: (event: ReceivedEvent) => Promise<TakeResult>, maxInF
     maxBodyBytes: 64 * 1024,
     maxInFlight,
     countOverloaded: (type) => overloaded.push(type),
+    ...(authenticate === undefined ? {} : { authenticate }),
   });
-  const router = new Router([route], logger);
+  // Beside a probe, as in the worker's app: the event route answers on its own path only.
+  const probe: Route = {
+    name: 'healthLive',
+    path: '/health/live',
+    methods: ['GET'],
+    handler: (_req, res) => {
+      sendJson(res, 200, { status: 'live' });
+    },
+  };
+  const router = new Router([route, probe], logger);
   const connections = new Connections(new Lifecycle());
   const pipeline = new Pipeline({
     router,
@@ -79,7 +98,7 @@ async function serve(take: (event: ReceivedEvent) => Promise<TakeResult>, maxInF
         resolve(count);
       });
     });
-  return { port, overloaded, invalid, openConnections };
+  return { port, overloaded, invalid, openConnections, lines };
 }
 
 interface Answer {
@@ -97,11 +116,12 @@ function send(
   headers: Record<string, string>,
   body: string,
   partial?: number,
+  path = '/',
 ): { answer: Promise<Answer>; request: http.ClientRequest } {
   const request = http.request({
     host: '127.0.0.1',
     port,
-    path: '/',
+    path,
     method: 'POST',
     agent: false,
     headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) },
@@ -218,7 +238,7 @@ describe('deliveries in flight (EVENT_MAX_IN_FLIGHT)', () => {
 describe('attributes a receiver refuses (400, never taken)', () => {
   it('a binary event without ce-specversion, which the SDK would take as 1.0', async () => {
     const taker = takerFor(true);
-    const { port, invalid } = await serve(taker.take);
+    const { port, invalid, lines } = await serve(taker.take);
     const { headers, body } = binary(slackEvent('Ev1'));
     delete headers['ce-specversion'];
     const answer = await send(port, headers, body).answer;
@@ -227,6 +247,14 @@ describe('attributes a receiver refuses (400, never taken)', () => {
       { error: 'specversion must be 1.0' },
     ]);
     expect(invalid).toHaveLength(1);
+    expect(lines).toEqual([
+      expect.objectContaining({
+        level: 'warn',
+        msg: 'cloudevent refused',
+        function: 'testEvents',
+        reason: 'specversion must be 1.0',
+      }),
+    ]);
     // With it, the same event is taken.
     const whole = binary(slackEvent('Ev1'));
     expect((await send(port, whole.headers, whole.body).answer).status).toBe(204);
@@ -274,5 +302,85 @@ describe('attributes a receiver refuses (400, never taken)', () => {
     expect(taker.taken.map((e) => [e.id, e.source])).toEqual([
       ['Ev☕\ud83d\ude00', 'https://x/\ud83d\ude00'],
     ]);
+  });
+});
+
+describe('the answer Knative reads', () => {
+  const answerTo = async (result: TakeResult) => {
+    const { port } = await serve(() => Promise.resolve(result));
+    const { headers, body } = binary(slackEvent('Ev1'));
+    return send(port, headers, body).answer;
+  };
+
+  it('204 with no body when taken', async () => {
+    const answer = await answerTo({ status: 204 });
+    expect([answer.status, answer.body, answer.headers['cache-control']]).toEqual([
+      204,
+      '',
+      'no-store',
+    ]);
+    expect(answer.headers['content-type']).toBeUndefined();
+  });
+
+  it('a refusal’s status with its reason, and Retry-After only when the taker gives one', async () => {
+    const busy = await answerTo({ status: 409, error: 'another worker holds this event' });
+    expect([busy.status, JSON.parse(busy.body), busy.headers['retry-after']]).toEqual([
+      409,
+      { error: 'another worker holds this event' },
+      undefined,
+    ]);
+    const limited = await answerTo({ status: 429, error: 'rate limited', retryAfterSeconds: 7 });
+    expect([limited.status, limited.headers['retry-after']]).toEqual([429, '7']);
+    const bare = await answerTo({ status: 503 });
+    expect([bare.status, JSON.parse(bare.body)]).toEqual([503, { error: 'not taken' }]);
+  });
+
+  it('answers on its own path only', async () => {
+    const taker = takerFor(true);
+    const { port } = await serve(taker.take);
+    const { headers, body } = binary(slackEvent('Ev1'));
+    expect((await send(port, headers, body, undefined, '/other').answer).status).toBe(404);
+    expect(taker.taken).toEqual([]);
+  });
+});
+
+describe('with a sender check (authenticate)', () => {
+  const bearerOnly: Authenticate = (req) =>
+    Promise.resolve(
+      req.headers.authorization === 'Bearer good'
+        ? undefined
+        : { status: 401, error: 'unauthenticated' },
+    );
+
+  it('refuses an unauthenticated delivery before the taker, and it takes no place', async () => {
+    const taker = takerFor(true);
+    const { port, overloaded } = await serve(taker.take, 1, bearerOnly);
+    const { headers, body } = binary(slackEvent('Ev1'));
+    for (let i = 0; i < 3; i += 1) {
+      const refused = await send(port, headers, body).answer;
+      expect([refused.status, JSON.parse(refused.body)]).toEqual([
+        401,
+        { error: 'unauthenticated' },
+      ]);
+    }
+    expect(taker.taken).toEqual([]);
+    expect(overloaded).toEqual([]);
+    const good = { ...headers, authorization: 'Bearer good' };
+    expect((await send(port, good, body).answer).status).toBe(204);
+    expect(taker.taken.map((e) => e.id)).toEqual(['Ev1']);
+  });
+
+  it('bounds authenticated deliveries in flight as well', async () => {
+    const taker = takerFor();
+    const { port, overloaded } = await serve(taker.take, 1, bearerOnly);
+    const { headers, body } = binary(slackEvent('Ev1'));
+    const good = { ...headers, authorization: 'Bearer good' };
+    const first = send(port, good, body).answer;
+    await eventually(() => taker.taken.length === 1);
+    const second = await send(port, good, body).answer;
+    expect([second.status, second.headers['retry-after']]).toEqual([429, '1']);
+    expect(overloaded).toEqual(['com.slack.event.app_mention']);
+    taker.release();
+    expect((await first).status).toBe(204);
   });
 });
