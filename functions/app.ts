@@ -41,7 +41,7 @@ import { createLogger, type Logger } from '../lib/logger';
 import { Lifecycle } from '../lib/lifecycle';
 import { createMetrics, type RuntimeMetrics } from '../lib/metrics';
 import { RequestContexts, runInContext } from '../lib/request-context';
-import { ReadinessChecker, type CheckListener } from '../lib/readiness';
+import { ReadinessChecker, type CheckListener, type ReadinessReport } from '../lib/readiness';
 import { Redactor } from '../lib/redactor';
 import type { SlackClient, SlackClientFactory } from '../lib/slack/client';
 import type { SlackHandlers } from '../lib/slack/handlers';
@@ -53,6 +53,8 @@ import { DeadDepth } from '../lib/slack/dead-depth';
 import { DeadLetters } from '../lib/slack/dead-letters';
 import { createDeadLetterMetrics } from '../lib/slack/dead-metrics';
 import { DeadLetterStore } from '../lib/slack/dead-store';
+import { createSlackApiMetrics } from '../lib/slack/api-metrics';
+import { ResponseUrls } from '../lib/slack/respond';
 import { buildSlackClient } from '../lib/slack/web-api';
 import { createWorkMetrics } from '../lib/slack/work-metrics';
 import { WorkStore } from '../lib/slack/work-store';
@@ -229,6 +231,10 @@ interface TakerDependencies {
   handlers: SlackHandlers;
   /** None in the dead-letter function, which runs no handlers. */
   slack: SlackClient | undefined;
+  /** Where handlers' respond() posts; none in the dead-letter function. */
+  responseUrls: ResponseUrls | undefined;
+  /** This process's readiness, for handlers that report it. */
+  readiness: () => Promise<ReadinessReport>;
   redactor: Redactor;
   lifecycle: Lifecycle;
   logger: Logger;
@@ -312,7 +318,9 @@ function eventTaker(
     });
     return { ...slackDeadLetter(deadLetters, endpoints), close: () => deadLetters.close() };
   }
-  if (deps.slack === undefined) throw new Error(`${target} needs a Slack client`);
+  if (deps.slack === undefined || deps.responseUrls === undefined) {
+    throw new Error(`${target} needs a Slack client`);
+  }
   const worker = new SlackWorker({
     store: new WorkStore(deps.postgres, workerName()),
     handlers,
@@ -321,6 +329,8 @@ function eventTaker(
     metrics,
     slack: deps.slack,
     postgres: deps.postgres,
+    responseUrls: deps.responseUrls,
+    readiness: deps.readiness,
     redact: (text) => deps.redactor.redact(text),
     handlerTimeoutMs: settings.SLACK_HANDLER_TIMEOUT_MS,
     leaseMs: settings.SLACK_WORK_LEASE_MS,
@@ -397,14 +407,25 @@ export function createApp(options: CreateAppOptions = {}): App {
           redactor,
         })
       : undefined;
-  // Every app that runs handlers can call Slack: the worker, and the ingress (in-process handlers).
+  // Every app that runs handlers can call Slack and respond: the worker, and the ingress.
+  const runsHandlers = target !== SLACK_DEAD_LETTER;
+  const slackApiMetrics = runsHandlers ? createSlackApiMetrics(registry) : undefined;
   const slack =
-    target === SLACK_DEAD_LETTER
+    slackApiMetrics === undefined
       ? undefined
       : (options.slackClientFactory ?? buildSlackClient)(settings, {
           vault: clients.vault,
           logger,
-          registry,
+          metrics: slackApiMetrics,
+        });
+  const responseUrls =
+    slackApiMetrics === undefined
+      ? undefined
+      : new ResponseUrls({
+          prefix: settings.SLACK_RESPONSE_URL_PREFIX,
+          timeoutMs: settings.SLACK_API_TIMEOUT_MS,
+          logger,
+          metrics: slackApiMetrics,
         });
   const logTransition = logTransitions(logger);
   // The event functions use Vault only when it holds the database password, and never Ory.
@@ -444,6 +465,8 @@ export function createApp(options: CreateAppOptions = {}): App {
       postgres,
       handlers,
       slack,
+      responseUrls,
+      readiness: () => checker.check(),
       redactor,
       lifecycle,
       logger,
@@ -452,7 +475,9 @@ export function createApp(options: CreateAppOptions = {}): App {
     routes = [...probeRoutes(probes), taker.route];
     closeFunctions = taker.close;
   } else {
-    if (slack === undefined) throw new Error(`${target} needs a Slack client`);
+    if (slack === undefined || responseUrls === undefined) {
+      throw new Error(`${target} needs a Slack client`);
+    }
     const publisher = slackPublisher(settings, logger, slackMetrics);
     routes = coffeebuddyRoutes({
       ...probes,
@@ -471,6 +496,8 @@ export function createApp(options: CreateAppOptions = {}): App {
         handlerTimeoutMs: settings.SLACK_HANDLER_TIMEOUT_MS,
         slack,
         postgres,
+        responseUrls,
+        readiness: () => checker.check(),
         logger,
         count: slackMetrics.observeSlack,
       },
@@ -510,6 +537,7 @@ export function createApp(options: CreateAppOptions = {}): App {
       await closeFunctions();
       for (const client of Object.values(clients)) client.close?.();
       slack?.close?.();
+      responseUrls?.close();
       await postgres?.close();
     },
   };

@@ -31,7 +31,10 @@ async function publishing(env: NodeJS.ProcessEnv = {}) {
     .onEvent('app_mention', (event) => {
       handled.push(event);
     })
-    .onInteraction('block_actions', (payload) => {
+    .onAction('order', (_action, payload) => {
+      handled.push(payload);
+    })
+    .onAction('cancel', (_action, payload) => {
       handled.push(payload);
     });
   const built = await build({
@@ -279,6 +282,8 @@ describe('with K_SINK, an interaction', () => {
       type: 'com.slack.interaction.block_actions',
       source: 'https://slack.com/teams/T0002',
       datacontenttype: 'application/json',
+      // When Slack sent it: the response_url's 30 minutes run from it.
+      time: new Date(NOW * 1000).toISOString(),
       cluster: 'dev1',
       partitionkey: 'slack',
     });
@@ -289,7 +294,8 @@ describe('with K_SINK, an interaction', () => {
 
   it('hashes the payload text as Slack sent it, not as parsed and written again', async () => {
     const { server } = await publishing();
-    const text = '{ "type": "block_actions",\n  "team": { "id": "T0002" }, "actions": [] }';
+    const text =
+      '{ "type": "block_actions",\n  "team": { "id": "T0002" }, "actions": [{"action_id":"order"}] }';
     const body = new URLSearchParams({ payload: text }).toString();
     await post(server, '/slack/interactions', body, FORM).expect(200);
     expect(sink.events()[0]?.id).toBe(`sha256:${sha256(text)}`);

@@ -127,18 +127,20 @@ describe('from the ingress to the worker: what Slack was acknowledged, the worke
     async () => {
       const sink = await startSink();
       try {
-        const ingress = await harness({
-          target: 'coffeebuddy',
-          env: { SLACK_SIGNING_SECRET: SECRET, K_SINK: sink.url },
-        });
         const got: { type: string }[] = [];
         const handlers = new SlackHandlers()
           .onEvent('app_mention', (event) => {
             got.push(event);
           })
-          .onInteraction('block_actions', (payload) => {
-            got.push({ ...payload, type: String(payload.type) });
+          .onAction('big', (_action, payload) => {
+            got.push({ ...payload, type: payload.type });
           });
+        const ingress = await harness({
+          target: 'coffeebuddy',
+          env: { SLACK_SIGNING_SECRET: SECRET, K_SINK: sink.url },
+          // The ingress publishes what the seat it serves handles: the same handlers as the worker.
+          slackHandlers: handlers,
+        });
         const worker = await workerApp(handlers);
 
         const event = padded(
@@ -147,7 +149,9 @@ describe('from the ingress to the worker: what Slack was acknowledged, the worke
           SLACK_MAX_BODY_BYTES,
         );
         // The form's payload field, its commas %2C-encoded, at the same limit.
-        const head = 'payload=' + encodeURIComponent('{"type":"block_actions","pad":[');
+        const head =
+          'payload=' +
+          encodeURIComponent('{"type":"block_actions","actions":[{"action_id":"big"}],"pad":[');
         const tail = encodeURIComponent(']}');
         const count = Math.floor((SLACK_MAX_BODY_BYTES - head.length - tail.length + 3) / 7);
         const form = `${head}${Array<string>(count).fill('1e20').join('%2C')}${tail}`;
@@ -218,7 +222,7 @@ describe('slackWorker behind the image pipeline', () => {
 
   itWithPostgres('an interaction runs its handlers with the payload', async () => {
     const got: Record<string, unknown>[] = [];
-    const handlers = new SlackHandlers().onInteraction('block_actions', (payload) => {
+    const handlers = new SlackHandlers().onAction('a', (_action, payload) => {
       got.push(payload);
     });
     const { server } = await workerApp(handlers);

@@ -49,7 +49,7 @@ async function harness(
     .onEvent('app_mention', (event) => {
       events.push({ ...event });
     })
-    .onInteraction('block_actions', (payload) => {
+    .onAction('a', (_action, payload) => {
       interactions.push(payload);
     });
   const built = await build({ env, slackHandlers: handlers, ...options });
@@ -125,10 +125,11 @@ describe('POST /slack/commands', () => {
     const res = await post(server, '/slack/commands', commandBody('broken'), FORM).expect(200);
     expect(res.body.text).toBe('Sorry, something went wrong.');
     expect(JSON.stringify(res.body)).not.toContain('internal detail');
-    expect(logs.filter((line) => line.msg === 'slash command failed')).toEqual([
+    expect(logs.filter((line) => line.msg === 'slack answer failed')).toEqual([
       expect.objectContaining({
         level: 'error',
-        command: '/coffee',
+        kind: 'commands',
+        type: 'coffee',
         error: expect.objectContaining({ name: 'Error', message: 'internal detail' }),
       }),
     ]);

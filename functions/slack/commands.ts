@@ -1,50 +1,97 @@
-import { errorDetails } from '../../lib/errors';
+import type { ServerResponse as Response } from 'node:http';
 import { sendJson } from '../../lib/http/respond';
-import type { SlashCommand } from '../../lib/slack/handlers';
+import { commandCloudEvent, commandName, interactionId } from '../../lib/slack/cloud-events';
+import { slashCommandOf, type CommandAnswer } from '../../lib/slack/handlers';
 import type { SlackOutcome } from '../../lib/slack/outcomes';
-import { refuseInvalid, text, type SlackKindHandler } from './context';
+import {
+  ack,
+  answerInPlace,
+  dispatchLater,
+  issuedAtOf,
+  refuseInvalid,
+  type SlackDependencies,
+  type SlackKindHandler,
+} from './context';
 
 const TOO_SLOW = 'That is taking longer than Slack waits. Please try again.';
+const FAILED = 'Sorry, something went wrong.';
+/** Slack does not retry a command: the person is told, and can run it again. */
+const NOT_STARTED = 'Sorry, CoffeeBuddy could not start that just now. Please run it again.';
+const BUSY = 'CoffeeBuddy is busy right now. Please run it again in a moment.';
 
-/** POST /slack/commands: answers the slash command with an ephemeral message within Slack's 3 s. */
-export const command: SlackKindHandler = async (form, res, deps) => {
-  const slash: SlashCommand = {
-    command: text(form.command),
-    text: text(form.text),
-    userId: text(form.user_id),
-    channelId: text(form.channel_id),
-    teamId: text(form.team_id),
-    responseUrl: text(form.response_url),
+/** A command's answer as Slack reads it; undefined for an empty acknowledgement. */
+function messageOf(answer: CommandAnswer | undefined): Record<string, unknown> | undefined {
+  if (answer === undefined) return undefined;
+  if (typeof answer === 'string') {
+    return answer === '' ? undefined : { response_type: 'ephemeral', text: answer };
+  }
+  const { text, blocks, response_type: responseType = 'ephemeral' } = answer;
+  if (text === undefined && blocks === undefined) return undefined;
+  return {
+    response_type: responseType,
+    ...(text === undefined ? {} : { text }),
+    ...(blocks === undefined ? {} : { blocks }),
   };
+}
+
+/** Slack's answer to the command, counted by its outcome. */
+function send(
+  res: Response,
+  deps: SlackDependencies,
+  outcome: SlackOutcome,
+  reply: CommandAnswer | undefined,
+): void {
+  deps.count('commands', outcome);
+  const message = messageOf(reply);
+  if (message === undefined) ack(res);
+  else sendJson(res, 200, message);
+}
+
+/**
+ * POST /slack/commands: a subcommand's answer in place within Slack's 3 s (its `run`, at most
+ * 2.5 s), and its work after the acknowledgement (`later`): with K_SINK published first as a
+ * `com.slack.command.<name>` CloudEvent for the worker, else run here after the answer.
+ */
+export const command: SlackKindHandler = async (form, res, deps, req) => {
+  const slash = slashCommandOf(form);
   if (slash.command === '') {
     refuseInvalid(deps, 'commands', res);
     return;
   }
-  let timer: NodeJS.Timeout | undefined;
-  const tooSlow = new Promise<undefined>((resolve) => {
-    timer = setTimeout(() => {
-      resolve(undefined);
-    }, deps.commandTimeoutMs);
-  });
-  let answer: string;
-  let outcome: SlackOutcome = 'ok';
-  try {
-    answer =
-      (await Promise.race([
-        Promise.resolve().then(() => deps.handlers.runCommand(slash)),
-        tooSlow,
-      ])) ?? TOO_SLOW;
-  } catch (error) {
-    outcome = 'handler_error';
-    // A feature's failure: what a person on call needs, with the secrets the logger removes.
-    deps.logger.error('slash command failed', {
-      command: slash.command,
-      error: errorDetails(error),
-    });
-    answer = 'Sorry, something went wrong.';
-  } finally {
-    clearTimeout(timer);
+  const plan = deps.handlers.planCommand(slash);
+  const body = req.rawBody ?? Buffer.alloc(0);
+  const issuedAt = issuedAtOf(req);
+  const { publisher } = deps;
+  if (plan.later.length > 0) {
+    if (publisher !== undefined) {
+      const event = commandCloudEvent(body, form, issuedAt);
+      if (event === undefined) {
+        refuseInvalid(deps, 'commands', res);
+        return;
+      }
+      if (!(await publisher.publish(event)).ok) {
+        send(res, deps, 'publish_failed', NOT_STARTED);
+        return;
+      }
+    } else if (deps.lifecycle.inFlight().work >= deps.maxPendingWork) {
+      deps.logger.warn('slack request refused', { kind: 'commands', outcome: 'overloaded' });
+      send(res, deps, 'overloaded', BUSY);
+      return;
+    }
   }
-  deps.count('commands', outcome);
-  sendJson(res, 200, { response_type: 'ephemeral', text: answer });
+  const delivery = {
+    eventId: interactionId(body),
+    kind: 'commands' as const,
+    type: commandName(slash.command) ?? 'command',
+    payload: form,
+    issuedAt,
+  };
+  const answered =
+    plan.answer === undefined
+      ? { ok: true as const, value: undefined }
+      : await answerInPlace(deps, plan.answer, delivery);
+  if (answered.ok) send(res, deps, 'ok', answered.value);
+  else if (answered.outcome === 'timeout') send(res, deps, 'ok', TOO_SLOW);
+  else send(res, deps, 'handler_error', FAILED);
+  if (plan.later.length > 0 && publisher === undefined) dispatchLater(deps, plan.later, delivery);
 };

@@ -4,13 +4,22 @@ import type { EventToPublish, Publisher } from '../../lib/eventing/publisher';
 import type { RouteRequest as Request } from '../../lib/http/router';
 import { sendJson, sendText } from '../../lib/http/respond';
 import type { Lifecycle } from '../../lib/lifecycle';
+import { errorDetails } from '../../lib/errors';
 import type { Logger } from '../../lib/logger';
+import type { ReadinessReport } from '../../lib/readiness';
 import type { SlackClient } from '../../lib/slack/client';
-import { retryNumOf, retryReasonOf, type Delivery } from '../../lib/slack/context';
-import type { SlackHandlers } from '../../lib/slack/handlers';
+import {
+  handlerContext,
+  retryNumOf,
+  retryReasonOf,
+  type Delivery,
+  type HandlerContext,
+} from '../../lib/slack/context';
+import type { Handler, SlackHandlers } from '../../lib/slack/handlers';
 import type { SlackKind, SlackOutcome } from '../../lib/slack/outcomes';
 import type { SeenIds } from '../../lib/slack/recent-ids';
-import { failureFields, runHandlers, type Handler } from '../../lib/slack/run';
+import type { ResponseUrls } from '../../lib/slack/respond';
+import { failureFields, runHandlers } from '../../lib/slack/run';
 import type { SlackVerifier } from '../../lib/slack/verify';
 
 /** What the `slack` function is given. */
@@ -26,7 +35,7 @@ export interface SlackDependencies {
   seenEvents: SeenIds;
   /** Most handlers running after their ack at once; beyond it a request is answered 503. */
   maxPendingWork: number;
-  /** How long a slash command may run before the answer says so (Slack waits 3 s). */
+  /** How long an answer in place may run (a command's, a modal's, options; Slack waits 3 s). */
   commandTimeoutMs: number;
   /** Work after the ack is tracked here, so that shutdown waits for it. */
   lifecycle: Lifecycle;
@@ -36,6 +45,10 @@ export interface SlackDependencies {
   slack: SlackClient;
   /** Handlers' PostgreSQL, when this process has a database. */
   postgres: Queryable | undefined;
+  /** Where handlers' respond() posts. */
+  responseUrls: Pick<ResponseUrls, 'respond'>;
+  /** This process's readiness, for handlers that report it. */
+  readiness: () => Promise<ReadinessReport>;
   logger: Logger;
   count: (kind: SlackKind, outcome: SlackOutcome) => void;
 }
@@ -58,6 +71,12 @@ export const text = (value: unknown): string => (typeof value === 'string' ? val
 export const header = (req: Request, name: string): string | undefined => {
   const value = req.headers[name];
   return typeof value === 'string' ? value : undefined;
+};
+
+/** When Slack sent the request: its verified `X-Slack-Request-Timestamp`, in epoch ms. */
+export const issuedAtOf = (req: Request): number | undefined => {
+  const seconds = Number(header(req, 'x-slack-request-timestamp'));
+  return Number.isSafeInteger(seconds) ? seconds * 1000 : undefined;
 };
 
 /** Slack's retry number and reason, from its headers (well-formed only). */
@@ -139,6 +158,8 @@ export function dispatchLater(
   const run = runHandlers(handlers, attempted, {
     slack: deps.slack,
     postgres: deps.postgres,
+    responseUrls: deps.responseUrls,
+    readiness: deps.readiness,
     logger: deps.logger,
     lifecycle: deps.lifecycle,
     timeoutMs: deps.handlerTimeoutMs,
@@ -155,4 +176,49 @@ export function dispatchLater(
     }
   });
   void deps.lifecycle.track(run);
+}
+
+/** How an answer in place ended. */
+export type Answered<A> =
+  { ok: true; value: A | undefined } | { ok: false; outcome: 'timeout' | 'failed' };
+
+/**
+ * Runs an answer in place (a command's, a modal's, an external select's options) before Slack's
+ * acknowledgement, with a context of its own (attempt 1, its signal firing at commandTimeoutMs),
+ * at most commandTimeoutMs. A failure is logged (`slack answer failed`, the error's name, message
+ * and stack) and never thrown; an answer still running at the deadline is tracked by the
+ * lifecycle, so that the drain waits for it.
+ */
+export async function answerInPlace<A>(
+  deps: SlackDependencies,
+  answer: (context: HandlerContext) => Promise<A | undefined>,
+  delivery: Omit<Delivery, 'signal' | 'attempt'>,
+): Promise<Answered<A>> {
+  const controller = new AbortController();
+  const context = handlerContext({ ...delivery, attempt: 1, signal: controller.signal }, deps);
+  const fields = { kind: delivery.kind, type: delivery.type, id: delivery.eventId };
+  const running = Promise.resolve()
+    .then(() => answer(context))
+    .then(
+      (value): Answered<A> => ({ ok: true, value }),
+      (error: unknown): Answered<A> => {
+        deps.logger.error('slack answer failed', { ...fields, error: errorDetails(error) });
+        return { ok: false, outcome: 'failed' };
+      },
+    );
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<Answered<A>>((resolve) => {
+    timer = setTimeout(() => {
+      controller.abort(new DOMException('the answer timeout passed', 'TimeoutError'));
+      deps.logger.warn('slack answer too slow', { ...fields, timeoutMs: deps.commandTimeoutMs });
+      resolve({ ok: false, outcome: 'timeout' });
+    }, deps.commandTimeoutMs);
+  });
+  try {
+    const result = await Promise.race([running, late]);
+    if (!result.ok && result.outcome === 'timeout') void deps.lifecycle.track(running);
+    return result;
+  } finally {
+    clearTimeout(timer);
+  }
 }

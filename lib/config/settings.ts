@@ -44,6 +44,9 @@ export type FunctionTarget = (typeof FUNCTION_TARGETS)[number];
 /** Exit status of an entry refused its settings (sysexits EX_CONFIG). */
 export const EXIT_CONFIG = 78;
 
+/** Where Slack's response URLs live: the only prefix respond() may post to in production. */
+export const SLACK_HOOKS_PREFIX = 'https://hooks.slack.com/';
+
 /** Thrown when the environment holds bad settings; its message names every bad variable. */
 export class SettingsError extends Error {
   readonly problems: readonly string[];
@@ -292,6 +295,12 @@ const schema = {
     format: httpUrl.name,
     default: 'https://slack.com/api/',
     env: 'SLACK_API_URL',
+  },
+  SLACK_RESPONSE_URL_PREFIX: {
+    doc: 'Where respond() may post: response URLs must start with it (Slack’s hooks only in production)',
+    format: httpUrl.name,
+    default: SLACK_HOOKS_PREFIX,
+    env: 'SLACK_RESPONSE_URL_PREFIX',
   },
   SLACK_API_TIMEOUT_MS: {
     doc: 'Longest one Slack Web API request may take, connection and answer',
@@ -593,6 +602,12 @@ function slackApiProblems(settings: Settings, vaultAuth: boolean): string[] {
     problems.push(
       'SLACK_API_URL: must be an https:// URL in production (the bot token goes with every call)',
     );
+  }
+  const prefix = settings.SLACK_RESPONSE_URL_PREFIX;
+  if (settings.NODE_ENV === 'production' && prefix !== SLACK_HOOKS_PREFIX) {
+    problems.push(`SLACK_RESPONSE_URL_PREFIX: must be ${SLACK_HOOKS_PREFIX} in production`);
+  } else if (!prefix.endsWith('/')) {
+    problems.push('SLACK_RESPONSE_URL_PREFIX: must end with / (a host is never a prefix)');
   }
   return problems;
 }

@@ -18,6 +18,8 @@ export interface EventToPublish {
    * and written again, which could make it larger than what was received.
    */
   data: Buffer;
+  /** When what the event tells of happened (RFC 3339), if the producer knows it. */
+  time?: string;
   /**
    * Extensions of its own ([a-z0-9] names: Slack's retry, a replayed event's); K_CE_OVERRIDES'
    * win over them.
@@ -132,6 +134,7 @@ export class CloudEventPublisher implements Publisher {
       id: event.id,
       type: event.type,
       source: event.source,
+      ...(event.time === undefined ? {} : { time: event.time }),
       datacontenttype: 'application/json',
     });
     const strings: Record<string, string> = {};

@@ -15,6 +15,8 @@ const CONNECTION_RESET = 'connection reset';
 
 export interface UpstreamResponse {
   status: number;
+  /** The answer's headers, names in lower case (a repeated one's values joined by `, `). */
+  headers: Readonly<Record<string, string>>;
   body: Buffer;
 }
 
@@ -69,23 +71,33 @@ export function describeFailure(error: unknown, host: string, timeoutMs: number)
   return `network error (${code})`;
 }
 
+/** node-fetch's headers as a plain object. */
+function headersOf(headers: { forEach(fn: (value: string, name: string) => void): void }) {
+  const plain: Record<string, string> = {};
+  headers.forEach((value, name) => {
+    plain[name] = value;
+  });
+  return plain;
+}
+
 /** One upstream service: its base URL, one keep-alive agent, and the health-check request. */
 export class Upstream {
   private readonly baseUrl: string;
   private readonly host: string;
   private readonly agent: http.Agent;
 
-  /** timeoutMs: each request's, unless the request names its own. */
+  /** timeoutMs: each request's, unless the request names its own; maxSockets: at once (2). */
   constructor(
     baseUrl: string,
     private readonly timeoutMs: number,
+    { maxSockets = 2 }: { maxSockets?: number } = {},
   ) {
     const url = new URL(baseUrl);
     this.baseUrl = baseUrl.replace(/\/+$/, '');
     this.host = url.hostname;
     const options = {
       keepAlive: true,
-      maxSockets: 2,
+      maxSockets,
       maxFreeSockets: 1,
       timeout: FREE_SOCKET_TIMEOUT_MS,
     };
@@ -101,15 +113,23 @@ export class Upstream {
    * One request under the base URL, body read to its end (which returns the socket to the
    * keep-alive pool), within the timeout. A GET whose connection is reset is sent once more within
    * the same timeout: a pooled connection the server has just closed fails that way, and must not
-   * read as the server being down. Network failures reject with an UpstreamError.
+   * read as the server being down. Network failures, and the caller's `signal`, reject with an
+   * UpstreamError.
    */
   async request(
     method: 'GET' | 'POST',
     path: string,
-    options: { headers?: Record<string, string>; json?: unknown; timeoutMs?: number } = {},
+    options: {
+      headers?: Record<string, string>;
+      json?: unknown;
+      timeoutMs?: number;
+      signal?: AbortSignal | undefined;
+    } = {},
   ): Promise<UpstreamResponse> {
     const timeoutMs = options.timeoutMs ?? this.timeoutMs;
-    const signal = AbortSignal.timeout(timeoutMs);
+    const deadline = AbortSignal.timeout(timeoutMs);
+    const signal =
+      options.signal === undefined ? deadline : AbortSignal.any([deadline, options.signal]);
     for (let attempt = 1; ; attempt += 1) {
       try {
         const response = await fetchOnFirstUse()(`${this.baseUrl}${path}`, {
@@ -127,7 +147,8 @@ export class Upstream {
           },
           ...(options.json === undefined ? {} : { body: JSON.stringify(options.json) }),
         });
-        return { status: response.status, body: Buffer.from(await response.arrayBuffer()) };
+        const body = Buffer.from(await response.arrayBuffer());
+        return { status: response.status, headers: headersOf(response.headers), body };
       } catch (error) {
         const reason = describeFailure(error, this.host, timeoutMs);
         const retry = method === 'GET' && attempt === 1 && reason === CONNECTION_RESET;

@@ -4,7 +4,8 @@ import { LATENCY_BUCKETS_SECONDS, METRIC_PREFIX } from '../metrics';
 /**
  * How a Web API call ended: answered `ok`; 429 (`rate_limited`); `ok: false` or an HTTP error
  * (`slack_error`); a token problem, or no token to send (`auth_error`); no answer
- * (`network_error`, the caller's abort included).
+ * (`network_error`, the caller's abort included); not sent at all (`refused`: a response_url that
+ * is not Slack's, or past its budget).
  */
 export const SLACK_API_OUTCOMES = [
   'ok',
@@ -12,6 +13,7 @@ export const SLACK_API_OUTCOMES = [
   'slack_error',
   'auth_error',
   'network_error',
+  'refused',
 ] as const;
 export type SlackApiOutcome = (typeof SLACK_API_OUTCOMES)[number];
 
@@ -37,7 +39,7 @@ export function createSlackApiMetrics(registry: Registry): SlackApiMetrics {
   const registers = [registry];
   const calls = new Counter({
     name: `${METRIC_PREFIX}slack_api_calls_total`,
-    help: 'Slack Web API calls, by method and outcome (ok, rate_limited, slack_error, auth_error, network_error).',
+    help: 'Slack Web API calls and response_url posts, by method and outcome (ok, rate_limited, slack_error, auth_error, network_error, refused).',
     labelNames: ['method', 'outcome'] as const,
     registers,
   });

@@ -1,7 +1,7 @@
-import type { Registry } from 'prom-client';
 import type { VaultClient } from '../clients/vault';
 import type { Settings } from '../config/settings';
 import type { Logger } from '../logger';
+import type { SlackApiMetrics } from './api-metrics';
 
 /** What Slack answered a Web API call that succeeded: `ok: true` and the method's own fields. */
 export type SlackApiResult = Readonly<Record<string, unknown>> & { readonly ok: true };
@@ -36,8 +36,8 @@ export interface SlackClientDependencies {
   /** Where the bot token is read (SLACK_BOT_TOKEN_VAULT_PATH). */
   vault: VaultClient;
   logger: Logger;
-  /** Where the call counter and duration histogram are registered (when the app is built). */
-  registry: Registry;
+  /** The call counter and duration histogram (registered when the app is built). */
+  metrics: SlackApiMetrics;
 }
 export type SlackClientFactory = (settings: Settings, deps: SlackClientDependencies) => SlackClient;
 

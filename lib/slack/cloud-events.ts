@@ -4,6 +4,7 @@ import type { EventToPublish } from '../eventing/publisher';
 /** CloudEvent types: the prefix and Slack's own type (`com.slack.event.app_mention`). */
 export const SLACK_EVENT_TYPE_PREFIX = 'com.slack.event.';
 export const SLACK_INTERACTION_TYPE_PREFIX = 'com.slack.interaction.';
+export const SLACK_COMMAND_TYPE_PREFIX = 'com.slack.command.';
 /**
  * Extensions the ingress adds when Slack retried a delivery (`X-Slack-Retry-Num`, `-Reason`).
  * Extension names are [a-z0-9] only; the id stays Slack's event_id, so a retry is the same event.
@@ -60,18 +61,55 @@ export function eventCloudEvent(
   };
 }
 
-/** An interaction's id: the hash of the `payload` text as Slack sent it. */
-export function interactionId(payloadText: string): string {
+/** An interaction's id: the hash of the `payload` text as Slack sent it; a command's, of its body. */
+export function interactionId(payloadText: string | Buffer): string {
   return `sha256:${crypto.createHash('sha256').update(payloadText).digest('hex')}`;
+}
+
+/** A verified request's timestamp (seconds) as a CloudEvent `time`. */
+const timeOf = (issuedAt: number | undefined): { time?: string } =>
+  issuedAt === undefined ? {} : { time: new Date(issuedAt).toISOString() };
+
+/** A slash command's name without its slash (`/coffee` → `coffee`), if it can be a type. */
+export function commandName(command: string): string | undefined {
+  const name = command.startsWith('/') ? command.slice(1) : '';
+  return SLACK_TYPE.test(name) ? name : undefined;
+}
+
+/**
+ * A verified slash command as a CloudEvent: its id is the hash of the body as Slack sent it (the
+ * same delivery, the same id), its type names the command, its data is the form's fields as JSON
+ * (Slack's names and values, strings only), its time the request's timestamp.
+ */
+export function commandCloudEvent(
+  body: Buffer,
+  form: Readonly<Record<string, unknown>>,
+  issuedAt: number | undefined,
+): EventToPublish | undefined {
+  const name = commandName(typeof form.command === 'string' ? form.command : '');
+  if (name === undefined) return undefined;
+  const fields: Record<string, string> = {};
+  for (const [key, value] of Object.entries(form)) {
+    if (typeof value === 'string') fields[key] = value;
+  }
+  return {
+    id: interactionId(body),
+    type: `${SLACK_COMMAND_TYPE_PREFIX}${name}`,
+    source: slackSource(form.team_id, form.enterprise_id),
+    data: Buffer.from(JSON.stringify(fields), 'utf8'),
+    ...timeOf(issuedAt),
+  };
 }
 
 /**
  * A verified interaction as a CloudEvent: its id is the hash of the `payload` text as Slack sent
- * it, so the same delivery always gets the same id; that text is its data, as sent.
+ * it, so the same delivery always gets the same id; that text is its data, as sent; its time the
+ * request's timestamp (from which its response_url's 30 minutes run).
  */
 export function interactionCloudEvent(
   payloadText: string,
   payload: Fields & { type: string },
+  issuedAt?: number,
 ): EventToPublish | undefined {
   if (!SLACK_TYPE.test(payload.type)) return undefined;
   return {
@@ -83,5 +121,6 @@ export function interactionCloudEvent(
       field(payload.enterprise, 'id'),
     ),
     data: Buffer.from(payloadText, 'utf8'),
+    ...timeOf(issuedAt),
   };
 }

@@ -1,7 +1,10 @@
 import type { SlackEvent } from '@slack/types';
 import type { Queryable } from '../clients/postgres';
+import type { ComponentStatus } from '../health';
 import { withFields, type Logger } from '../logger';
+import type { ReadinessReport } from '../readiness';
 import type { SlackApiResult, SlackClient } from './client';
+import type { RespondMessage, ResponseUrls } from './respond';
 
 /** Slack's event types that `@slack/types` describes (`app_mention`, `reaction_added`, …). */
 export type SlackEventType = SlackEvent['type'];
@@ -13,6 +16,13 @@ export type EventPayload<T extends string> = T extends SlackEventType
 
 /** What `say` posts: a text, or chat.postMessage's arguments (blocks, metadata, thread_ts…). */
 export type SayMessage = string | (Readonly<Record<string, unknown>> & { text?: string });
+export type { RespondMessage } from './respond';
+
+/** The readiness of the process a handler runs in: each component's state, never its error. */
+export interface ReadinessSummary {
+  ready: boolean;
+  components: Readonly<Record<string, ComponentStatus>>;
+}
 
 /**
  * What a handler is given besides the event: who and which delivery it is, and what to answer
@@ -21,7 +31,7 @@ export type SayMessage = string | (Readonly<Record<string, unknown>> & { text?: 
 export interface HandlerContext {
   /** Slack's `event_id` for an event; `sha256:<hex>` of the payload for an interaction. */
   readonly eventId: string;
-  /** Slack's type (`app_mention`, `block_actions`). */
+  /** Slack's type (`app_mention`, `block_actions`); a command's is its name (`coffee`). */
   readonly type: string;
   readonly teamId: string | undefined;
   readonly enterpriseId: string | undefined;
@@ -37,6 +47,14 @@ export interface HandlerContext {
   readonly slack: SlackClient;
   /** chat.postMessage in the event's channel, in its thread when it is in one. */
   say(message: SayMessage): Promise<SlackApiResult>;
+  /**
+   * Posts to the delivery's `response_url` (commands, block actions, message shortcuts, a view
+   * submission whose modal asked for one): within Slack's 5 uses in 30 minutes, only to Slack's
+   * hooks. Rejects when the delivery has none, past the budget, or when Slack refuses it.
+   */
+  respond(message: RespondMessage): Promise<void>;
+  /** The readiness of this process (the worker's, with K_SINK): component names and states. */
+  readiness(): Promise<ReadinessSummary>;
   /** Fires at the handler's deadline: pass it to every call that can wait. */
   readonly signal: AbortSignal;
   /** PostgreSQL, where the process has a database (the worker does). */
@@ -46,15 +64,17 @@ export interface HandlerContext {
 /** What the runtime knows of one delivery. */
 export interface Delivery {
   eventId: string;
-  kind: 'events' | 'interactions';
+  kind: 'events' | 'interactions' | 'commands';
   type: string;
-  /** The inner event (events) or the payload (interactions). */
+  /** The inner event (events), the payload (interactions), the form's fields (commands). */
   payload: Record<string, unknown>;
   /** The Events API envelope (events only): it holds the team and enterprise ids. */
   envelope?: Record<string, unknown>;
   attempt: number;
   retryNum?: number | undefined;
   retryReason?: string | undefined;
+  /** When Slack sent it (epoch ms, its verified timestamp): its response_url's 30 minutes run from it. */
+  issuedAt?: number | undefined;
   signal: AbortSignal;
 }
 
@@ -62,6 +82,10 @@ export interface ContextDependencies {
   slack: SlackClient;
   logger: Logger;
   postgres?: Queryable | undefined;
+  /** Where respond() posts. */
+  responseUrls: Pick<ResponseUrls, 'respond'>;
+  /** This process's readiness (cached by its checker). */
+  readiness: () => Promise<ReadinessReport>;
 }
 
 type Fields = Record<string, unknown>;
@@ -82,9 +106,10 @@ export function retryReasonOf(value: string | undefined): string | undefined {
   return value !== undefined && /^[a-z0-9_]{1,32}$/.test(value) ? value : undefined;
 }
 
-/** Where `say` posts: the channel and the thread of the event or interaction, if it has them. */
+/** Where `say` posts: the channel and the thread of the delivery, if it has them. */
 function placeOf(delivery: Delivery): { channel?: string; threadTs?: string } {
   const { payload } = delivery;
+  if (delivery.kind === 'commands') return { channel: text(payload.channel_id) };
   if (delivery.kind === 'events') {
     return {
       channel: text(payload.channel) ?? text(field(payload.item, 'channel')),
@@ -98,17 +123,43 @@ function placeOf(delivery: Delivery): { channel?: string; threadTs?: string } {
   };
 }
 
+/** Where `respond` posts: a command's or an interaction's `response_url`, or a modal's first. */
+function responseUrlOf(delivery: Delivery): string | undefined {
+  const { payload } = delivery;
+  if (delivery.kind === 'events') return undefined;
+  const urls = payload.response_urls;
+  return (
+    text(payload.response_url) ??
+    (Array.isArray(urls) ? text(field(urls[0], 'response_url')) : undefined)
+  );
+}
+
+/** The workspace of a delivery: the envelope's (events), the form's (commands), the payload's. */
+function workspaceOf(delivery: Delivery): { teamId?: string; enterpriseId?: string } {
+  const { payload, envelope } = delivery;
+  switch (delivery.kind) {
+    case 'events':
+      return { teamId: text(envelope?.team_id), enterpriseId: text(envelope?.enterprise_id) };
+    case 'commands':
+      return { teamId: text(payload.team_id), enterpriseId: text(payload.enterprise_id) };
+    case 'interactions':
+      return {
+        teamId: text(field(payload.team, 'id')) ?? text(field(payload.user, 'team_id')),
+        enterpriseId: text(field(payload.enterprise, 'id')),
+      };
+  }
+}
+
+/** Each component's state, without latencies or error texts. */
+function summaryOf(report: ReadinessReport): ReadinessSummary {
+  const components: Record<string, ComponentStatus> = {};
+  for (const [name, health] of Object.entries(report.components)) components[name] = health.status;
+  return { ready: report.ready, components };
+}
+
 /** The context a delivery's handlers share. */
 export function handlerContext(delivery: Delivery, deps: ContextDependencies): HandlerContext {
-  const { payload, envelope } = delivery;
-  const teamId =
-    delivery.kind === 'events'
-      ? text(envelope?.team_id)
-      : (text(field(payload.team, 'id')) ?? text(field(payload.user, 'team_id')));
-  const enterpriseId =
-    delivery.kind === 'events'
-      ? text(envelope?.enterprise_id)
-      : text(field(payload.enterprise, 'id'));
+  const { teamId, enterpriseId } = workspaceOf(delivery);
   const { channel, threadTs } = placeOf(delivery);
   const { slack } = deps;
   const { signal } = delivery;
@@ -137,6 +188,14 @@ export function handlerContext(delivery: Delivery, deps: ContextDependencies): H
         { signal },
       );
     },
+    respond: (message) => {
+      const url = responseUrlOf(delivery);
+      if (url === undefined) {
+        return Promise.reject(new Error(`respond: this ${delivery.type} has no response_url`));
+      }
+      return deps.responseUrls.respond(url, delivery.issuedAt, message, signal);
+    },
+    readiness: () => deps.readiness().then(summaryOf),
     signal,
     postgres: deps.postgres,
   };

@@ -2,6 +2,8 @@ import type { EventPayload, HandlerContext } from './context';
 
 export type { HandlerContext } from './context';
 
+type Fields = Readonly<Record<string, unknown>>;
+
 /** A slash command as Slack posts it (the fields features use). */
 export interface SlashCommand {
   command: string;
@@ -10,13 +12,32 @@ export interface SlashCommand {
   channelId: string;
   teamId: string;
   responseUrl: string;
+  /** Opens a modal (`views.open`) within 3 s of the command. */
+  triggerId: string;
 }
+
+/** A command's answer: a text, or a message with Block Kit, `ephemeral` (the default) or `in_channel`. */
+export type CommandAnswer =
+  | string
+  | { text?: string; blocks?: readonly unknown[]; response_type?: 'ephemeral' | 'in_channel' };
 
 export interface Subcommand {
   /** One line for `/coffee help`. */
   description: string;
-  /** The ephemeral answer; must come well within Slack's 3 seconds. */
-  run(args: string, command: SlashCommand): string | Promise<string>;
+  /**
+   * The answer in place, Slack's acknowledgement: it must come within 2.5 s (the context's signal
+   * fires then). Without it the acknowledgement is empty.
+   */
+  run?(
+    args: string,
+    command: SlashCommand,
+    context: HandlerContext,
+  ): CommandAnswer | undefined | Promise<CommandAnswer | undefined>;
+  /**
+   * Work after the acknowledgement, run once: by the worker with K_SINK, else in this process.
+   * Answers through `context.respond()` (the command's response_url) or `context.say()`.
+   */
+  later?(args: string, command: SlashCommand, context: HandlerContext): void | Promise<void>;
 }
 
 /** Runs after Slack's acknowledgement with the inner event and its delivery's context. */
@@ -24,11 +45,60 @@ export type EventHandler<E = Record<string, unknown>> = (
   event: E,
   context: HandlerContext,
 ) => void | Promise<void>;
-/** Runs after Slack's acknowledgement with the interaction's payload and its context. */
+
+/** An interaction's payload as Slack sent it: its `type` checked, the rest plain fields. */
+export type InteractionPayload = Fields & { readonly type: string };
+/** One element of a `block_actions` payload's `actions`. */
+export type SlackAction = Fields & { readonly action_id: string; readonly block_id?: string };
+
+/** Runs after the acknowledgement with the interaction's payload and its context. */
 export type InteractionHandler = (
-  payload: Record<string, unknown>,
+  payload: InteractionPayload,
   context: HandlerContext,
 ) => void | Promise<void>;
+/** Runs after the acknowledgement for one action of a `block_actions` payload. */
+export type ActionHandler = (
+  action: SlackAction,
+  payload: InteractionPayload,
+  context: HandlerContext,
+) => void | Promise<void>;
+
+/** A `view_submission`'s answer in place (Slack's `response_action`). */
+export type ViewResponse =
+  | { response_action: 'errors'; errors: Readonly<Record<string, string>> }
+  | { response_action: 'update' | 'push'; view: Fields }
+  | { response_action: 'clear' };
+
+export interface ViewSubmission {
+  /**
+   * The answer in place within 2.5 s: a `response_action`, or nothing (the modal closes). With
+   * `errors` the submission is refused: `later` does not run.
+   */
+  answer?(
+    payload: InteractionPayload,
+    context: HandlerContext,
+  ): ViewResponse | undefined | Promise<ViewResponse | undefined>;
+  /** Work after the acknowledgement, run once. */
+  later?: InteractionHandler;
+}
+
+/** A `block_suggestion`'s answer in place: the options of an external select. */
+export type OptionsAnswer = { options: readonly unknown[] } | { option_groups: readonly unknown[] };
+export type OptionsHandler = (
+  payload: InteractionPayload,
+  context: HandlerContext,
+) => OptionsAnswer | Promise<OptionsAnswer>;
+
+/** A handler as the runtime calls it: the delivery's payload and context. */
+export type Handler = (payload: Record<string, unknown>, context: HandlerContext) => unknown;
+
+/** What one delivery comes to: its answer in place, if any, and the work after the ack. */
+export interface Plan<Answer> {
+  /** Runs before the acknowledgement; what it gives is the body of Slack's answer. */
+  answer?: (context: HandlerContext) => Promise<Answer | undefined>;
+  /** Runs after the acknowledgement (by the worker with K_SINK). */
+  later: readonly Handler[];
+}
 
 /**
  * One CoffeeBuddy feature: registers its subcommands and handlers on the app's SlackHandlers.
@@ -36,24 +106,60 @@ export type InteractionHandler = (
  */
 export type Feature = (handlers: SlackHandlers) => void;
 
+const SUBCOMMAND_NAME = /^[a-z][a-z0-9-]*$/;
+/** Slack's action and callback ids are at most 255 characters. */
+const MAX_ID_LENGTH = 255;
+
+const text = (value: unknown): string => (typeof value === 'string' ? value : '');
+const field = (value: unknown, name: string): unknown =>
+  value !== null && typeof value === 'object' ? (value as Fields)[name] : undefined;
+
+/** A slash command's form fields as features read them. */
+export function slashCommandOf(form: Fields): SlashCommand {
+  return {
+    command: text(form.command),
+    text: text(form.text),
+    userId: text(form.user_id),
+    channelId: text(form.channel_id),
+    teamId: text(form.team_id),
+    responseUrl: text(form.response_url),
+    triggerId: text(form.trigger_id),
+  };
+}
+
+function checkId(what: string, id: string): void {
+  if (id === '' || id.length > MAX_ID_LENGTH) {
+    throw new Error(`${what} must be 1 to ${MAX_ID_LENGTH} characters`);
+  }
+}
+
+function add<T>(map: Map<string, T[]>, key: string, value: T): void {
+  map.set(key, [...(map.get(key) ?? []), value]);
+}
+
 /**
- * What CoffeeBuddy does with Slack's requests: subcommands of one slash command, and handlers for
- * event and interaction types. Features add a handler here, never a route.
+ * What CoffeeBuddy does with Slack's requests: subcommands of one slash command, handlers for
+ * event types, and interactions routed as Slack means them (actions by `action_id`, shortcuts and
+ * views by `callback_id`). Features add a handler here, never a route.
  */
 export class SlackHandlers {
   private readonly subcommands = new Map<string, Subcommand>();
   private readonly eventHandlers = new Map<string, EventHandler[]>();
-  private readonly interactionHandlers = new Map<string, InteractionHandler[]>();
+  private readonly actions = new Map<string, ActionHandler[]>();
+  private readonly options = new Map<string, OptionsHandler>();
+  private readonly shortcuts = new Map<string, InteractionHandler[]>();
+  private readonly submissions = new Map<string, ViewSubmission>();
+  private readonly closings = new Map<string, InteractionHandler[]>();
 
   constructor(readonly command = '/coffee') {
     this.subcommands.set('help', {
       description: 'list what CoffeeBuddy can do',
-      run: () => this.help(),
+      run: () => this.helpText(),
     });
   }
 
   addSubcommand(name: string, subcommand: Subcommand): this {
-    if (!/^[a-z][a-z0-9-]*$/.test(name)) throw new Error(`invalid subcommand name "${name}"`);
+    if (!SUBCOMMAND_NAME.test(name)) throw new Error(`invalid subcommand name "${name}"`);
     if (this.subcommands.has(name)) throw new Error(`subcommand "${name}" is already registered`);
     this.subcommands.set(name, subcommand);
     return this;
@@ -65,41 +171,141 @@ export class SlackHandlers {
    * Slack sent, as Slack documents it; the runtime checks only its type.
    */
   onEvent<T extends string>(type: T, handler: EventHandler<EventPayload<T>>): this {
-    const registered = handler as unknown as EventHandler;
-    this.eventHandlers.set(type, [...(this.eventHandlers.get(type) ?? []), registered]);
+    add(this.eventHandlers, type, handler as unknown as EventHandler);
     return this;
   }
 
-  onInteraction(type: string, handler: InteractionHandler): this {
-    this.interactionHandlers.set(type, [...(this.interactionHandlers.get(type) ?? []), handler]);
+  /** A `block_actions` action with this `action_id` (a button, a select): after the ack. */
+  onAction(actionId: string, handler: ActionHandler): this {
+    checkId('an action_id', actionId);
+    add(this.actions, actionId, handler);
     return this;
   }
 
-  /** The ephemeral answer to a slash command. */
-  runCommand(command: SlashCommand): string | Promise<string> {
+  /** The options of the external select with this `action_id` (`block_suggestion`), in place. */
+  onOptions(actionId: string, handler: OptionsHandler): this {
+    checkId('an action_id', actionId);
+    if (this.options.has(actionId)) throw new Error(`options for "${actionId}" already registered`);
+    this.options.set(actionId, handler);
+    return this;
+  }
+
+  /** A global shortcut (`shortcut`) or message shortcut (`message_action`): after the ack. */
+  onShortcut(callbackId: string, handler: InteractionHandler): this {
+    checkId('a callback_id', callbackId);
+    add(this.shortcuts, callbackId, handler);
+    return this;
+  }
+
+  /** A modal's submission (`view_submission`): an answer in place and work after the ack. */
+  onViewSubmission(callbackId: string, submission: ViewSubmission): this {
+    checkId('a callback_id', callbackId);
+    if (this.submissions.has(callbackId)) {
+      throw new Error(`view "${callbackId}" already registered`);
+    }
+    this.submissions.set(callbackId, submission);
+    return this;
+  }
+
+  /** A modal closed (`view_closed`, when the view has `notify_on_close`): after the ack. */
+  onViewClosed(callbackId: string, handler: InteractionHandler): this {
+    checkId('a callback_id', callbackId);
+    add(this.closings, callbackId, handler);
+    return this;
+  }
+
+  /** `/coffee <name> <args>`: its answer in place and its work after the ack. */
+  planCommand(command: SlashCommand): Plan<CommandAnswer> {
     if (command.command !== this.command) {
-      return `CoffeeBuddy does not know ${command.command}. Try ${this.command} help.`;
+      return fixed(`CoffeeBuddy does not know ${command.command}. Try ${this.command} help.`);
     }
     const [name = 'help', ...rest] = command.text.trim().split(/\s+/).filter(Boolean);
     const subcommand = this.subcommands.get(name.toLowerCase());
     if (subcommand === undefined) {
-      return `Unknown command "${name}". Try ${this.command} help.`;
+      return fixed(`Unknown command "${name}". Try ${this.command} help.`);
     }
-    return subcommand.run(rest.join(' '), command);
+    const args = rest.join(' ');
+    return {
+      ...(subcommand.run === undefined
+        ? {}
+        : { answer: async (context) => subcommand.run?.(args, command, context) }),
+      later:
+        subcommand.later === undefined
+          ? []
+          : [(_payload, context) => subcommand.later?.(args, command, context)],
+    };
   }
 
   handlersForEvent(type: string): readonly EventHandler[] {
     return this.eventHandlers.get(type) ?? [];
   }
 
-  handlersForInteraction(type: string): readonly InteractionHandler[] {
-    return this.interactionHandlers.get(type) ?? [];
+  /**
+   * What an interaction comes to, routed by its type and then its `action_id` or `callback_id`;
+   * undefined when nothing here handles it.
+   */
+  planInteraction(payload: InteractionPayload): Plan<Fields> | undefined {
+    switch (payload.type) {
+      case 'block_actions':
+        return this.planActions(payload);
+      case 'block_suggestion': {
+        const handler = this.options.get(text(payload.action_id));
+        return handler === undefined
+          ? undefined
+          : { answer: async (context) => handler(payload, context), later: [] };
+      }
+      case 'shortcut':
+      case 'message_action':
+        return afterAck(this.shortcuts.get(text(payload.callback_id)), payload);
+      case 'view_submission': {
+        const submission = this.submissions.get(text(field(payload.view, 'callback_id')));
+        if (submission === undefined) return undefined;
+        const { later } = submission;
+        return {
+          ...(submission.answer === undefined
+            ? {}
+            : { answer: async (context) => submission.answer?.(payload, context) }),
+          later: later === undefined ? [] : [(_payload, context) => later(payload, context)],
+        };
+      }
+      case 'view_closed':
+        return afterAck(this.closings.get(text(field(payload.view, 'callback_id'))), payload);
+      default:
+        return undefined;
+    }
   }
 
-  private help(): string {
+  /** Every subcommand with its line, as `/coffee help` answers. */
+  helpText(): string {
     const lines = [...this.subcommands.entries()]
       .sort(([a], [b]) => a.localeCompare(b))
       .map(([name, { description }]) => `• \`${this.command} ${name}\`: ${description}`);
     return ['CoffeeBuddy can do this:', ...lines].join('\n');
   }
+
+  /** Each action of the payload to the handlers of its `action_id`; undefined when none has any. */
+  private planActions(payload: InteractionPayload): Plan<Fields> | undefined {
+    const actions = Array.isArray(payload.actions) ? (payload.actions as unknown[]) : [];
+    const later: Handler[] = [];
+    for (const action of actions) {
+      const handlers = this.actions.get(text(field(action, 'action_id'))) ?? [];
+      for (const handler of handlers) {
+        later.push((_payload, context) => handler(action as SlackAction, payload, context));
+      }
+    }
+    return later.length === 0 ? undefined : { later };
+  }
+}
+
+/** A command whose answer is known without running anything. */
+function fixed(answer: string): Plan<CommandAnswer> {
+  return { answer: () => Promise.resolve(answer), later: [] };
+}
+
+function afterAck(
+  handlers: readonly InteractionHandler[] | undefined,
+  payload: InteractionPayload,
+): Plan<Fields> | undefined {
+  if (handlers === undefined) return undefined;
+  return { later: handlers.map((handler) => (_payload, context) => handler(payload, context)) };
 }

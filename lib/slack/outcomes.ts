@@ -19,11 +19,12 @@ export const SLACK_OUTCOMES = [
   'rate_limited',
   'overloaded',
   'publish_failed',
+  'unhandled',
 ] as const;
 export type SlackOutcome = (typeof SLACK_OUTCOMES)[number];
 
 /** What the Slack worker took: the `kind` label of coffeebuddy_slack_work_total. */
-export const WORK_KINDS = ['events', 'interactions', 'unknown'] as const;
+export const WORK_KINDS = ['events', 'interactions', 'commands', 'unknown'] as const;
 export type WorkKind = (typeof WORK_KINDS)[number];
 
 /** What became of an event the worker or the dead-letter function took. */

@@ -1,15 +1,8 @@
 import { errorDetails } from '../errors';
 import type { Lifecycle } from '../lifecycle';
 import { SlackRateLimitedError } from './client';
-import {
-  handlerContext,
-  type ContextDependencies,
-  type Delivery,
-  type HandlerContext,
-} from './context';
-
-/** A handler as the runtime calls it. */
-export type Handler = (payload: Record<string, unknown>, context: HandlerContext) => unknown;
+import { handlerContext, type ContextDependencies, type Delivery } from './context';
+import type { Handler } from './handlers';
 
 /** How one delivery's handlers ended. */
 export type RunResult =

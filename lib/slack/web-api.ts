@@ -7,12 +7,7 @@ import { vaultSecretValue } from '../clients/vault';
 import type { Settings } from '../config/settings';
 import { describeFailure, fetchOnFirstUse } from '../http/upstream';
 import type { Logger } from '../logger';
-import {
-  createSlackApiMetrics,
-  isSlackMethod,
-  type SlackApiMetrics,
-  type SlackApiOutcome,
-} from './api-metrics';
+import { isSlackMethod, type SlackApiMetrics, type SlackApiOutcome } from './api-metrics';
 import {
   SlackApiError,
   SlackNetworkError,
@@ -356,12 +351,12 @@ function botToken(settings: Settings, deps: Parameters<SlackClientFactory>[1]) {
   return new CachedSecret({ load: vaultSecretValue(deps.vault, where), ...reuse });
 }
 
-/** The default SlackClientFactory: metrics registered now, WebClient loaded by the first call. */
+/** The default SlackClientFactory: WebClient loaded by the first call. */
 export const buildSlackClient: SlackClientFactory = (settings, deps) =>
   new WebApiSlackClient({
     apiUrl: settings.SLACK_API_URL,
     token: botToken(settings, deps),
     timeoutMs: settings.SLACK_API_TIMEOUT_MS,
     logger: deps.logger,
-    metrics: createSlackApiMetrics(deps.registry),
+    metrics: deps.metrics,
   });

@@ -6,15 +6,19 @@ import type { Lifecycle } from '../lifecycle';
 import type { Logger } from '../logger';
 import { currentContext, runInContext, traceIdOf, type RequestContext } from '../request-context';
 import type { SlackClient } from './client';
+import type { ReadinessReport } from '../readiness';
 import {
+  commandName,
+  SLACK_COMMAND_TYPE_PREFIX,
   SLACK_EVENT_TYPE_PREFIX,
   SLACK_INTERACTION_TYPE_PREFIX,
   SLACK_RETRY_NUM_EXTENSION,
   SLACK_RETRY_REASON_EXTENSION,
 } from './cloud-events';
 import { retryNumOf, retryReasonOf, type Delivery } from './context';
-import type { SlackHandlers } from './handlers';
-import { failureFields, failureReason, runHandlers, type Handler } from './run';
+import { slashCommandOf, type Handler, type SlackHandlers } from './handlers';
+import type { ResponseUrls } from './respond';
+import { failureFields, failureReason, runHandlers } from './run';
 import type { WorkKind, WorkOutcome } from './outcomes';
 import type { WorkMetrics } from './work-metrics';
 import type { WorkStore } from './work-store';
@@ -26,6 +30,7 @@ const SWEEP_INTERVAL_MS = 60_000;
 export function kindOf(type: string): WorkKind {
   if (type.startsWith(SLACK_EVENT_TYPE_PREFIX)) return 'events';
   if (type.startsWith(SLACK_INTERACTION_TYPE_PREFIX)) return 'interactions';
+  if (type.startsWith(SLACK_COMMAND_TYPE_PREFIX)) return 'commands';
   return 'unknown';
 }
 
@@ -56,11 +61,13 @@ interface Plan {
   delivery: Omit<Delivery, 'signal' | 'attempt'>;
 }
 
-/** Slack's retry number and reason, as the ingress added them to the event. */
-function retryOf(event: ReceivedEvent): Pick<Delivery, 'retryNum' | 'retryReason'> {
+/** Slack's retry number and reason, and when Slack sent it, as the ingress added them. */
+function retryOf(event: ReceivedEvent): Pick<Delivery, 'retryNum' | 'retryReason' | 'issuedAt'> {
+  const issuedAt = Date.parse(event.attributes.time ?? '');
   return {
     retryNum: retryNumOf(event.attributes[SLACK_RETRY_NUM_EXTENSION]),
     retryReason: retryReasonOf(event.attributes[SLACK_RETRY_REASON_EXTENSION]),
+    ...(Number.isNaN(issuedAt) ? {} : { issuedAt }),
   };
 }
 
@@ -97,10 +104,22 @@ function planOf(event: ReceivedEvent, handlers: SlackHandlers): Plan | string {
   if (kind === 'interactions') {
     const slackType = event.type.slice(SLACK_INTERACTION_TYPE_PREFIX.length);
     if (fields.type !== slackType) return 'data is not an interaction of this type';
+    const payload = fields as Record<string, unknown> & { type: string };
     return {
       kind,
-      run: handlers.handlersForInteraction(slackType),
-      delivery: { eventId: event.id, kind, type: slackType, payload: fields, ...retryOf(event) },
+      run: handlers.planInteraction(payload)?.later ?? [],
+      delivery: { eventId: event.id, kind, type: slackType, payload, ...retryOf(event) },
+    };
+  }
+  if (kind === 'commands') {
+    const name = event.type.slice(SLACK_COMMAND_TYPE_PREFIX.length);
+    if (typeof fields.command !== 'string' || commandName(fields.command) !== name) {
+      return 'data is not a command of this type';
+    }
+    return {
+      kind,
+      run: handlers.planCommand(slashCommandOf(fields)).later,
+      delivery: { eventId: event.id, kind, type: name, payload: fields, ...retryOf(event) },
     };
   }
   return 'not a Slack event type';
@@ -117,6 +136,10 @@ export interface SlackWorkerOptions {
   slack: SlackClient;
   /** Handlers' PostgreSQL (the work table's database). */
   postgres: Queryable;
+  /** Where handlers' respond() posts. */
+  responseUrls: Pick<ResponseUrls, 'respond'>;
+  /** This process's readiness, for handlers that report it. */
+  readiness: () => Promise<ReadinessReport>;
   /** Removes known secrets from what is kept of a failure in the work table. */
   redact: (text: string) => string;
   /** Longest one event's handlers may run before the attempt counts as failed. */
@@ -169,6 +192,8 @@ export class SlackWorker {
       runHandlers(plan.run, delivery, {
         slack: this.options.slack,
         postgres: this.options.postgres,
+        responseUrls: this.options.responseUrls,
+        readiness: this.options.readiness,
         logger,
         lifecycle: this.options.lifecycle,
         timeoutMs: this.options.handlerTimeoutMs,

@@ -54,6 +54,7 @@ describe('loadSettings', () => {
       SLACK_BOT_TOKEN_VAULT_PATH: '',
       SLACK_BOT_TOKEN_VAULT_KEY: 'bot_token',
       SLACK_API_URL: 'https://slack.com/api/',
+      SLACK_RESPONSE_URL_PREFIX: 'https://hooks.slack.com/',
       SLACK_API_TIMEOUT_MS: 5000,
       SLACK_MAX_PENDING_WORK: 100,
       VAULT_K8S_TOKEN_TTL_MS: 300_000,
@@ -198,6 +199,7 @@ describe('loadSettings', () => {
       SLACK_BOT_TOKEN_VAULT_PATH: 'coffeebuddy/slack',
       SLACK_BOT_TOKEN_VAULT_KEY: 'bot-token',
       SLACK_API_URL: 'https://egress.example/slack/api/',
+      SLACK_RESPONSE_URL_PREFIX: 'https://hooks.slack.com/',
       SLACK_API_TIMEOUT_MS: '3000',
       SLACK_MAX_PENDING_WORK: '5',
       VAULT_K8S_TOKEN_TTL_MS: '90000',
@@ -318,6 +320,12 @@ describe('loadSettings', () => {
     expect(problemsOf({ SLACK_API_URL: 'https://user:pw@proxy/api/' })[0]).toMatch(
       /^SLACK_API_URL: must not contain credentials/,
     );
+    expect(
+      problemsOf({ ...production, SLACK_RESPONSE_URL_PREFIX: 'https://hooks.slack.com.evil/' }),
+    ).toEqual(['SLACK_RESPONSE_URL_PREFIX: must be https://hooks.slack.com/ in production']);
+    expect(problemsOf({ SLACK_RESPONSE_URL_PREFIX: 'http://127.0.0.1:9' })).toEqual([
+      'SLACK_RESPONSE_URL_PREFIX: must end with / (a host is never a prefix)',
+    ]);
     expect(loadSettings({ SLACK_BOT_TOKEN: 'xoxb-local' }).SLACK_BOT_TOKEN).toBe('xoxb-local');
     expect(loadSettings({ SLACK_API_URL: 'http://127.0.0.1:9/api/' }).SLACK_API_URL).toBe(
       'http://127.0.0.1:9/api/',

@@ -1,30 +1,54 @@
 import { Registry } from 'prom-client';
 import { loadSettings } from '../../lib/config/settings';
+import { componentHealth } from '../../lib/health';
 import { createLogger } from '../../lib/logger';
+import { ReadinessChecker } from '../../lib/readiness';
+import { createSlackApiMetrics } from '../../lib/slack/api-metrics';
 import type { SlackClient } from '../../lib/slack/client';
-import { handlerContext, type Delivery } from '../../lib/slack/context';
+import { handlerContext, type ContextDependencies, type Delivery } from '../../lib/slack/context';
+import { ResponseUrls, SlackRespondRefusedError } from '../../lib/slack/respond';
 import { buildSlackClient } from '../../lib/slack/web-api';
 import { FakeClient } from '../../testing/fakes';
 import { startSlackApiStandIn, type SlackApiStandIn } from '../../testing/slack-api';
+import { startHooksStandIn, type HooksStandIn } from '../../testing/slack-hooks';
 
 /** The handler context over the real Web API client and the Slack Web API stand-in. */
 const TOKEN = 'xoxb-context-test-token';
 let api: SlackApiStandIn;
+let hooks: HooksStandIn;
 let slack: SlackClient;
+let responseUrls: ResponseUrls;
+let deps: ContextDependencies;
 const lines: Record<string, unknown>[] = [];
 const logger = createLogger('debug', (line) => lines.push(JSON.parse(line)));
+/** Two components the context reports: one fine, one failing with an error text of its own. */
+const vault = new FakeClient();
+const postgresHealth = {
+  healthCheck: () => Promise.resolve(componentHealth(3, 'password authentication failed')),
+};
 
 beforeAll(async () => {
   api = await startSlackApiStandIn([TOKEN]);
+  hooks = await startHooksStandIn();
   const settings = loadSettings({ SLACK_BOT_TOKEN: TOKEN, SLACK_API_URL: api.url });
-  slack = buildSlackClient(settings, { vault: new FakeClient(), logger, registry: new Registry() });
+  const metrics = createSlackApiMetrics(new Registry());
+  slack = buildSlackClient(settings, { vault: new FakeClient(), logger, metrics });
+  responseUrls = new ResponseUrls({ prefix: hooks.prefix, timeoutMs: 2000, logger, metrics });
+  const checker = new ReadinessChecker({
+    components: { vault, postgres: postgresHealth },
+    ttlMs: 0,
+    timeoutMs: 1000,
+  });
+  deps = { slack, logger, responseUrls, readiness: () => checker.check() };
 });
 afterAll(async () => {
   slack.close?.();
-  await api.close();
+  responseUrls.close();
+  await Promise.all([api.close(), hooks.close()]);
 });
 afterEach(() => {
   api.reset();
+  hooks.reset();
   lines.length = 0;
 });
 
@@ -43,8 +67,7 @@ describe('handlerContext', () => {
   it('carries the delivery: ids, team, enterprise, attempt, Slack’s retry, the database', () => {
     const postgres = { query: () => Promise.reject(new Error('unused')) };
     const context = handlerContext(event({}, { retryNum: 1, retryReason: 'http_timeout' }), {
-      slack,
-      logger,
+      ...deps,
       postgres,
     });
     expect(context).toMatchObject({
@@ -64,12 +87,9 @@ describe('handlerContext', () => {
   });
 
   it('say posts in the event’s channel, in its thread when it has one, with the signal', async () => {
-    const plain = handlerContext(event({ channel: 'C1', ts: '1.1' }), { slack, logger });
+    const plain = handlerContext(event({ channel: 'C1', ts: '1.1' }), deps);
     await plain.say('hello');
-    const threaded = handlerContext(event({ channel: 'C2', ts: '2.2', thread_ts: '2.0' }), {
-      slack,
-      logger,
-    });
+    const threaded = handlerContext(event({ channel: 'C2', ts: '2.2', thread_ts: '2.0' }), deps);
     await threaded.say({ text: 'in thread', unfurl_links: false });
     expect(api.callsOf('chat.postMessage').map((call) => call.args)).toEqual([
       { channel: 'C1', text: 'hello' },
@@ -92,7 +112,7 @@ describe('handlerContext', () => {
         attempt: 1,
         signal: new AbortController().signal,
       },
-      { slack, logger },
+      deps,
     );
     expect(context.teamId).toBe('T0002');
     await context.say('done');
@@ -104,8 +124,85 @@ describe('handlerContext', () => {
   });
 
   it('say without a channel rejects, naming the type, and calls nothing', async () => {
-    const context = handlerContext(event({}), { slack, logger });
+    const context = handlerContext(event({}), deps);
     await expect(context.say('x')).rejects.toThrow('say: this app_mention names no channel');
     expect(api.calls).toEqual([]);
+  });
+});
+
+const command = (form: Record<string, unknown>, issuedAt?: number): Delivery => ({
+  eventId: 'sha256:cd',
+  kind: 'commands',
+  type: 'coffee',
+  payload: { command: '/coffee', text: 'status', ...form },
+  attempt: 1,
+  issuedAt,
+  signal: new AbortController().signal,
+});
+
+describe('handlerContext of a command', () => {
+  it('has the form’s team and enterprise; say posts in its channel', async () => {
+    const context = handlerContext(
+      command({ team_id: 'T0003', enterprise_id: 'E0003', channel_id: 'C4' }),
+      deps,
+    );
+    expect([context.teamId, context.enterpriseId, context.type]).toEqual([
+      'T0003',
+      'E0003',
+      'coffee',
+    ]);
+    await context.say('hello');
+    expect(api.callsOf('chat.postMessage')[0]!.args).toEqual({ channel: 'C4', text: 'hello' });
+  });
+
+  it('respond posts to the command’s response_url, within its budget from when Slack sent it', async () => {
+    const url = hooks.issue();
+    const context = handlerContext(command({ response_url: url }, Date.now()), deps);
+    await context.respond('Checking…');
+    expect(hooks.postsTo(url).map((post) => post.body)).toEqual([{ text: 'Checking…' }]);
+    const old = Date.now() - 31 * 60_000;
+    const late = handlerContext(command({ response_url: hooks.issue() }, old), deps);
+    await expect(late.respond('late')).rejects.toEqual(new SlackRespondRefusedError('expired'));
+  });
+});
+
+describe('respond and readiness', () => {
+  it('respond uses an interaction’s response_url, else a modal’s first; an event has none', async () => {
+    const action = hooks.issue('actions');
+    const modal = hooks.issue('actions');
+    const interaction = (payload: Record<string, unknown>): Delivery => ({
+      eventId: 'sha256:ef',
+      kind: 'interactions',
+      type: String(payload.type),
+      payload,
+      attempt: 1,
+      signal: new AbortController().signal,
+    });
+    await handlerContext(
+      interaction({ type: 'block_actions', response_url: action }),
+      deps,
+    ).respond('clicked');
+    await handlerContext(
+      interaction({ type: 'view_submission', response_urls: [{ response_url: modal }] }),
+      deps,
+    ).respond({ text: 'submitted', response_type: 'in_channel' });
+    expect(hooks.postsTo(action).map((post) => post.body)).toEqual([{ text: 'clicked' }]);
+    expect(hooks.postsTo(modal).map((post) => post.body)).toEqual([
+      { text: 'submitted', response_type: 'in_channel' },
+    ]);
+    const none = handlerContext(interaction({ type: 'shortcut' }), deps);
+    await expect(none.respond('x')).rejects.toThrow('respond: this shortcut has no response_url');
+    await expect(handlerContext(event({}), deps).respond('x')).rejects.toThrow(
+      'respond: this app_mention has no response_url',
+    );
+    expect(hooks.posts).toHaveLength(2);
+  });
+
+  it('readiness reports each component’s state and never its error text', async () => {
+    const context = handlerContext(event({}), deps);
+    expect(await context.readiness()).toEqual({
+      ready: false,
+      components: { vault: 'ok', postgres: 'unavailable' },
+    });
   });
 });

@@ -8,6 +8,7 @@ import {
   SlackRateLimitedError,
   type SlackClient,
 } from '../../lib/slack/client';
+import { createSlackApiMetrics, type SlackApiMetrics } from '../../lib/slack/api-metrics';
 import { buildSlackClient } from '../../lib/slack/web-api';
 import { metricValue } from '../../testing/metrics-text';
 import { startSlackApiStandIn, type SlackApiStandIn } from '../../testing/slack-api';
@@ -25,6 +26,7 @@ describe('the Slack Web API client', () => {
   let slack: SlackApiStandIn;
   let vault: VaultStandIn;
   let registry: Registry;
+  let metrics: SlackApiMetrics;
   let lines: string[];
   const opened: SlackClient[] = [];
 
@@ -39,6 +41,7 @@ describe('the Slack Web API client', () => {
     slack.tokens.add(FIRST_TOKEN);
     vault.secrets[TOKEN_PATH] = { bot_token: FIRST_TOKEN };
     registry = new Registry();
+    metrics = createSlackApiMetrics(registry);
     lines = [];
   });
   afterEach(() => {
@@ -59,7 +62,7 @@ describe('the Slack Web API client', () => {
     const built = buildSlackClient(settings, {
       vault: buildVaultClient(settings),
       logger,
-      registry,
+      metrics,
     });
     opened.push(built);
     return built;

@@ -6,6 +6,7 @@ import { signSlackRequest } from '../../lib/slack/signature';
 import { startDeliverer, type Deliverer, type DeliverySpec } from '../../testing/deliverer';
 import { metricValue } from '../../testing/metrics-text';
 import { startSlackApiStandIn, type SlackApiStandIn } from '../../testing/slack-api';
+import { startHooksStandIn, type HooksStandIn } from '../../testing/slack-hooks';
 import { APP_PASSWORD, migratedCluster, itWithPostgres } from '../../testing/postgres';
 import {
   ENTRY,
@@ -419,9 +420,11 @@ describe('Slack work through Knative Eventing, across processes', () => {
   describe('the mention feature, served by the built entry (the seat), against the Slack Web API stand-in', () => {
     const TOKEN = 'xoxb-eventing-system-token';
     let slack: SlackApiStandIn | undefined;
+    let hooks: HooksStandIn | undefined;
     afterEach(async () => {
-      await slack?.close();
+      await Promise.all([slack?.close(), hooks?.close()]);
       slack = undefined;
+      hooks = undefined;
     });
 
     /** The image's entry with the seat's handlers: no test handlers anywhere. */
@@ -526,6 +529,132 @@ describe('Slack work through Knative Eventing, across processes', () => {
         expect(await rows()).toEqual([
           expect.objectContaining({ id: 'Limited1', state: 'done', attempts: 2 }),
         ]);
+      },
+      40_000,
+    );
+
+    /** A signed form to one of Slack's form URLs; the answer's status, body and time taken. */
+    async function signedForm(
+      to: RunningProcess,
+      route: string,
+      fields: Record<string, string>,
+    ): Promise<{ status: number; body: string; ms: number }> {
+      const body = new URLSearchParams(fields).toString();
+      const timestamp = String(Math.floor(Date.now() / 1000));
+      const started = performance.now();
+      const res = await fetch(`${to.url}${route}`, {
+        method: 'POST',
+        headers: {
+          'Content-Type': 'application/x-www-form-urlencoded',
+          'X-Slack-Request-Timestamp': timestamp,
+          'X-Slack-Signature': signSlackRequest(SECRET, timestamp, body),
+        },
+        body,
+        signal: AbortSignal.timeout(10_000),
+      });
+      const text = await res.text();
+      return { status: res.status, body: text, ms: performance.now() - started };
+    }
+
+    itWithPostgres(
+      '/coffee status through the Broker: acknowledged at once, answered once through respond() with the worker’s readiness',
+      async () => {
+        slack = await startSlackApiStandIn([TOKEN]);
+        hooks = await startHooksStandIn();
+        deliverer = await startDeliverer();
+        const hooksEnv = { SLACK_RESPONSE_URL_PREFIX: hooks.prefix };
+        const worker = await entry({ ...env(), ...hooksEnv, FUNCTION_TARGET: 'slackWorker' });
+        deliverer.addTrigger({ url: `${worker.url}/`, delivery: DELIVERY });
+        const ingress = await entry({
+          ...hooksEnv,
+          SLACK_SIGNING_SECRET: SECRET,
+          K_SINK: deliverer.url,
+        });
+        const responseUrl = hooks.issue();
+        const answered = await signedForm(ingress, '/slack/commands', {
+          command: '/coffee',
+          text: 'status',
+          team_id: 'T0001',
+          channel_id: 'C0001',
+          user_id: 'U0042',
+          response_url: responseUrl,
+          trigger_id: '1.2.status',
+        });
+        expect(answered.status).toBe(200);
+        expect(JSON.parse(answered.body)).toEqual({
+          response_type: 'ephemeral',
+          text: 'Checking…',
+        });
+        expect(answered.ms).toBeLessThan(SLACK_DEADLINE_MS + SYSTEM_TOLERANCE_MS);
+        await deliverer.waitForSettled(20_000);
+
+        // The worker's readiness: its own components (PostgreSQL), not the ingress's (Vault, Ory).
+        expect(hooks.postsTo(responseUrl).map((post) => post.body)).toEqual([
+          {
+            response_type: 'ephemeral',
+            text: 'CoffeeBuddy is ready.\n• postgres: ok',
+          },
+        ]);
+        expect(deliverer.events.map(({ event }) => event.type)).toEqual([
+          'com.slack.command.coffee',
+        ]);
+        expect(await rows()).toEqual([
+          expect.objectContaining({
+            id: deliverer.events[0]!.event.id,
+            state: 'done',
+            attempts: 1,
+          }),
+        ]);
+        expect(
+          metricValue(await scrape(worker), 'coffeebuddy_slack_api_calls_total', {
+            method: 'response_url',
+            outcome: 'ok',
+          }),
+        ).toBe(1);
+      },
+      40_000,
+    );
+
+    itWithPostgres(
+      'the mention’s help button through the Broker: routed by its action_id, answered with the help text',
+      async () => {
+        slack = await startSlackApiStandIn([TOKEN]);
+        hooks = await startHooksStandIn();
+        deliverer = await startDeliverer();
+        const hooksEnv = { SLACK_RESPONSE_URL_PREFIX: hooks.prefix };
+        const worker = await entry({ ...env(), ...hooksEnv, FUNCTION_TARGET: 'slackWorker' });
+        deliverer.addTrigger({ url: `${worker.url}/`, delivery: DELIVERY });
+        const ingress = await entry({
+          ...hooksEnv,
+          SLACK_SIGNING_SECRET: SECRET,
+          K_SINK: deliverer.url,
+        });
+        const responseUrl = hooks.issue('actions');
+        const click = (actionId: string) =>
+          signedForm(ingress, '/slack/interactions', {
+            payload: JSON.stringify({
+              type: 'block_actions',
+              team: { id: 'T0001' },
+              user: { id: 'U0042', team_id: 'T0001' },
+              response_url: responseUrl,
+              actions: [{ action_id: actionId, block_id: 'b1', type: 'button' }],
+            }),
+          });
+        expect((await click('coffeebuddy_help')).status).toBe(200);
+        // A button nobody handles: acknowledged, counted, never published.
+        expect(await click('somebody_else')).toMatchObject({ status: 200, body: '' });
+        await deliverer.waitForSettled(20_000);
+        const [post] = hooks.postsTo(responseUrl);
+        expect(post?.body).toMatchObject({ response_type: 'ephemeral', replace_original: false });
+        expect(String(post?.body.text)).toContain('`/coffee status`');
+        expect(hooks.posts).toHaveLength(1);
+        expect(deliverer.events).toHaveLength(1);
+        expect(
+          metricValue(await scrape(ingress), 'coffeebuddy_slack_requests_total', {
+            kind: 'interactions',
+            outcome: 'unhandled',
+          }),
+        ).toBe(1);
       },
       40_000,
     );

@@ -1,0 +1,172 @@
+import { Registry } from 'prom-client';
+import { createLogger } from '../../lib/logger';
+import { createSlackApiMetrics } from '../../lib/slack/api-metrics';
+import { SlackApiError, SlackNetworkError, SlackRateLimitedError } from '../../lib/slack/client';
+import {
+  RESPONSE_URL_LIFETIME_MS,
+  ResponseUrls,
+  SlackRespondRefusedError,
+} from '../../lib/slack/respond';
+import { metricValue } from '../../testing/metrics-text';
+import { startHooksStandIn, type HooksStandIn } from '../../testing/slack-hooks';
+
+/** respond() against the response URL stand-in, which answers as Slack's hooks do. */
+let hooks: HooksStandIn;
+beforeAll(async () => {
+  hooks = await startHooksStandIn();
+});
+afterAll(() => hooks.close());
+
+let registry: Registry;
+let lines: Record<string, unknown>[];
+let clock: number;
+let client: ResponseUrls;
+beforeEach(() => {
+  hooks.reset();
+  registry = new Registry();
+  lines = [];
+  clock = Date.now();
+  client = new ResponseUrls({
+    prefix: hooks.prefix,
+    timeoutMs: 2000,
+    logger: createLogger('debug', (line) => lines.push(JSON.parse(line))),
+    metrics: createSlackApiMetrics(registry),
+    now: () => clock,
+  });
+});
+afterEach(() => {
+  client.close();
+});
+
+const count = async (outcome: string) =>
+  metricValue(await registry.metrics(), 'coffeebuddy_slack_api_calls_total', {
+    method: 'response_url',
+    outcome,
+  });
+
+describe('ResponseUrls', () => {
+  it('posts the message as JSON, a text as {text}, counted ok under response_url', async () => {
+    const url = hooks.issue();
+    await client.respond(url, clock, 'Checking…');
+    await client.respond(url, clock, {
+      response_type: 'in_channel',
+      replace_original: true,
+      blocks: [{ type: 'divider' }],
+    });
+    expect(hooks.postsTo(url).map((post) => [post.status, post.body])).toEqual([
+      [200, { text: 'Checking…' }],
+      [200, { response_type: 'in_channel', replace_original: true, blocks: [{ type: 'divider' }] }],
+    ]);
+    expect(await count('ok')).toBe(2);
+  });
+
+  it('sends Slack’s five uses and refuses the sixth before sending it, counted refused', async () => {
+    const url = hooks.issue();
+    for (let use = 1; use <= 5; use += 1) await client.respond(url, clock, `use ${use}`);
+    await expect(client.respond(url, clock, 'use 6')).rejects.toEqual(
+      new SlackRespondRefusedError('uses_spent'),
+    );
+    expect(hooks.postsTo(url)).toHaveLength(5);
+    expect([await count('ok'), await count('refused')]).toEqual([5, 1]);
+    expect(lines).toEqual([
+      expect.objectContaining({ level: 'warn', msg: 'respond refused', reason: 'uses_spent' }),
+    ]);
+    // Another URL has its own budget.
+    await client.respond(hooks.issue(), clock, 'fresh');
+  });
+
+  it('refuses a URL 30 minutes after Slack issued it, and counts them from the first use when not told', async () => {
+    const old = hooks.issue('commands', clock - RESPONSE_URL_LIFETIME_MS);
+    await expect(client.respond(old, clock - RESPONSE_URL_LIFETIME_MS, 'late')).rejects.toEqual(
+      new SlackRespondRefusedError('expired'),
+    );
+    const url = hooks.issue();
+    await client.respond(url, undefined, 'first');
+    clock += RESPONSE_URL_LIFETIME_MS - 1;
+    await client.respond(url, undefined, 'just in time');
+    clock += 1;
+    await expect(client.respond(url, undefined, 'too late')).rejects.toEqual(
+      new SlackRespondRefusedError('expired'),
+    );
+    expect(hooks.posts.map((post) => post.body.text)).toEqual(['first', 'just in time']);
+  });
+
+  it('posts only under its prefix: anything else is refused and nothing is sent', async () => {
+    const { host } = new URL(hooks.prefix);
+    const elsewhere = [
+      'https://example.com/commands/x',
+      `http://${host}.example.com/commands/x`,
+      `http://${host}@example.com/commands/x`,
+      `http://user:pass@${host}/commands/x`,
+      'not a url',
+      `${hooks.prefix}${'x'.repeat(600)}`,
+    ];
+    for (const url of elsewhere) {
+      await expect(client.respond(url, clock, 'x')).rejects.toEqual(
+        new SlackRespondRefusedError('url_not_allowed'),
+      );
+    }
+    expect(hooks.posts).toEqual([]);
+    expect(await count('refused')).toBe(elsewhere.length);
+  });
+
+  it('gives Slack’s refusal its code: a URL Slack has used up, an unknown one', async () => {
+    const url = hooks.issue();
+    // Five uses by another process: Slack refuses the sixth, whatever this one counted.
+    const other = new ResponseUrls({
+      prefix: hooks.prefix,
+      timeoutMs: 2000,
+      logger: createLogger('error', () => undefined),
+      metrics: createSlackApiMetrics(new Registry()),
+    });
+    for (let use = 1; use <= 5; use += 1) await other.respond(url, undefined, 'elsewhere');
+    other.close();
+    await expect(client.respond(url, clock, 'sixth')).rejects.toEqual(
+      new SlackApiError('response_url', 'used_url'),
+    );
+    await expect(client.respond(`${hooks.prefix}actions/none`, clock, 'x')).rejects.toEqual(
+      new SlackApiError('response_url', 'invalid_url'),
+    );
+    hooks.answer({ status: 502, body: '<html>bad gateway</html>', times: 1 });
+    await expect(client.respond(hooks.issue(), clock, 'x')).rejects.toEqual(
+      new SlackApiError('response_url', 'http_502'),
+    );
+    hooks.answer({ status: 400, body: '{"ok":false,"error":"invalid_blocks"}', times: 1 });
+    await expect(client.respond(hooks.issue(), clock, 'x')).rejects.toEqual(
+      new SlackApiError('response_url', 'invalid_blocks'),
+    );
+    expect(await count('slack_error')).toBe(4);
+  });
+
+  it('a 429 rejects at once with Slack’s Retry-After (60 s when unusable)', async () => {
+    hooks.answer({ status: 429, headers: { 'retry-after': '7' }, times: 1 });
+    await expect(client.respond(hooks.issue(), clock, 'x')).rejects.toEqual(
+      new SlackRateLimitedError('response_url', 7),
+    );
+    hooks.answer({ status: 429, headers: { 'retry-after': 'soon' }, times: 1 });
+    await expect(client.respond(hooks.issue(), clock, 'x')).rejects.toEqual(
+      new SlackRateLimitedError('response_url', 60),
+    );
+    expect(await count('rate_limited')).toBe(2);
+  });
+
+  it('gives up at its timeout or the caller’s signal: a network error', async () => {
+    const quick = new ResponseUrls({
+      prefix: hooks.prefix,
+      timeoutMs: 100,
+      logger: createLogger('error', () => undefined),
+      metrics: createSlackApiMetrics(new Registry()),
+    });
+    hooks.answer({ status: 200, body: 'ok', delayMs: 1000, times: 1 });
+    await expect(quick.respond(hooks.issue(), undefined, 'x')).rejects.toEqual(
+      new SlackNetworkError('response_url', 'timeout after 100 ms'),
+    );
+    quick.close();
+    hooks.answer({ status: 200, body: 'ok', delayMs: 1000, times: 1 });
+    const controller = new AbortController();
+    const pending = client.respond(hooks.issue(), clock, 'x', controller.signal);
+    controller.abort();
+    await expect(pending).rejects.toBeInstanceOf(SlackNetworkError);
+    expect(await count('network_error')).toBe(1);
+  });
+});
