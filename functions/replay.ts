@@ -26,7 +26,8 @@ const DEFAULT_MAX_FAILURES = 10;
 const USAGE = `usage: node dist/replay.cjs (--all | --type <type> | --id <id> [--id <id> ...])
                           [--dry-run] [--batch-size N] [--max-failures N]
   --all            every dead event
-  --type <type>    dead events of one type (com.slack.event.<type> or com.slack.interaction.<type>)
+  --type <type>    dead events of one type (com.slack.event.<type>, com.slack.interaction.<type>,
+                   com.slack.command.<name>)
   --id <id>        the dead event with this CloudEvent id (repeat for more)
   --dry-run        print what would be replayed; publish and mark nothing (K_SINK not needed)
   --batch-size N   dead events read at a time (1-${MAX_BATCH_SIZE}, default ${DEFAULT_BATCH_SIZE})

@@ -179,6 +179,23 @@ describe('commands that do work', () => {
     expect(ran).toBe(0);
   });
 
+  it('with K_SINK, a command whose fields as JSON would pass SLACK_MAX_BODY_BYTES is refused 413, not published', async () => {
+    const handlers = new SlackHandlers().addSubcommand('brew', {
+      description: 'x',
+      later: () => undefined,
+    });
+    const { server, app } = await harness(handlers, {
+      K_SINK: sink.url,
+      SLACK_MAX_BODY_BYTES: '4096',
+    });
+    // 3,600 bytes as a form; each %01 is \u0001 in JSON: 7,200 bytes.
+    const body = `command=%2Fcoffee&text=brew+${'%01'.repeat(1200)}&team_id=T0001`;
+    expect(body.length).toBeLessThan(4096);
+    await signed(server, '/slack/commands', body).expect(413);
+    expect(sink.received).toEqual([]);
+    expect(await slackCount(app, 'commands', 'invalid_payload')).toBe(1);
+  });
+
   it('in process, past SLACK_MAX_PENDING_WORK a command with work is refused with a message, not queued', async () => {
     let release: () => void = () => undefined;
     const held = new Promise<void>((resolve) => {

@@ -240,6 +240,48 @@ describe('slackWorker behind the image pipeline', () => {
   });
 
   itWithPostgres(
+    'a command runs its subcommand’s work once, with the command read from the data and the request’s time',
+    async () => {
+      const got: string[] = [];
+      const handlers = new SlackHandlers().addSubcommand('brew', {
+        description: 'x',
+        run: () => 'never in the worker',
+        later: async (args, command, context) => {
+          if (args === 'late') await context.respond('too late?');
+          got.push(`${args} ${command.userId} ${context.type} ${context.teamId ?? ''}`);
+        },
+      });
+      const { server } = await workerApp(handlers);
+      const command = (
+        data: Record<string, string>,
+        type = 'com.slack.command.coffee',
+        { id = 'sha256:c0ffee', time = new Date() } = {},
+      ) =>
+        new CloudEvent({
+          id,
+          source: SOURCE,
+          type,
+          time: time.toISOString(),
+          datacontenttype: 'application/json',
+          data,
+        });
+      const data = { command: '/coffee', text: 'brew a pot', user_id: 'U7', team_id: 'T0001' };
+      expect((await deliver(server, command(data))).status).toBe(204);
+      expect((await deliver(server, command(data))).status).toBe(204);
+      expect(got).toEqual(['a pot U7 coffee T0001']);
+      expect(await workCount(server, 'done', 'commands')).toBe(1);
+      expect(await workCount(server, 'duplicate', 'commands')).toBe(1);
+      // A command whose data names another command than its type is not taken.
+      const other = await deliver(server, command({ ...data, command: '/tea' }));
+      expect(other).toEqual({
+        status: 400,
+        text: '{"error":"data is not a command of this type"}',
+      });
+      expect(await workCount(server, 'invalid', 'commands')).toBe(1);
+    },
+  );
+
+  itWithPostgres(
     'a handler that throws: 500, logged and released with its message (no secret), run again by the retry',
     async () => {
       let fail = true;

@@ -69,6 +69,12 @@ export const command: SlackKindHandler = async (form, res, deps, req) => {
         refuseInvalid(deps, 'commands', res);
         return;
       }
+      // Its fields as JSON can be larger than the form (`%01` is 3 bytes, `\u0001` 6): what the
+      // worker would refuse is refused here, in front of the person.
+      if (event.data.length > deps.verifier.maxBodyBytes) {
+        refuseInvalid(deps, 'commands', res, 413, 'payload too large');
+        return;
+      }
       if (!(await publisher.publish(event)).ok) {
         send(res, deps, 'publish_failed', NOT_STARTED);
         return;
