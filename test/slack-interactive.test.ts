@@ -25,13 +25,14 @@ let hooks: HooksStandIn;
 let sink: Sink;
 beforeAll(async () => {
   hooks = await startHooksStandIn();
+});
+afterAll(() => hooks.close());
+beforeEach(async () => {
   sink = await startSink();
 });
-afterAll(() => Promise.all([hooks.close(), sink.close()]));
-afterEach(() => {
+afterEach(async () => {
   hooks.reset();
-  sink.received.length = 0;
-  sink.answer = { kind: 'status', status: 202 };
+  await sink.close();
 });
 
 const build = appHarness();

@@ -17,6 +17,8 @@ const MAX_URL_LENGTH = 512;
 const MAX_URLS_COUNTED = 4096;
 /** The wait after a 429 without a usable Retry-After. */
 const DEFAULT_RETRY_AFTER_SECONDS = 60;
+/** Posts to Slack's hooks at once; beyond, they wait for a socket (within their timeout). */
+const MAX_SOCKETS = 16;
 /** Slack's error codes (`expired_url`, `used_url`) are snake_case words. */
 const ERROR_CODE = /^[a-z0-9_]{1,64}$/;
 
@@ -62,14 +64,14 @@ interface Budget {
  * post within timeoutMs, counted and timed as the Web API's method `response_url`.
  */
 export class ResponseUrls {
-  private readonly upstream: Upstream;
+  /** Built by the first post: an https agent loads TLS, which a cold start should not pay for. */
+  private upstream: Upstream | undefined;
   private readonly origin: string;
   private readonly budgets = new Map<string, Budget>();
   private readonly now: () => number;
 
   constructor(private readonly options: ResponseUrlsOptions) {
     this.origin = new URL(options.prefix).origin;
-    this.upstream = new Upstream(this.origin, options.timeoutMs, { maxSockets: 16 });
     this.now = options.now ?? Date.now;
   }
 
@@ -108,7 +110,8 @@ export class ResponseUrls {
   }
 
   close(): void {
-    this.upstream.close();
+    this.upstream?.close();
+    this.upstream = undefined;
   }
 
   /** The URL's path under the allowed prefix; a URL elsewhere is refused. */
@@ -154,6 +157,9 @@ export class ResponseUrls {
     body: Readonly<Record<string, unknown>>,
     signal: AbortSignal | undefined,
   ): Promise<void> {
+    this.upstream ??= new Upstream(this.origin, this.options.timeoutMs, {
+      maxSockets: MAX_SOCKETS,
+    });
     let answer;
     try {
       answer = await this.upstream.request('POST', path, { json: body, signal });
