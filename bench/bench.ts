@@ -3,7 +3,8 @@
  *
  * Start-up, probe cost and memory of CoffeeBuddy beside two references measured in the same run:
  * a bare Node http server (the floor) and a functions-framework hello world (the framework's
- * floor). Variants alternate (A B C A B C …); figures are medians; ratios are against the
+ * floor); then Slack work through Knative Eventing (eventing.ts) and the signed slash command
+ * against Bolt for JavaScript (peers.ts). Variants alternate (A B C A B C …); figures are medians; ratios are against the
  * references. Loopback only, every loop bounded in count and time.
  */
 import os from 'node:os';
@@ -32,6 +33,7 @@ import {
 import { rssKb } from '../testing/proc';
 import { benchArgs } from './args';
 import { benchEventing, eventingLines, type EventingResult } from './eventing';
+import { benchPeers, peersLines, type PeersResult } from './peers';
 
 const { quick, out: outArg } = benchArgs(1);
 const ROUNDS = quick ? 1 : 15;
@@ -149,6 +151,7 @@ async function main(): Promise<void> {
         p99Ms: median(results.map((r) => r.p99Ms)),
         errors: results.reduce((sum, r) => sum + r.errors, 0),
         wrongStatus: results.reduce((sum, r) => sum + r.wrongStatus, 0),
+        wrongBody: results.reduce((sum, r) => sum + r.wrongBody, 0),
         socket: {
           connect: results.reduce((sum, r) => sum + r.socket.connect, 0),
           read: results.reduce((sum, r) => sum + r.socket.read, 0),
@@ -211,6 +214,9 @@ async function main(): Promise<void> {
   // Slack work through Knative Eventing: the acknowledgement with K_SINK, the worker's events/s.
   const eventing = await benchEventing(quick);
 
+  // The signed slash command against Bolt for JavaScript and a bare node:http floor.
+  const peers = await benchPeers(quick);
+
   const coldMs = Object.fromEntries(Object.entries(cold).map(([k, v]) => [k, round(median(v))]));
   const helloLive = load['ff-hello']!['/health/live']!;
   const cbLoad = load.coffeebuddy!;
@@ -253,6 +259,7 @@ async function main(): Promise<void> {
     amplification,
     ratios,
     eventing,
+    peers,
   };
   printTable(result);
   const out = writeResult('', result, outArg);
@@ -271,6 +278,7 @@ function printTable(r: {
   amplification: Record<string, number>;
   ratios: Ratios;
   eventing: EventingResult | undefined;
+  peers: PeersResult;
 }): void {
   const lines = [
     `Node ${r.node} on ${r.machine}; cold starts: median of ${r.rounds} alternating rounds`,
@@ -313,6 +321,7 @@ function printTable(r: {
     `| RSS growth over a second 50k requests (%) | ${r.ratios.rssGrowthSecondBatchPercent} (ff hello: ${r.ratios.helloRssGrowthSecondBatchPercent}) | |`,
   );
   if (r.eventing !== undefined) lines.push(...eventingLines(r.eventing));
+  lines.push(...peersLines(r.peers));
   console.log(lines.join('\n'));
 }
 

@@ -56,22 +56,8 @@ export const growth = (beforeKb: number, afterKb: number) =>
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** One GET on a fresh connection; the status, or 0 when nothing answers. */
-export function status(port: number, urlPath: string): Promise<number> {
-  return new Promise((resolve) => {
-    const req = http.get(
-      { host: '127.0.0.1', port, path: urlPath, agent: false, timeout: 1000 },
-      (res) => {
-        res.resume();
-        res.on('end', () => {
-          resolve(res.statusCode ?? 0);
-        });
-      },
-    );
-    req.on('timeout', () => req.destroy());
-    req.on('error', () => {
-      resolve(0);
-    });
-  });
+export async function status(port: number, urlPath: string): Promise<number> {
+  return (await answerOf(port, urlPath)).status;
 }
 
 export interface Started {
@@ -83,7 +69,51 @@ export interface Started {
   listening: () => Record<string, unknown> | undefined;
 }
 
-export async function start(variant: Variant, paths: string[]): Promise<Started> {
+/** One request on a fresh connection, bounded by 1 s; its status (0 when nothing answers) and body. */
+export function answerOf(
+  port: number,
+  urlPath: string,
+  request?: { method: string; headers: Record<string, string>; body: string },
+): Promise<{ status: number; body: string }> {
+  return new Promise((resolve) => {
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port,
+        path: urlPath,
+        method: request?.method ?? 'GET',
+        headers: request?.headers,
+        agent: false,
+        timeout: 1000,
+      },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (body += chunk));
+        res.on('end', () => {
+          resolve({ status: res.statusCode ?? 0, body });
+        });
+      },
+    );
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => {
+      resolve({ status: 0, body: '' });
+    });
+    req.end(request?.body);
+  });
+}
+
+/** Whether a server answers `urlPath` as it should once up: by default, a GET answered 200. */
+export type ReadyCheck = (port: number, urlPath: string) => Promise<boolean>;
+
+const answers200: ReadyCheck = async (port, urlPath) => (await status(port, urlPath)) === 200;
+
+/** Spawns a variant; `firstOk` holds the ms from spawn until `isOk` first held for each path. */
+export async function start(
+  variant: Variant,
+  paths: string[],
+  isOk: ReadyCheck = answers200,
+): Promise<Started> {
   const port = await freePort();
   const spawnedAt = performance.now();
   const child = spawn(process.execPath, variant.args, {
@@ -107,7 +137,7 @@ export async function start(variant: Variant, paths: string[]): Promise<Started>
         child.kill('SIGKILL');
         throw new Error(`${variant.name} gave no 200 on ${urlPath} within ${START_DEADLINE_MS} ms`);
       }
-      if ((await status(port, urlPath)) === 200) firstOk[urlPath] = performance.now() - spawnedAt;
+      if (await isOk(port, urlPath)) firstOk[urlPath] = performance.now() - spawnedAt;
       else await sleep(2);
     }
   }
@@ -149,8 +179,9 @@ export interface Load {
   p50Ms: number;
   p99Ms: number;
   errors: number;
-  /** errors, broken down: wrong status, then wrk's socket errors. */
+  /** errors, broken down: wrong status, the expected status with another body, wrk's socket errors. */
   wrongStatus: number;
+  wrongBody: number;
   socket: { connect: number; read: number; write: number; timeout: number };
 }
 
@@ -163,12 +194,16 @@ export interface WrkRequest {
   method: string;
   body: string;
   contentType: string;
+  /** More headers, sent with every request. */
+  headers?: Readonly<Record<string, string>>;
+  /** The exact body every answer of the expected status must have; any other counts as an error. */
+  expectBody?: string;
 }
 
 /**
  * wrk at fixed concurrency for a fixed time (both bounded); latencies from its --latency table.
- * With expectStatus, errors are answers of any other status (checked by a Lua script) plus socket
- * errors; without it, non-2xx answers plus socket errors. Asynchronous: the Vault and Ory
+ * With expectStatus, errors are answers of any other status (checked by a Lua script), answers
+ * whose body is not the request's expectBody, and socket errors; without it, non-2xx answers plus socket errors. Asynchronous: the Vault and Ory
  * stand-ins live on this process's event loop.
  */
 export async function wrk(
@@ -191,6 +226,10 @@ export async function wrk(
           WRK_METHOD: request.method,
           WRK_BODY: request.body,
           WRK_CONTENT_TYPE: request.contentType,
+          WRK_HEADERS: Object.entries(request.headers ?? {})
+            .map(([name, value]) => `${name}: ${value}`)
+            .join('\n'),
+          EXPECT_BODY: request.expectBody ?? '',
         };
   const { stdout: out } = await execFileAsync(
     'wrk',
@@ -227,7 +266,11 @@ export async function wrk(
   const [connect = 0, read = 0, write = 0, timeout = 0] = (socketErrors?.slice(1) ?? []).map(
     Number,
   );
-  const errors = wrongStatus + connect + read + write + timeout;
+  const wrongBody =
+    request?.expectBody === undefined
+      ? 0
+      : Number(/unexpected_body (\d+)/.exec(out)?.[1] ?? Number.NaN);
+  const errors = wrongStatus + wrongBody + connect + read + write + timeout;
   return {
     requests,
     rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0),
@@ -235,6 +278,7 @@ export async function wrk(
     p99Ms: ms('99%'),
     errors,
     wrongStatus,
+    wrongBody,
     socket: { connect, read, write, timeout },
   };
 }

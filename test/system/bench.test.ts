@@ -38,6 +38,14 @@ describe('npm run bench -- --quick', () => {
         '/health/ready',
         '/metrics',
       ]);
+      // The signed slash command: every peer answered, and never with another body.
+      expect(Object.keys(result.peers.peers).sort()).toEqual(['bolt', 'coffeebuddy', 'floor']);
+      for (const peer of Object.values<{ requests: number; wrongBody: number }>(
+        result.peers.peers,
+      )) {
+        expect(peer.requests).toBeGreaterThan(0);
+        expect(peer.wrongBody).toBe(0);
+      }
       const { amplification } = result;
       expect(amplification.probes).toBeGreaterThan(0);
       expect(amplification.vaultRequests).toBeLessThanOrEqual(amplification.allowedPerDependency);
