@@ -43,6 +43,8 @@ export interface HooksStandIn {
   postsTo(url: string): HooksPost[];
   /** The next `rule.times` posts answer as the rule says. */
   answer(rule: HooksRule): void;
+  /** Connections open now (a client's keep-alive sockets among them). */
+  connections(): number;
   reset(): void;
   close(): Promise<void>;
 }
@@ -140,6 +142,7 @@ export async function startHooksStandIn(): Promise<HooksStandIn> {
     answer(rule) {
       rules.push({ ...rule });
     },
+    connections: () => sockets.size,
     reset() {
       posts.length = 0;
       rules = [];

@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { UpstreamError } from '../errors';
+import { reasonOf } from '../errors';
 import { Upstream } from '../http/upstream';
 import type { Logger } from '../logger';
 import type { SlackApiMetrics, SlackApiOutcome } from './api-metrics';
@@ -50,6 +50,8 @@ export interface ResponseUrlsOptions {
   metrics: SlackApiMetrics;
   /** Epoch milliseconds; injectable so that tests can move time. */
   now?: () => number;
+  /** Response URLs whose uses are counted at once (default 4,096). */
+  maxUrls?: number;
 }
 
 interface Budget {
@@ -122,13 +124,9 @@ export class ResponseUrls {
     } catch {
       throw new SlackRespondRefusedError('url_not_allowed');
     }
+    // The prefix holds no credentials (a setting's URL may not), so a URL with any cannot match.
     const { href } = parsed;
-    if (
-      url.length > MAX_URL_LENGTH ||
-      !href.startsWith(this.options.prefix) ||
-      parsed.username !== '' ||
-      parsed.password !== ''
-    ) {
+    if (url.length > MAX_URL_LENGTH || !href.startsWith(this.options.prefix)) {
       throw new SlackRespondRefusedError('url_not_allowed');
     }
     return href.slice(this.origin.length);
@@ -147,7 +145,8 @@ export class ResponseUrls {
     this.budgets.delete(url);
     this.budgets.set(url, budget);
     for (const [oldest, { issuedAt: at }] of this.budgets) {
-      if (this.budgets.size <= MAX_URLS_COUNTED && now - at < RESPONSE_URL_LIFETIME_MS) break;
+      const bound = this.options.maxUrls ?? MAX_URLS_COUNTED;
+      if (this.budgets.size <= bound && now - at < RESPONSE_URL_LIFETIME_MS) break;
       this.budgets.delete(oldest);
     }
   }
@@ -158,14 +157,14 @@ export class ResponseUrls {
     signal: AbortSignal | undefined,
   ): Promise<void> {
     this.upstream ??= new Upstream(this.origin, this.options.timeoutMs, {
+      // Stryker disable next-line ObjectLiteral: the socket bound changes only how many posts wait
       maxSockets: MAX_SOCKETS,
     });
     let answer;
     try {
       answer = await this.upstream.request('POST', path, { json: body, signal });
     } catch (error) {
-      const reason = error instanceof UpstreamError ? error.message : 'request failed';
-      throw new SlackNetworkError(RESPONSE_URL_METHOD, reason);
+      throw new SlackNetworkError(RESPONSE_URL_METHOD, reasonOf(error));
     }
     const { status } = answer;
     if (status >= 200 && status < 300) return;

@@ -1,4 +1,11 @@
-import { eventCloudEvent, interactionCloudEvent, slackSource } from '../../lib/slack/cloud-events';
+import {
+  commandCloudEvent,
+  commandName,
+  eventCloudEvent,
+  interactionCloudEvent,
+  interactionId,
+  slackSource,
+} from '../../lib/slack/cloud-events';
 
 describe('slackSource', () => {
   it('names the first candidate that is a workspace id, else unknown', () => {
@@ -60,5 +67,64 @@ describe('interactionCloudEvent', () => {
     expect(source({ user: payload.user, enterprise: payload.enterprise })).toBe(
       'https://slack.com/teams/T2',
     );
+  });
+});
+
+describe('slash commands as CloudEvents', () => {
+  it('names a command without its slash, only when it can be a type', () => {
+    expect(commandName('/coffee')).toBe('coffee');
+    expect(commandName('/coffee-dev')).toBe('coffee-dev');
+    for (const bad of ['coffee', '/', '', '/a b', 'x/coffee', `/${'c'.repeat(65)}`]) {
+      expect(commandName(bad)).toBeUndefined();
+    }
+  });
+
+  it('takes the hash of the body as its id, the command as its type, the form as JSON data, the request’s time', () => {
+    const body = Buffer.from('command=%2Fcoffee&text=status&team_id=T0001');
+    const issuedAt = Date.UTC(2026, 11, 5, 12, 0, 0);
+    const event = commandCloudEvent(
+      body,
+      { command: '/coffee', text: 'status', team_id: 'T0001', odd: 7 },
+      issuedAt,
+    );
+    expect(event).toEqual({
+      id: interactionId(body),
+      type: 'com.slack.command.coffee',
+      source: 'https://slack.com/teams/T0001',
+      time: '2026-12-05T12:00:00.000Z',
+      data: expect.any(Buffer),
+    });
+    // Strings only: a field that is not one is not passed on.
+    expect(JSON.parse(event!.data.toString('utf8'))).toEqual({
+      command: '/coffee',
+      text: 'status',
+      team_id: 'T0001',
+    });
+    expect(commandCloudEvent(body, { command: '/coffee' }, undefined)).not.toHaveProperty('time');
+    expect(commandCloudEvent(body, { command: 'coffee' }, issuedAt)).toBeUndefined();
+    expect(commandCloudEvent(body, { command: 7 }, issuedAt)).toBeUndefined();
+  });
+
+  it('an interaction carries the request’s time; a type that cannot be a header is not published', () => {
+    const text = '{"type":"block_actions"}';
+    expect(interactionCloudEvent(text, { type: 'block_actions' }, 0)?.time).toBe(
+      '1970-01-01T00:00:00.000Z',
+    );
+    expect(interactionCloudEvent(text, { type: 'block actions' })).toBeUndefined();
+  });
+});
+
+describe('Slack’s retry on a published event', () => {
+  it('is carried as two extensions, and none when Slack did not retry', () => {
+    const body = Buffer.from('{}');
+    const retried = eventCloudEvent({ team_id: 'T1' }, body, 'Ev2', 'app_mention', {
+      retryNum: 2,
+      retryReason: 'http_timeout',
+    });
+    expect(retried?.extensions).toEqual({ slackretrynum: '2', slackretryreason: 'http_timeout' });
+    expect(
+      eventCloudEvent({}, body, 'Ev3', 'app_mention', { retryReason: 'http_error' })?.extensions,
+    ).toEqual({ slackretryreason: 'http_error' });
+    expect(eventCloudEvent({}, body, 'Ev4', 'app_mention', {})).not.toHaveProperty('extensions');
   });
 });

@@ -5,7 +5,13 @@ import { createLogger } from '../../lib/logger';
 import { ReadinessChecker } from '../../lib/readiness';
 import { createSlackApiMetrics } from '../../lib/slack/api-metrics';
 import type { SlackClient } from '../../lib/slack/client';
-import { handlerContext, type ContextDependencies, type Delivery } from '../../lib/slack/context';
+import {
+  handlerContext,
+  retryNumOf,
+  retryReasonOf,
+  type ContextDependencies,
+  type Delivery,
+} from '../../lib/slack/context';
 import { ResponseUrls, SlackRespondRefusedError } from '../../lib/slack/respond';
 import { buildSlackClient } from '../../lib/slack/web-api';
 import { FakeClient } from '../../testing/fakes';
@@ -204,5 +210,79 @@ describe('respond and readiness', () => {
       ready: false,
       components: { vault: 'ok', postgres: 'unavailable' },
     });
+  });
+});
+
+describe('Slack’s retry headers, as the context takes them', () => {
+  it('a retry number is 1 to 3 digits, a reason short snake_case words; anything else is dropped', () => {
+    expect([retryNumOf('1'), retryNumOf('999'), retryNumOf(undefined)]).toEqual([
+      1,
+      999,
+      undefined,
+    ]);
+    for (const bad of ['', '1000', 'x1', '1x', '-1', '1.5'])
+      expect(retryNumOf(bad)).toBeUndefined();
+    expect(retryReasonOf('http_timeout')).toBe('http_timeout');
+    expect(retryReasonOf('a'.repeat(32))).toBe('a'.repeat(32));
+    for (const bad of ['', 'HTTP', 'x y', 'a'.repeat(33), 'http_timeout\n', '#http']) {
+      expect(retryReasonOf(bad)).toBeUndefined();
+    }
+  });
+});
+
+describe('where a delivery is from and where say posts', () => {
+  const delivery = (kind: Delivery['kind'], payload: Record<string, unknown>): Delivery => ({
+    eventId: 'x',
+    kind,
+    type: typeof payload.type === 'string' ? payload.type : 'coffee',
+    payload,
+    attempt: 1,
+    signal: new AbortController().signal,
+  });
+
+  it('an event about an item posts in the item’s channel; an event has no response_url', async () => {
+    const reaction = handlerContext(
+      delivery('events', {
+        type: 'reaction_added',
+        item: { channel: 'C9' },
+        response_url: hooks.issue(),
+      }),
+      deps,
+    );
+    await reaction.say('noted');
+    expect(api.callsOf('chat.postMessage')[0]!.args).toEqual({ channel: 'C9', text: 'noted' });
+    await expect(reaction.respond('x')).rejects.toThrow('has no response_url');
+    expect(hooks.posts).toEqual([]);
+  });
+
+  it('an interaction from a message container: its channel and thread; the user’s team; the enterprise', async () => {
+    const context = handlerContext(
+      delivery('interactions', {
+        type: 'block_actions',
+        user: { id: 'U1', team_id: 'T0005' },
+        enterprise: { id: 'E0005' },
+        container: { channel_id: 'C5', thread_ts: '5.0' },
+      }),
+      deps,
+    );
+    expect([context.teamId, context.enterpriseId]).toEqual(['T0005', 'E0005']);
+    await context.say('here');
+    expect(api.callsOf('chat.postMessage')[0]!.args).toEqual({
+      channel: 'C5',
+      thread_ts: '5.0',
+      text: 'here',
+    });
+  });
+
+  it('say gives up with the delivery’s signal', async () => {
+    const controller = new AbortController();
+    const context = handlerContext(
+      { ...delivery('commands', { channel_id: 'C6' }), signal: controller.signal },
+      deps,
+    );
+    api.answer('chat.postMessage', { answer: { kind: 'ok' }, delayMs: 2000, times: 1 });
+    const said = context.say('slow');
+    controller.abort();
+    await expect(said).rejects.toMatchObject({ name: 'SlackNetworkError' });
   });
 });

@@ -244,3 +244,30 @@ describe('SlackHandlers: interactions routed as Slack means them', () => {
     expect(() => fresh.onOptions('o', () => ({ options: [] }))).toThrow('already registered');
   });
 });
+
+describe('SlackHandlers: the help text and odd payloads', () => {
+  it('lists the subcommands in name order under one heading', () => {
+    const registry = new SlackHandlers()
+      .addSubcommand('order', { description: 'order one' })
+      .addSubcommand('brew', { description: 'brew a pot' });
+    expect(registry.helpText()).toBe(
+      [
+        'CoffeeBuddy can do this:',
+        '• `/coffee brew`: brew a pot',
+        '• `/coffee help`: list what CoffeeBuddy can do',
+        '• `/coffee order`: order one',
+      ].join('\n'),
+    );
+  });
+
+  it('a modal payload without its view, or with another shape, is not handled', () => {
+    const registry = new SlackHandlers()
+      .onViewSubmission('order', { answer: () => ({ response_action: 'clear' }) })
+      .onViewClosed('order', jest.fn());
+    for (const view of [undefined, null, 'order', { callback_id: 7 }]) {
+      for (const type of ['view_submission', 'view_closed']) {
+        expect(registry.planInteraction({ type, view })).toBeUndefined();
+      }
+    }
+  });
+});

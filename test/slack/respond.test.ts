@@ -9,6 +9,7 @@ import {
 } from '../../lib/slack/respond';
 import { metricValue } from '../../testing/metrics-text';
 import { startHooksStandIn, type HooksStandIn } from '../../testing/slack-hooks';
+import { eventually } from '../../testing/tools';
 
 /** respond() against the response URL stand-in, which answers as Slack's hooks do. */
 let hooks: HooksStandIn;
@@ -71,6 +72,13 @@ describe('ResponseUrls', () => {
     expect(lines).toEqual([
       expect.objectContaining({ level: 'warn', msg: 'respond refused', reason: 'uses_spent' }),
     ]);
+    // Named, so that a handler's failure line and the work table say what refused it.
+    const refused = await client.respond(url, clock, 'use 7').catch((error: unknown) => error);
+    expect(refused).toMatchObject({
+      name: 'SlackRespondRefusedError',
+      message: 'response_url refused: uses_spent',
+      reason: 'uses_spent',
+    });
     // Another URL has its own budget.
     await client.respond(hooks.issue(), clock, 'fresh');
   });
@@ -100,6 +108,7 @@ describe('ResponseUrls', () => {
       `http://user:pass@${host}/commands/x`,
       'not a url',
       `${hooks.prefix}${'x'.repeat(600)}`,
+      `${hooks.prefix}${'x'.repeat(512 - hooks.prefix.length + 1)}`,
     ];
     for (const url of elsewhere) {
       await expect(client.respond(url, clock, 'x')).rejects.toEqual(
@@ -108,6 +117,47 @@ describe('ResponseUrls', () => {
     }
     expect(hooks.posts).toEqual([]);
     expect(await count('refused')).toBe(elsewhere.length);
+    // 512 characters is still a URL it posts to (this one Slack never issued).
+    const longest = `${hooks.prefix}${'x'.repeat(512 - hooks.prefix.length)}`;
+    await expect(client.respond(longest, clock, 'x')).rejects.toEqual(
+      new SlackApiError('response_url', 'invalid_url'),
+    );
+  });
+
+  it('forgets the oldest URL past its bound, and URLs past their 30 minutes', async () => {
+    const small = new ResponseUrls({
+      prefix: hooks.prefix,
+      timeoutMs: 2000,
+      logger: createLogger('error', () => undefined),
+      metrics: createSlackApiMetrics(new Registry()),
+      now: () => clock,
+      maxUrls: 2,
+    });
+    const [a, b, c] = [hooks.issue(), hooks.issue(), hooks.issue()];
+    for (let use = 1; use <= 5; use += 1) await small.respond(a, undefined, `a${use}`);
+    await small.respond(b, undefined, 'b');
+    await small.respond(c, undefined, 'c');
+    // a was forgotten when c came: counted afresh here, refused by Slack itself (its 6th).
+    await expect(small.respond(a, undefined, 'a6')).rejects.toEqual(
+      new SlackApiError('response_url', 'used_url'),
+    );
+    small.close();
+    // A URL 30 minutes past its first use is forgotten by the next post to another.
+    const b2 = hooks.issue();
+    await client.respond(b2, undefined, 'first');
+    clock += RESPONSE_URL_LIFETIME_MS;
+    await client.respond(hooks.issue(), undefined, 'another');
+    // Forgotten, it is counted afresh from now (the stand-in's own clock has not moved).
+    await client.respond(b2, undefined, 'again');
+    expect(hooks.postsTo(b2).map((post) => post.status)).toEqual([200, 200]);
+  });
+
+  it('closes its keep-alive sockets on close()', async () => {
+    await client.respond(hooks.issue(), clock, 'x');
+    await eventually(() => hooks.connections() === 1);
+    client.close();
+    // The agent drops an idle socket by itself after 4 s: within 3 s, only close() does it.
+    await eventually(() => hooks.connections() === 0, 3000);
   });
 
   it('gives Slack’s refusal its code: a URL Slack has used up, an unknown one', async () => {
@@ -135,7 +185,19 @@ describe('ResponseUrls', () => {
     await expect(client.respond(hooks.issue(), clock, 'x')).rejects.toEqual(
       new SlackApiError('response_url', 'invalid_blocks'),
     );
-    expect(await count('slack_error')).toBe(4);
+    // A code is a whole answer of snake_case, surrounding blanks aside; a 3xx is no success.
+    for (const [status, body, code] of [
+      [404, '  used_url\n', 'used_url'],
+      [502, 'upstream error: 502', 'http_502'],
+      [502, 'bad_gateway from proxy', 'http_502'],
+      [300, '', 'http_300'],
+    ] as const) {
+      hooks.answer({ status, body, times: 1 });
+      await expect(client.respond(hooks.issue(), clock, 'x')).rejects.toEqual(
+        new SlackApiError('response_url', code),
+      );
+    }
+    expect(await count('slack_error')).toBe(8);
   });
 
   it('a 429 rejects at once with Slack’s Retry-After (60 s when unusable)', async () => {
@@ -143,11 +205,25 @@ describe('ResponseUrls', () => {
     await expect(client.respond(hooks.issue(), clock, 'x')).rejects.toEqual(
       new SlackRateLimitedError('response_url', 7),
     );
-    hooks.answer({ status: 429, headers: { 'retry-after': 'soon' }, times: 1 });
-    await expect(client.respond(hooks.issue(), clock, 'x')).rejects.toEqual(
-      new SlackRateLimitedError('response_url', 60),
-    );
-    expect(await count('rate_limited')).toBe(2);
+    for (const unusable of ['soon', '0', '-3']) {
+      hooks.answer({ status: 429, headers: { 'retry-after': unusable }, times: 1 });
+      await expect(client.respond(hooks.issue(), clock, 'x')).rejects.toEqual(
+        new SlackRateLimitedError('response_url', 60),
+      );
+    }
+    expect(await count('rate_limited')).toBe(4);
+  });
+
+  it('times each post in seconds', async () => {
+    hooks.answer({ status: 200, body: 'ok', delayMs: 300, times: 1 });
+    await client.respond(hooks.issue(), clock, 'x');
+    const text = await registry.metrics();
+    const seconds = metricValue(text, 'coffeebuddy_slack_api_duration_seconds_sum', {
+      method: 'response_url',
+    });
+    // At least the stand-in's delay; far less than a minute, whatever the machine's load.
+    expect(seconds).toBeGreaterThanOrEqual(0.3);
+    expect(seconds).toBeLessThan(60);
   });
 
   it('gives up at its timeout or the caller’s signal: a network error', async () => {
