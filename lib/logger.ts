@@ -15,8 +15,50 @@ const SEVERITY: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, erro
 
 export type LogSink = (line: string) => void;
 
+/** Most bytes of log lines held before they are written (one access-log line is ~300 bytes). */
+const MAX_BATCH_BYTES = 64 * 1024;
+
+/**
+ * A sink that writes the lines of one turn of the event loop together, in order: one write a turn
+ * rather than one a line (process.stdout blocks on a pipe or file, a system call each time).
+ * Held lines are written at once past maxBytes, at the next turn, and by flush().
+ */
+export function batchedSink(
+  write: (text: string) => void,
+  maxBytes = MAX_BATCH_BYTES,
+): { sink: LogSink; flush: () => void } {
+  let lines: string[] = [];
+  let bytes = 0;
+  let scheduled = false;
+  const flush = (): void => {
+    scheduled = false;
+    if (lines.length === 0) return;
+    const text = lines.join('');
+    lines = [];
+    bytes = 0;
+    write(text);
+  };
+  const sink: LogSink = (line) => {
+    lines.push(`${line}\n`);
+    bytes += line.length + 1;
+    if (bytes >= maxBytes) flush();
+    else if (!scheduled) {
+      scheduled = true;
+      setImmediate(flush);
+    }
+  };
+  return { sink, flush };
+}
+
+let stdoutBatch: ReturnType<typeof batchedSink> | undefined;
+/** The process's stdout, batched; what is held is written when the process exits. */
 const stdout: LogSink = (line) => {
-  process.stdout.write(`${line}\n`);
+  if (stdoutBatch === undefined) {
+    const batch = batchedSink((text) => process.stdout.write(text));
+    process.on('exit', batch.flush);
+    stdoutBatch = batch;
+  }
+  stdoutBatch.sink(line);
 };
 
 /**

@@ -59,6 +59,11 @@ export const command: SlackKindHandler = async (form, res, deps, req) => {
     return;
   }
   const plan = deps.handlers.planCommand(slash);
+  if (plan.fixed !== undefined) {
+    // Known without running anything (help, an unknown command): no context, no deadline.
+    send(res, deps, 'ok', plan.fixed);
+    return;
+  }
   const body = req.rawBody ?? Buffer.alloc(0);
   const issuedAt = issuedAtOf(req);
   const { publisher } = deps;

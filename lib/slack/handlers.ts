@@ -94,6 +94,8 @@ export type Handler = (payload: Record<string, unknown>, context: HandlerContext
 
 /** What one delivery comes to: its answer in place, if any, and the work after the ack. */
 export interface Plan<Answer> {
+  /** Slack's answer when it is known without running anything (help, an unknown command). */
+  fixed?: Answer;
   /** Runs before the acknowledgement; what it gives is the body of Slack's answer. */
   answer?: (context: HandlerContext) => Promise<Answer | undefined>;
   /** Runs after the acknowledgement (by the worker with K_SINK). */
@@ -107,6 +109,7 @@ export interface Plan<Answer> {
 export type Feature = (handlers: SlackHandlers) => void;
 
 const SUBCOMMAND_NAME = /^[a-z][a-z0-9-]*$/;
+const HELP = 'help';
 /** Slack's action and callback ids are at most 255 characters. */
 const MAX_ID_LENGTH = 255;
 
@@ -144,6 +147,8 @@ function add<T>(map: Map<string, T[]>, key: string, value: T): void {
  */
 export class SlackHandlers {
   private readonly subcommands = new Map<string, Subcommand>();
+  /** The help text, built once the subcommands are known (a new one forgets it). */
+  private help: string | undefined;
   private readonly eventHandlers = new Map<string, EventHandler[]>();
   private readonly actions = new Map<string, ActionHandler[]>();
   private readonly options = new Map<string, OptionsHandler>();
@@ -152,16 +157,15 @@ export class SlackHandlers {
   private readonly closings = new Map<string, InteractionHandler[]>();
 
   constructor(readonly command = '/coffee') {
-    this.subcommands.set('help', {
-      description: 'list what CoffeeBuddy can do',
-      run: () => this.helpText(),
-    });
+    // Listed like any other; answered by planCommand without running anything.
+    this.subcommands.set(HELP, { description: 'list what CoffeeBuddy can do' });
   }
 
   addSubcommand(name: string, subcommand: Subcommand): this {
     if (!SUBCOMMAND_NAME.test(name)) throw new Error(`invalid subcommand name "${name}"`);
     if (this.subcommands.has(name)) throw new Error(`subcommand "${name}" is already registered`);
     this.subcommands.set(name, subcommand);
+    this.help = undefined;
     return this;
   }
 
@@ -221,7 +225,9 @@ export class SlackHandlers {
     }
     // Stryker disable next-line Regex: /\s/ splits the same words, the empty ones filtered out
     const [name = 'help', ...rest] = command.text.split(/\s+/).filter(Boolean);
-    const subcommand = this.subcommands.get(name.toLowerCase());
+    const key = name.toLowerCase();
+    if (key === HELP) return fixed(this.helpText());
+    const subcommand = this.subcommands.get(key);
     if (subcommand === undefined) {
       return fixed(`Unknown command "${name}". Try ${this.command} help.`);
     }
@@ -277,6 +283,11 @@ export class SlackHandlers {
 
   /** Every subcommand with its line, as `/coffee help` answers. */
   helpText(): string {
+    this.help ??= this.buildHelp();
+    return this.help;
+  }
+
+  private buildHelp(): string {
     const lines = [...this.subcommands.entries()]
       .sort(([a], [b]) => a.localeCompare(b))
       .map(([name, { description }]) => `• \`${this.command} ${name}\`: ${description}`);
@@ -300,7 +311,7 @@ export class SlackHandlers {
 
 /** A command whose answer is known without running anything. */
 function fixed(answer: string): Plan<CommandAnswer> {
-  return { answer: () => Promise.resolve(answer), later: [] };
+  return { fixed: answer, later: [] };
 }
 
 function afterAck(

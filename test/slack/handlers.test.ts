@@ -20,7 +20,8 @@ const slash = (text: string, command = '/coffee'): SlashCommand => ({
 /** A context whose only use here is to be passed through: the handlers under test name it. */
 const context = { eventId: 'ctx' } as HandlerContext;
 
-const answerOf = <A>(plan: Plan<A> | undefined) => plan?.answer?.(context);
+/** A plan's answer in place: known already, or what running it gives. */
+const answerOf = async <A>(plan: Plan<A> | undefined) => plan?.fixed ?? plan?.answer?.(context);
 const runLater = async (plan: Plan<unknown> | undefined) => {
   for (const handler of plan?.later ?? []) await handler({}, context);
 };
@@ -37,6 +38,10 @@ describe('SlackHandlers: commands', () => {
       expect(answer).toContain('`/coffee order`: order a coffee');
       expect(answer).toBe(registry.helpText());
     }
+    // Known without running anything; built again once a subcommand is added.
+    expect(registry.planCommand(slash('help')).answer).toBeUndefined();
+    registry.addSubcommand('brew', { description: 'brew a pot' });
+    expect(await answerOf(registry.planCommand(slash('help')))).toContain('`/coffee brew`');
   });
 
   it('runs a subcommand with its arguments, the command and the context', async () => {

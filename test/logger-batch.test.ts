@@ -1,0 +1,35 @@
+import { batchedSink } from '../lib/logger';
+
+/** The stdout sink's batching: one write a turn of the event loop, in order, bounded. */
+describe('batchedSink', () => {
+  const turn = () => new Promise((resolve) => setImmediate(resolve));
+
+  it('writes the lines of one turn together, in order, at the next turn', async () => {
+    const writes: string[] = [];
+    const { sink } = batchedSink((text) => writes.push(text));
+    sink('{"n":1}');
+    sink('{"n":2}');
+    expect(writes).toEqual([]);
+    await turn();
+    expect(writes).toEqual(['{"n":1}\n{"n":2}\n']);
+    sink('{"n":3}');
+    await turn();
+    expect(writes).toEqual(['{"n":1}\n{"n":2}\n', '{"n":3}\n']);
+  });
+
+  it('writes at once past its bound, and flush() writes what is held', async () => {
+    const writes: string[] = [];
+    const { sink, flush } = batchedSink((text) => writes.push(text), 10);
+    sink('12345');
+    expect(writes).toEqual([]);
+    sink('6789');
+    // 11 bytes with their line ends: over 10, written now.
+    expect(writes).toEqual(['12345\n6789\n']);
+    sink('held');
+    flush();
+    expect(writes).toEqual(['12345\n6789\n', 'held\n']);
+    flush();
+    await turn();
+    expect(writes).toHaveLength(2);
+  });
+});
