@@ -358,6 +358,10 @@ describe('slackWorker behind the image pipeline', () => {
         const { server, logs } = await workerApp(undefined, {
           SLACK_BOT_TOKEN: token,
           SLACK_API_URL: slack.url,
+          // Not a test of the deadline: the first call loads Slack's WebClient, which a loaded
+          // machine can take longer than this file's 300 ms to do.
+          SLACK_HANDLER_TIMEOUT_MS: '10000',
+          SLACK_WORK_LEASE_MS: '11000',
         });
         slack.rateLimit('chat.postMessage', 1, 7);
         const event = new CloudEvent({
