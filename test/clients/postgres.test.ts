@@ -171,6 +171,9 @@ describe('PostgresClient against a real PostgreSQL', () => {
       await cluster!.admin(
         `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '${APP_ROLE}'`,
       );
+      // The pool must have seen its idle connection end (a loaded machine may not have read the
+      // server's notice yet): otherwise the next query is sent on it and fails 57P01.
+      await eventually(() => logs.some((l) => l.msg === 'PostgreSQL closed an idle connection'));
       try {
         expect((await db.query('after', 'SELECT 2 AS two')).rows).toEqual([{ two: 2 }]);
         expect((await db.query('again', 'SELECT 3 AS three')).rows).toEqual([{ three: 3 }]);
