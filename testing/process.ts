@@ -31,7 +31,7 @@ export interface RunningProcess {
   readonly url: string;
   /** Everything written to stdout and stderr so far. */
   output(): string;
-  /** The JSON log lines written so far, parsed; other output is left out. */
+  /** The JSON log lines written to stdout so far, parsed; other output is left out. */
   logLines(): Record<string, unknown>[];
   /** Sends SIGTERM and waits for the exit (SIGKILL after 5 s). */
   stop(): Promise<number | null>;
@@ -48,14 +48,32 @@ export interface StartOptions {
   timeoutMs?: number;
 }
 
-/** The exit code once the process has exited, at once if it already has. */
+/**
+ * The exit code once the process has exited and what it wrote has been read (its pipes closed, or
+ * 2 s after the exit if a process it started holds them): 'exit' can come before the last output.
+ */
 export function exited(child: ChildProcess): Promise<number | null> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
-  return new Promise((resolve) =>
-    child.once('exit', (code) => {
-      resolve(code);
-    }),
-  );
+  return new Promise((resolve) => {
+    const done = (): void => {
+      resolve(child.exitCode);
+    };
+    const afterExit = (): void => {
+      const open = [child.stdout, child.stderr].some(
+        (stream) => stream !== null && !stream.readableEnded && !stream.destroyed,
+      );
+      if (!open) {
+        done();
+        return;
+      }
+      const timer = setTimeout(done, 2000);
+      child.once('close', () => {
+        clearTimeout(timer);
+        done();
+      });
+    };
+    if (child.exitCode !== null || child.signalCode !== null) afterExit();
+    else child.once('exit', afterExit);
+  });
 }
 
 /** Sends SIGTERM and waits for the exit, sending SIGKILL after graceMs; the exit code. */
@@ -78,16 +96,26 @@ export async function startProcess(options: StartOptions): Promise<RunningProces
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
-  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  // stdout on its own too: a chunk of stderr can arrive in the middle of a log line.
+  let stdout = '';
+  // Decoded as streams, so that a character split between two chunks is kept whole.
+  child.stdout.setEncoding('utf8');
+  child.stderr.setEncoding('utf8');
+  child.stdout.on('data', (chunk: string) => {
+    output += chunk;
+    stdout += chunk;
+  });
+  child.stderr.on('data', (chunk: string) => (output += chunk));
   const url = `http://127.0.0.1:${port}`;
   const running: RunningProcess = {
     child,
     port,
     url,
     output: () => output,
+    // Complete lines only: the last one may still be on its way.
     logLines: () =>
-      output
+      stdout
+        .slice(0, stdout.lastIndexOf('\n') + 1)
         .split('\n')
         .filter((line) => line.startsWith('{'))
         .map((line) => JSON.parse(line) as Record<string, unknown>),

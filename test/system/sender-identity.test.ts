@@ -13,6 +13,7 @@ import {
   startProcess,
   type RunningProcess,
 } from '../../testing/process';
+import { eventually } from '../../testing/tools';
 
 /**
  * Sender identity across processes: the built entry as the worker and the dead-letter function
@@ -200,6 +201,9 @@ describe('start-up in production', () => {
       },
     });
     processes.push(started);
+    await eventually(() =>
+      started.logLines().some((line) => line.msg === 'event deliveries are not authenticated'),
+    );
     const warnings = started
       .logLines()
       .filter((line) => line.msg === 'event deliveries are not authenticated');

@@ -110,6 +110,7 @@ describe('the entry publishing to K_SINK', () => {
         outcome: 'publish_failed',
       }),
     ).toBe(1);
+    await eventually(() => running.logLines().some((l) => l.msg === 'cloudevent not published'));
     expect(running.logLines()).toContainEqual(
       expect.objectContaining({
         msg: 'cloudevent not published',

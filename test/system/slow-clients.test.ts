@@ -127,6 +127,14 @@ describe('clients that hold the server', () => {
     try {
       const answer = await closed;
       expect(answer).toMatch(/^HTTP\/1\.1 408 [^]*\{"error":"request timeout"\}/);
+      // Its log line comes on another pipe than the close: wait for it, or the next test reads it.
+      await eventually(
+        () =>
+          server
+            .logLines()
+            .some((line) => line.msg === 'request refused' && line.reason === 'request timeout'),
+        10_000,
+      );
     } finally {
       clearInterval(trickle);
     }
