@@ -23,7 +23,9 @@ export type Fault =
   /** Answers bytes that are not HTTP. */
   | { kind: 'garbage' }
   /** Answers this status instead of the documented one. */
-  | { kind: 'status'; status: number };
+  | { kind: 'status'; status: number }
+  /** Answers this status and this body, as written, to every request (an unexpected answer). */
+  | { kind: 'answer'; status: number; text: string };
 
 export interface StandIn {
   readonly url: string;
@@ -31,6 +33,8 @@ export interface StandIn {
   readonly requests: number;
   /** TCP connections accepted. */
   readonly connections: number;
+  /** TCP connections open now. */
+  readonly openConnections: number;
   /** The newest requests received: method, path and the X-Request-ID each carried (if any). */
   readonly log: readonly { method: string; path: string; requestId: string | undefined }[];
   fault: Fault;
@@ -98,6 +102,10 @@ async function startStandIn(answer: Answer): Promise<StandIn> {
       case 'status':
         reply(fault.status, { errors: [UPSTREAM_CANARY] });
         return;
+      case 'answer':
+        res.writeHead(fault.status, { 'Content-Type': 'application/json' });
+        res.end(fault.text);
+        return;
       case 'slow': {
         const timer = setTimeout(() => {
           const { status, body } = answer(req, new URL(req.url ?? '/', 'http://standin'), received);
@@ -137,6 +145,9 @@ async function startStandIn(answer: Answer): Promise<StandIn> {
     },
     get connections() {
       return counts.connections;
+    },
+    get openConnections() {
+      return sockets.size;
     },
     log,
     get fault() {

@@ -181,7 +181,7 @@ export class PgPostgresClient implements PostgresClient {
         checkOperation(operation);
         return await this.timed(operation, () =>
           this.run<R>(client, operation, text, values, false).catch((error: unknown) => {
-            if (error instanceof PostgresError && error.sqlState === undefined) broken = error;
+            if (error instanceof PostgresError && leavesConnectionBroken(error)) broken = error;
             throw error;
           }),
         );
@@ -241,14 +241,23 @@ export class PgPostgresClient implements PostgresClient {
     values: unknown[] | undefined,
     release: boolean,
   ): Promise<QueryResult<R>> {
+    // A connection the server ends mid-statement also emits 'error', maybe before the statement's
+    // own error is handled: without a listener while it is held, that would end the process.
+    const ignore = () => undefined; // reported by the statement's own error
+    if (release) client.on('error', ignore);
     try {
       const result = await client.query<R>(text, values);
-      if (release) client.release();
+      if (release) {
+        client.off('error', ignore);
+        client.release();
+      }
       return result;
     } catch (error) {
       const failure = this.failure(error, operation);
-      // A server error leaves the connection usable; anything else (a timeout, a cut) does not.
-      if (release) client.release(failure.sqlState === undefined ? failure : undefined);
+      if (release) {
+        client.off('error', ignore);
+        client.release(leavesConnectionBroken(failure) ? failure : undefined);
+      }
       throw failure;
     }
   }
@@ -319,6 +328,14 @@ export class PgPostgresClient implements PostgresClient {
     if (message.includes('does not support SSL')) return `PostgreSQL at ${where} offers no TLS`;
     return `${what} failed`;
   }
+}
+
+/**
+ * Whether a failed statement leaves its connection unusable: a server error does not, except a
+ * shutdown's (the server ends the session); anything else (a timeout, a cut) does.
+ */
+function leavesConnectionBroken(failure: PostgresError): boolean {
+  return failure.sqlState === undefined || SHUTTING_DOWN.has(failure.sqlState);
 }
 
 function sqlStateOf(error: unknown): string | undefined {

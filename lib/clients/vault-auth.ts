@@ -30,6 +30,7 @@ async function readTrimmed(file: string, setting: string): Promise<string> {
     return text;
   } catch (error) {
     if (error instanceof UpstreamError) throw error;
+    // Stryker disable next-line StringLiteral: every error fs.readFile rejects with has a code (ENOENT, EISDIR, ERR_INVALID_ARG_VALUE…)
     const code = (error as NodeJS.ErrnoException).code ?? 'unknown error';
     throw new UpstreamError(`cannot read ${setting} ${file} (${code})`);
   }

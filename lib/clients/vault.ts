@@ -69,6 +69,7 @@ export class HttpVaultClient implements VaultClient {
     if (this.tokens === undefined) throw new UpstreamError('no Vault token is configured');
     const where = `${this.kvMount}/${path}`;
     const url = `/v1/${this.kvMount}/data/${path.split('/').map(encodeURIComponent).join('/')}`;
+    // Stryker disable next-line AssignmentOperator: attempt is only compared with 1, which -= leaves as += does
     for (let attempt = 1; ; attempt += 1) {
       const token = await this.tokens.token();
       const res = await this.upstream.request('GET', url, {

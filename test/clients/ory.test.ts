@@ -47,6 +47,21 @@ describe('HttpOryClient', () => {
     }
   });
 
+  it('lets go of its keep-alive connection on close(): what follows opens a new one', async () => {
+    const client = new HttpOryClient(ory.url, '/health/ready', 500);
+    try {
+      ory.resetCounts();
+      await client.healthCheck();
+      await client.healthCheck();
+      expect(ory.connections).toBe(1);
+      client.close();
+      expect((await client.healthCheck()).status).toBe('ok');
+      expect(ory.connections).toBe(2);
+    } finally {
+      client.close();
+    }
+  });
+
   it.each([500, 502, 204])('treats status %i as unavailable', async (status) => {
     ory.fault = { kind: 'status', status };
     const client = new HttpOryClient(ory.url, '/health/ready', 500);

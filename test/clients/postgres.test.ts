@@ -1,3 +1,9 @@
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import tls from 'node:tls';
 import { Registry } from 'prom-client';
 import { buildVaultClient } from '../../lib/clients/vault';
 import {
@@ -8,7 +14,9 @@ import {
 import { loadSettings } from '../../lib/config/settings';
 import { createLogger } from '../../lib/logger';
 import { ReadinessChecker } from '../../lib/readiness';
+import { freePort } from '../../testing/process';
 import {
+  APP_DATABASE,
   APP_PASSWORD,
   APP_ROLE,
   itWithPostgres,
@@ -16,7 +24,7 @@ import {
   type PostgresCluster,
 } from '../../testing/postgres';
 import { startVaultStandIn, type VaultStandIn } from '../../testing/standins';
-import { eventually, promtoolCheckMetrics, findCommand } from '../../testing/tools';
+import { eventually, promtoolCheckMetrics, findCommand, itWithCommand } from '../../testing/tools';
 
 /** Real PostgreSQL (a throwaway cluster): no mock stands between the client and the server. */
 let cluster: PostgresCluster | undefined;
@@ -185,6 +193,28 @@ describe('PostgresClient against a real PostgreSQL', () => {
     },
   );
 
+  const operatorStops: [string, string, string, string][] = [
+    ['cancelled', 'pg_cancel_backend', 'query held failed (SQLSTATE 57014)', '57014'],
+    [
+      'terminated',
+      'pg_terminate_backend',
+      'PostgreSQL is shutting down or starting (SQLSTATE 57P01)',
+      '57P01',
+    ],
+  ];
+  for (const [what, operatorFunction, reason, sqlState] of operatorStops) {
+    itWithPostgres(`names a query an operator ${what}, and runs the next one`, async () => {
+      const { db } = client();
+      const held = failureOf(db.query('held', 'SELECT pg_sleep(30)'));
+      const backend = `FROM pg_stat_activity WHERE usename = '${APP_ROLE}' AND query = 'SELECT pg_sleep(30)'`;
+      await eventually(async () => (await cluster!.admin(`SELECT pid ${backend}`)).length === 1);
+      await cluster!.admin(`SELECT ${operatorFunction}(pid) ${backend}`);
+      const error = await held;
+      expect([error.message, error.sqlState]).toEqual([reason, sqlState]);
+      expect((await db.query('after', 'SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+    });
+  }
+
   itWithPostgres(
     'readiness names postgres within one TTL of a stop, and is ok after a restart',
     async () => {
@@ -210,4 +240,185 @@ describe('PostgresClient against a real PostgreSQL', () => {
       await eventually(async () => (await checker.check()).ready, 10_000);
     },
   );
+});
+
+/** A client of whatever listens at `port` on loopback, its log lines kept. */
+function clientAt(port: number, env: NodeJS.ProcessEnv = {}) {
+  const lines: string[] = [];
+  const settings = loadSettings({
+    PGHOST: '127.0.0.1',
+    PGPORT: String(port),
+    PGDATABASE: APP_DATABASE,
+    PGUSER: APP_ROLE,
+    PGPASSWORD: APP_PASSWORD,
+    PGSSLMODE: 'disable',
+    ...env,
+  });
+  const db = buildPostgresClient(settings, {
+    vault: buildVaultClient(settings),
+    logger: createLogger('debug', (line) => lines.push(line)),
+    registry: new Registry(),
+  });
+  opened.push(db);
+  return { db, lines };
+}
+
+/**
+ * A TCP server on loopback that answers a PostgreSQL client's first message as `onFirst` says:
+ * the start of the protocol only, which is all these failures need.
+ */
+async function protocolServer(onFirst: (socket: net.Socket) => void): Promise<number> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.once('data', () => {
+      onFirst(socket);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  servers.push(async () => {
+    for (const socket of sockets) socket.destroy();
+    await new Promise((resolve) => server.close(resolve));
+  });
+  return (server.address() as net.AddressInfo).port;
+}
+const servers: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  await Promise.all(servers.splice(0).map((close) => close()));
+});
+
+describe('PostgresClient failures before a server answers a query', () => {
+  it('names a refused connection with the host and port, in errors and readiness', async () => {
+    const port = await freePort();
+    const { db } = clientAt(port);
+    const reason = `cannot reach PostgreSQL at 127.0.0.1:${port} (ECONNREFUSED)`;
+    const error = await failureOf(db.query('first', 'SELECT 1'));
+    expect([error.message, error.sqlState, error.serverMessage]).toEqual([
+      reason,
+      undefined,
+      undefined,
+    ]);
+    expect(await db.healthCheck()).toMatchObject({ status: 'unavailable', error: reason });
+  });
+
+  it('names a server that closes the connection before answering', async () => {
+    const port = await protocolServer((socket) => socket.destroy());
+    const { db } = clientAt(port);
+    const error = await failureOf(db.query('first', 'SELECT 1'));
+    expect(error.message).toBe('PostgreSQL closed the connection');
+  });
+
+  it('names a server that does not answer within PG_CONNECT_TIMEOUT_MS', async () => {
+    const port = await protocolServer(() => undefined);
+    const { db } = clientAt(port, { PG_CONNECT_TIMEOUT_MS: '200' });
+    const error = await failureOf(db.query('first', 'SELECT 1'));
+    expect(error.message).toBe(`no connection to PostgreSQL at 127.0.0.1:${port} within 200 ms`);
+  });
+
+  it('survives a server that ends the session during a statement, and connects again', async () => {
+    // PostgreSQL's protocol (55.2): trust authentication, then to every query the ErrorResponse a
+    // fast shutdown or pg_terminate_backend sends (FATAL 57P01), and the end of the connection
+    // in the same write, so that the client reads both at once.
+    const message = (type: string, body: Buffer) => {
+      const length = Buffer.alloc(4);
+      length.writeInt32BE(body.length + 4);
+      return Buffer.concat([Buffer.from(type), length, body]);
+    };
+    const authenticationOk = message('R', Buffer.from([0, 0, 0, 0]));
+    const readyForQuery = message('Z', Buffer.from('I'));
+    const fields =
+      'SFATAL\0VFATAL\0C57P01\0Mterminating connection due to administrator command\0\0';
+    const terminated = message('E', Buffer.from(fields));
+    const port = await protocolServer((socket) => {
+      socket.write(Buffer.concat([authenticationOk, readyForQuery]));
+      socket.once('data', () => {
+        socket.end(terminated);
+      });
+    });
+    const { db } = clientAt(port);
+    for (const operation of ['first', 'second']) {
+      const error = await failureOf(db.query(operation, 'SELECT 1'));
+      expect([error.message, error.sqlState]).toEqual([
+        'PostgreSQL is shutting down or starting (SQLSTATE 57P01)',
+        '57P01',
+      ]);
+    }
+  });
+
+  it('names a server that offers no TLS when PGSSLMODE asks for it', async () => {
+    // "N": the answer to SSLRequest of a server without TLS (PostgreSQL protocol, 55.2.10).
+    const port = await protocolServer((socket) => socket.write('N'));
+    const { db } = clientAt(port, { PGSSLMODE: 'require' });
+    const error = await failureOf(db.query('first', 'SELECT 1'));
+    expect(error.message).toBe(`PostgreSQL at 127.0.0.1:${port} offers no TLS`);
+  });
+});
+
+/**
+ * A PostgreSQL server's TLS, as far as the handshake: it answers SSLRequest with "S", then shakes
+ * hands with a self-signed certificate for db.example (not 127.0.0.1), then closes. Whether the
+ * client reports a closed connection (handshake accepted) or a failure (certificate refused) shows
+ * what PGSSLMODE checked.
+ */
+describe('PGSSLMODE against a server with a certificate for another name', () => {
+  const itWithOpenssl = itWithCommand('openssl', 'apt-get install openssl');
+  const haveOpenssl = findCommand('openssl') !== undefined;
+  let dir: string;
+  let certFile: string;
+  let port: number;
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pg-tls-'));
+    if (!haveOpenssl) return;
+    certFile = path.join(dir, 'cert.pem');
+    const keyFile = path.join(dir, 'key.pem');
+    execFileSync(
+      'openssl',
+      [
+        ...['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1'],
+        ...['-nodes', '-keyout', keyFile, '-out', certFile, '-days', '1'],
+        ...['-subj', '/CN=db.example', '-addext', 'subjectAltName=DNS:db.example'],
+      ],
+      { stdio: 'ignore' },
+    );
+  });
+  beforeEach(async () => {
+    if (!haveOpenssl) return;
+    const context = {
+      cert: fs.readFileSync(certFile),
+      key: fs.readFileSync(path.join(dir, 'key.pem')),
+    };
+    port = await protocolServer((socket) => {
+      const secure = new tls.TLSSocket(socket, { isServer: true, ...context });
+      secure.on('error', () => undefined);
+      secure.once('secure', () => secure.destroy());
+      socket.write('S');
+    });
+  });
+  afterAll(() => {
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  const reasonWith = async (env: NodeJS.ProcessEnv) =>
+    (await failureOf(clientAt(port, env).db.query('first', 'SELECT 1'))).message;
+
+  itWithOpenssl('require: encrypts without checking the certificate', async () => {
+    expect(await reasonWith({ PGSSLMODE: 'require' })).toBe('PostgreSQL closed the connection');
+  });
+
+  itWithOpenssl(
+    'verify-ca: checks the chain against PGSSLROOTCERT, not the host name',
+    async () => {
+      expect(await reasonWith({ PGSSLMODE: 'verify-ca', PGSSLROOTCERT: certFile })).toBe(
+        'PostgreSQL closed the connection',
+      );
+      expect(await reasonWith({ PGSSLMODE: 'verify-ca' })).toBe('the connection failed');
+    },
+  );
+
+  itWithOpenssl('verify-full: checks the host name too', async () => {
+    expect(await reasonWith({ PGSSLMODE: 'verify-full', PGSSLROOTCERT: certFile })).toBe(
+      'the connection failed',
+    );
+  });
 });

@@ -3,9 +3,15 @@ import os from 'node:os';
 import path from 'node:path';
 import { Upstream } from '../../lib/http/upstream';
 import { UpstreamError } from '../../lib/errors';
-import { buildVaultClient, HttpVaultClient } from '../../lib/clients/vault';
+import {
+  buildVaultClient,
+  HttpVaultClient,
+  reportingSecrets,
+  vaultSecretValue,
+} from '../../lib/clients/vault';
 import { FileToken, KubernetesLogin, StaticToken } from '../../lib/clients/vault-auth';
 import { loadSettings } from '../../lib/config/settings';
+import { REDACTED, Redactor } from '../../lib/redactor';
 import { UPSTREAM_CANARY, startVaultStandIn, type VaultStandIn } from '../../testing/standins';
 
 const SECRET = { signing_secret: 'slack-signing-secret-value' };
@@ -13,8 +19,8 @@ const SECRET = { signing_secret: 'slack-signing-secret-value' };
 describe('reading KV v2 secrets from Vault', () => {
   let vault: VaultStandIn;
   let dir: string;
-  const opened: { close(): void }[] = [];
-  const track = <T extends { close(): void }>(client: T): T => {
+  const opened: { close?(): void }[] = [];
+  const track = <T extends { close?(): void }>(client: T): T => {
     opened.push(client);
     return client;
   };
@@ -34,7 +40,8 @@ describe('reading KV v2 secrets from Vault', () => {
     });
   });
   afterEach(() => {
-    for (const client of opened.splice(0)) client.close();
+    vault.fault = { kind: 'none' };
+    for (const client of opened.splice(0)) client.close?.();
   });
   afterAll(async () => {
     await vault.close();
@@ -69,6 +76,64 @@ describe('reading KV v2 secrets from Vault', () => {
     );
   });
 
+  it('names a status Vault answers a read with other than 200, 403 or 404 (sealed: 503)', async () => {
+    vault.tokens.set('hvs.env-token', Date.now() + 60_000);
+    const client = track(
+      new HttpVaultClient(vault.url, 1000, { tokens: () => new StaticToken('hvs.env-token') }),
+    );
+    vault.fault = { kind: 'status', status: 503 };
+    const error = await client.readSecret('coffeebuddy/slack').catch((e: unknown) => e);
+    expect((error as Error).message).toBe('unexpected status 503 reading secret/coffeebuddy/slack');
+    expect((error as Error).message).not.toContain(UPSTREAM_CANARY);
+  });
+
+  it.each([
+    ['a KV version 1 answer (no data.data)', '{"data":{"signing_secret":"value"}}'],
+    ['data.data null', '{"data":{"data":null,"metadata":{"version":1}}}'],
+    ['data.data not an object', '{"data":{"data":"value"}}'],
+    ['text that is not JSON', 'not json'],
+  ])('calls a 200 with %s an unreadable secret, without the body', async (_what, text) => {
+    vault.tokens.set('hvs.env-token', Date.now() + 60_000);
+    const client = track(
+      new HttpVaultClient(vault.url, 1000, { tokens: () => new StaticToken('hvs.env-token') }),
+    );
+    vault.fault = { kind: 'answer', status: 200, text };
+    const error = await client.readSecret('coffeebuddy/slack').catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(UpstreamError);
+    expect((error as Error).message).toBe('unreadable secret at secret/coffeebuddy/slack');
+  });
+
+  it('reads one non-empty text value of a secret, naming a missing or empty key', async () => {
+    vault.tokens.set('hvs.env-token', Date.now() + 60_000);
+    vault.secrets['coffeebuddy/postgres'] = { password: 'pg-password', empty: '' };
+    const client = track(
+      new HttpVaultClient(vault.url, 1000, { tokens: () => new StaticToken('hvs.env-token') }),
+    );
+    const value = (key: string) =>
+      vaultSecretValue(client, { mount: 'secret', path: 'coffeebuddy/postgres', key })();
+    expect(await value('password')).toBe('pg-password');
+    await expect(value('empty')).rejects.toThrow('no "empty" in secret/coffeebuddy/postgres');
+    await expect(value('absent')).rejects.toThrow('no "absent" in secret/coffeebuddy/postgres');
+  });
+
+  it('reports every text value it reads to the redactor, and closes the client it wraps', async () => {
+    vault.tokens.set('hvs.env-token', Date.now() + 60_000);
+    vault.resetCounts();
+    const redactor = new Redactor();
+    const client = track(
+      new HttpVaultClient(vault.url, 1000, { tokens: () => new StaticToken('hvs.env-token') }),
+    );
+    const reporting = reportingSecrets(client, redactor);
+    expect(await reporting.readSecret('coffeebuddy/slack')).toEqual(SECRET);
+    expect(redactor.redact(`x ${SECRET.signing_secret} y`)).toBe(`x ${REDACTED} y`);
+    expect((await reporting.healthCheck()).status).toBe('ok');
+    expect(vault.connections).toBe(1);
+    reporting.close?.();
+    // Its keep-alive connection is gone: the next request opens another.
+    expect((await reporting.healthCheck()).status).toBe('ok');
+    expect(vault.connections).toBe(2);
+  });
+
   it('reads the token from VAULT_TOKEN_FILE again when Vault refuses it (Agent rewrote it)', async () => {
     const file = path.join(dir, 'token');
     fs.writeFileSync(file, 'hvs.first\n');
@@ -92,6 +157,19 @@ describe('reading KV v2 secrets from Vault', () => {
     fs.writeFileSync(file, 'two');
     expect(await tokens.token()).toBe('one');
     clock.now = 1000;
+    expect(await tokens.token()).toBe('two');
+  });
+
+  it('keeps a token file read until rereadMs after the read, on any clock', async () => {
+    const file = path.join(dir, 'token-clock');
+    fs.writeFileSync(file, 'one');
+    const clock = { now: 50_000 };
+    const tokens = new FileToken(file, 1000, () => clock.now);
+    expect(await tokens.token()).toBe('one');
+    fs.writeFileSync(file, 'two');
+    clock.now = 50_999;
+    expect(await tokens.token()).toBe('one');
+    clock.now = 51_000;
     expect(await tokens.token()).toBe('two');
   });
 
@@ -171,6 +249,41 @@ describe('reading KV v2 secrets from Vault', () => {
       expect(vault.kubernetes.logins).toBe(2);
     });
 
+    it('names a service-account token file it cannot read', async () => {
+      const upstream = track(new Upstream(vault.url, 1000));
+      const missing = path.join(dir, 'no-sa-token');
+      const tokens = new KubernetesLogin(upstream, {
+        mount: 'kubernetes',
+        role: 'coffeebuddy',
+        jwtFile: missing,
+        timeoutMs: 1000,
+        noLeaseReuseMs: 60_000,
+      });
+      await expect(tokens.token()).rejects.toThrow(
+        `cannot read VAULT_K8S_JWT_FILE ${missing} (ENOENT)`,
+      );
+      expect(vault.kubernetes.logins).toBe(0);
+    });
+
+    it.each([
+      ['not JSON', 'not json', 'Kubernetes login to Vault gave an unreadable answer'],
+      ['no auth', '{"data":null}', 'Kubernetes login to Vault gave no token'],
+      [
+        'an empty client_token',
+        '{"auth":{"client_token":"","lease_duration":3600}}',
+        'Kubernetes login to Vault gave no token',
+      ],
+      [
+        'no lease_duration',
+        '{"auth":{"client_token":"hvs.x"}}',
+        'Kubernetes login to Vault gave no token',
+      ],
+    ])('refuses a login answered 200 with %s', async (_what, text, message) => {
+      const upstream = track(new Upstream(vault.url, 1000));
+      vault.fault = { kind: 'answer', status: 200, text };
+      await expect(kubernetesLogin(upstream).token()).rejects.toThrow(message);
+    });
+
     it('names a refused login without echoing the JWT or Vault’s answer', async () => {
       const upstream = track(new Upstream(vault.url, 1000));
       vault.kubernetes.role = 'other-role';
@@ -196,6 +309,51 @@ describe('reading KV v2 secrets from Vault', () => {
     } finally {
       client.close?.();
     }
+  });
+
+  it('builds a VAULT_TOKEN_FILE source that reads the file again on a 403, each token redacted', async () => {
+    const file = path.join(dir, 'agent-token');
+    fs.writeFileSync(file, 'hvs.agent-first-token\n');
+    vault.tokens.set('hvs.agent-first-token', Date.now() + 60_000);
+    const redactor = new Redactor();
+    const client = track(
+      buildVaultClient(loadSettings({ VAULT_ADDR: vault.url, VAULT_TOKEN_FILE: file }), {
+        redactor,
+      }),
+    );
+    expect(await client.readSecret('coffeebuddy/slack')).toEqual(SECRET);
+    vault.tokens.clear();
+    vault.tokens.set('hvs.agent-second-token', Date.now() + 60_000);
+    fs.writeFileSync(file, 'hvs.agent-second-token\n');
+    expect(await client.readSecret('coffeebuddy/slack')).toEqual(SECRET);
+    expect(redactor.redact('hvs.agent-first-token hvs.agent-second-token')).toBe(
+      `${REDACTED} ${REDACTED}`,
+    );
+  });
+
+  it('builds a Kubernetes login from VAULT_K8S_ROLE and VAULT_K8S_JWT_FILE', async () => {
+    const jwtFile = path.join(dir, 'sa-token-settings');
+    fs.writeFileSync(jwtFile, vault.kubernetes.jwt);
+    const client = track(
+      buildVaultClient(
+        loadSettings({
+          VAULT_ADDR: vault.url,
+          VAULT_K8S_ROLE: 'coffeebuddy',
+          VAULT_K8S_JWT_FILE: jwtFile,
+        }),
+      ),
+    );
+    expect(await client.readSecret('coffeebuddy/slack')).toEqual(SECRET);
+    expect(vault.kubernetes.logins).toBe(1);
+  });
+
+  it('builds a client that reads no secret when the settings name no token source', async () => {
+    vault.resetCounts();
+    const client = track(buildVaultClient(loadSettings({ VAULT_ADDR: vault.url })));
+    await expect(client.readSecret('coffeebuddy/slack')).rejects.toThrow(
+      'no Vault token is configured',
+    );
+    expect(vault.requests).toBe(0);
   });
 
   it('times secret reads by VAULT_REQUEST_TIMEOUT_MS and health checks by READINESS_TIMEOUT_MS', async () => {

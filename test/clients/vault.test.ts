@@ -77,6 +77,13 @@ describe('HttpVaultClient', () => {
     expect(vault.connections).toBe(1);
   });
 
+  it('lets go of its keep-alive connection on close(): what follows opens a new one', async () => {
+    await client.healthCheck();
+    client.close();
+    expect((await client.healthCheck()).status).toBe('ok');
+    expect(vault.connections).toBe(2);
+  });
+
   it('is built from the settings', async () => {
     const built = buildVaultClient(
       loadSettings({ VAULT_ADDR: `${vault.url}/`, READINESS_TIMEOUT_MS: '300' }),
