@@ -1,0 +1,344 @@
+import { Registry } from 'prom-client';
+import { buildPostgresClient, type PostgresClient } from '../../lib/clients/postgres';
+import { loadSettings } from '../../lib/config/settings';
+import type { ReceivedEvent } from '../../lib/eventing/event';
+import { Lifecycle } from '../../lib/lifecycle';
+import { createLogger } from '../../lib/logger';
+import { DeadDepth } from '../../lib/slack/dead-depth';
+import { DeadLetters } from '../../lib/slack/dead-letters';
+import { createDeadLetterMetrics } from '../../lib/slack/dead-metrics';
+import { DeadLetterStore } from '../../lib/slack/dead-store';
+import { createWorkMetrics } from '../../lib/slack/work-metrics';
+import { FakeClient } from '../../testing/fakes';
+import { metricValue } from '../../testing/metrics-text';
+import { APP_PASSWORD, itWithPostgres, migratedCluster } from '../../testing/postgres';
+
+/**
+ * DeadLetters itself on a real PostgreSQL with the repository's migrations: what each dead letter
+ * becomes (the answer Knative reads, the row, the event kept, the log line, the counters) and the
+ * dead rows' bounds, without the HTTP function in front (test/slack-dead-letters.test.ts has it).
+ */
+
+const cluster = migratedCluster(['slack_work']);
+const SOURCE = 'https://slack.com/teams/T0001';
+
+interface Built {
+  deadLetters: DeadLetters;
+  store: DeadLetterStore;
+  db: PostgresClient;
+  lifecycle: Lifecycle;
+  registry: Registry;
+  lines: Record<string, unknown>[];
+}
+const opened: Built[] = [];
+afterEach(async () => {
+  await Promise.all(
+    opened.splice(0).map(async ({ deadLetters, lifecycle, db }) => {
+      await deadLetters.close();
+      await lifecycle.idle(5000);
+      await db.close().catch(() => undefined);
+    }),
+  );
+});
+
+function build(
+  options: { maxRows?: number; retentionMs?: number; maxDataBytes?: number } = {},
+  env: NodeJS.ProcessEnv = {},
+): Built {
+  const lines: Record<string, unknown>[] = [];
+  const logger = createLogger('debug', (line) => lines.push(JSON.parse(line)));
+  const registry = new Registry();
+  const settings = loadSettings({
+    ...cluster()!.env({ PGPASSWORD: APP_PASSWORD }),
+    PG_CONNECT_TIMEOUT_MS: '2000',
+    ...env,
+  });
+  const db = buildPostgresClient(settings, { vault: new FakeClient(), logger, registry });
+  const store = new DeadLetterStore(db);
+  const lifecycle = new Lifecycle();
+  // As the app reads it: NaN while PostgreSQL is unreachable, never a failed scrape.
+  const depth = new DeadDepth({
+    count: () => store.countDead(),
+    ttlMs: 0,
+    timeoutMs: 2000,
+    logger,
+  });
+  const deadLetters = new DeadLetters({
+    store,
+    logger,
+    metrics: createWorkMetrics(registry),
+    deadMetrics: createDeadLetterMetrics(registry, () => depth.read()),
+    lifecycle,
+    retentionMs: options.retentionMs ?? 24 * 3600_000,
+    maxRows: options.maxRows ?? 100,
+    maxDataBytes: options.maxDataBytes ?? 1024,
+  });
+  const built = { deadLetters, store, db, lifecycle, registry, lines };
+  opened.push(built);
+  return built;
+}
+
+/** A dead letter as Knative delivers it: the event, with its error extensions. */
+function deadLetter(id: string, attributes: Record<string, string> = {}, data: unknown = {}) {
+  return {
+    id,
+    source: SOURCE,
+    type: 'com.slack.event.app_mention',
+    data,
+    attributes: {
+      knativeerrorcode: '500',
+      knativeerrordest: 'http://worker',
+      ...attributes,
+    },
+  } satisfies ReceivedEvent;
+}
+
+function rows(): Promise<Record<string, unknown>[]> {
+  return cluster()!.admin(
+    `SELECT id, state, claimed_by, error_code, error_dest, event_attributes, event_data
+       FROM slack_work ORDER BY id`,
+    'coffeebuddy',
+  );
+}
+
+const workCount = async (registry: Registry, outcome: string, kind = 'events') =>
+  metricValue(await registry.metrics(), 'coffeebuddy_slack_work_total', { kind, outcome });
+const removedCount = async (registry: Registry, reason: string) =>
+  metricValue(await registry.metrics(), 'coffeebuddy_slack_dead_removed_total', { reason });
+
+describe('DeadLetters.handle', () => {
+  itWithPostgres(
+    'records a Slack event dead with Knative’s error and the event itself',
+    async () => {
+      const { deadLetters, registry, lines } = build();
+      const event = deadLetter('Ev1', { traceparent: 'tp', slackretrynum: '1' }, { a: 1 });
+      expect(await deadLetters.handle(event)).toEqual({ outcome: 'dead_lettered', status: 204 });
+      expect(await rows()).toEqual([
+        {
+          id: 'Ev1',
+          state: 'dead',
+          claimed_by: null,
+          error_code: '500',
+          error_dest: 'http://worker',
+          event_attributes: '{"traceparent":"tp","slackretrynum":"1"}',
+          event_data: '{"a":1}',
+        },
+      ]);
+      expect(lines.filter((line) => line.msg === 'slack event dead-lettered')).toEqual([
+        {
+          level: 'error',
+          time: expect.any(String),
+          msg: 'slack event dead-lettered',
+          id: 'Ev1',
+          type: 'com.slack.event.app_mention',
+          source: SOURCE,
+          errorCode: '500',
+          errorDest: 'http://worker',
+          dataKept: true,
+        },
+      ]);
+      expect(await workCount(registry, 'dead_lettered')).toBe(1);
+    },
+  );
+
+  itWithPostgres(
+    'Knative’s error unsaid: `unknown`; said at length: 512 characters kept',
+    async () => {
+      const { deadLetters } = build();
+      const bare = { ...deadLetter('Ev2'), attributes: {} };
+      await deadLetters.handle(bare);
+      await deadLetters.handle(deadLetter('Ev3', { knativeerrordest: 'd'.repeat(600) }));
+      expect((await rows()).map((row) => [row.id, row.error_code, row.error_dest])).toEqual([
+        ['Ev2', 'unknown', 'unknown'],
+        ['Ev3', '500', 'd'.repeat(512)],
+      ]);
+    },
+  );
+
+  itWithPostgres(
+    'the event is kept within its bounds: data up to maxDataBytes, attributes up to 8 KiB',
+    async () => {
+      const { deadLetters, lines } = build({ maxDataBytes: 20 });
+      // '"' + 18 characters + '"': 20 bytes of JSON; one more passes the bound.
+      await deadLetters.handle(deadLetter('Ev4', {}, 'x'.repeat(18)));
+      await deadLetters.handle(deadLetter('Ev5', {}, 'x'.repeat(19)));
+      await deadLetters.handle({ ...deadLetter('Ev6'), data: undefined });
+      // {"big":"…"}: 10 bytes around the value.
+      await deadLetters.handle(deadLetter('Ev7', { big: 'b'.repeat(8192 - 10) }));
+      await deadLetters.handle(deadLetter('Ev8', { big: 'b'.repeat(8192 - 9) }));
+      const kept = (await rows()).map((row) => [
+        row.id,
+        row.event_data === null ? null : (row.event_data as string).length,
+        row.event_attributes === null ? null : (row.event_attributes as string).length,
+      ]);
+      expect(kept).toEqual([
+        ['Ev4', 20, 2],
+        ['Ev5', null, 2],
+        ['Ev6', null, 2],
+        ['Ev7', 2, 8192],
+        ['Ev8', 2, null],
+      ]);
+      expect(
+        lines
+          .filter((line) => line.msg === 'slack event dead-lettered')
+          .map((line) => line.dataKept),
+      ).toEqual([true, false, false, true, true]);
+    },
+  );
+
+  itWithPostgres('a type that is not Slack’s: 400, nothing recorded, said why', async () => {
+    const { deadLetters, registry, lines } = build();
+    const other = { ...deadLetter('Other'), type: 'com.example.x' };
+    expect(await deadLetters.handle(other)).toEqual({
+      outcome: 'invalid',
+      status: 400,
+      error: 'not a Slack event type',
+    });
+    expect(await rows()).toEqual([]);
+    expect(await workCount(registry, 'invalid', 'unknown')).toBe(1);
+    expect(lines).toEqual([
+      expect.objectContaining({
+        level: 'warn',
+        msg: 'slack dead letter refused',
+        id: 'Other',
+        type: 'com.example.x',
+        reason: 'not a Slack event type',
+      }),
+    ]);
+  });
+
+  itWithPostgres('a done event: 204 ignored, unchanged, said', async () => {
+    const { deadLetters, registry, lines } = build();
+    await cluster()!.admin(
+      `INSERT INTO slack_work (source, id, type, state, done_at)
+       VALUES ('${SOURCE}', 'Done', 'com.slack.event.app_mention', 'done', now())`,
+      'coffeebuddy',
+    );
+    expect(await deadLetters.handle(deadLetter('Done'))).toEqual({
+      outcome: 'ignored',
+      status: 204,
+    });
+    expect(await rows()).toEqual([expect.objectContaining({ state: 'done', error_code: null })]);
+    expect(await workCount(registry, 'ignored')).toBe(1);
+    expect(lines).toContainEqual(
+      expect.objectContaining({
+        level: 'warn',
+        msg: 'slack dead letter ignored',
+        id: 'Done',
+        reason: 'done',
+      }),
+    );
+  });
+
+  itWithPostgres(
+    'an event a worker holds: its claim left alone, the letter kept, said held',
+    async () => {
+      const { deadLetters, lines } = build();
+      await cluster()!.admin(
+        `INSERT INTO slack_work (source, id, type, state, attempts, claimed_by, lease_until) VALUES
+         ('${SOURCE}', 'Held', 'com.slack.event.app_mention', 'claimed', 1, 'w1', now() + interval '1 hour'),
+         ('${SOURCE}', 'Ended', 'com.slack.event.app_mention', 'claimed', 1, 'w2', now() - interval '1 second')`,
+        'coffeebuddy',
+      );
+      expect((await deadLetters.handle(deadLetter('Held'))).outcome).toBe('dead_lettered');
+      await deadLetters.handle(deadLetter('Ended'));
+      expect(await rows()).toEqual([
+        expect.objectContaining({
+          id: 'Ended',
+          state: 'dead',
+          claimed_by: null,
+          error_code: '500',
+        }),
+        expect.objectContaining({
+          id: 'Held',
+          state: 'claimed',
+          claimed_by: 'w1',
+          error_code: '500',
+        }),
+      ]);
+      const said = lines.filter((line) => line.msg === 'slack event dead-lettered');
+      expect(said.map((line) => [line.id, line.held])).toEqual([
+        ['Held', true],
+        ['Ended', undefined],
+      ]);
+    },
+  );
+
+  itWithPostgres('PostgreSQL unreachable: 503 (Knative retries), counted unavailable', async () => {
+    const { deadLetters, registry, lines } = build({}, { PGPORT: '1' });
+    expect(await deadLetters.handle(deadLetter('Ev9'))).toEqual({
+      outcome: 'unavailable',
+      status: 503,
+      error: 'database unavailable',
+    });
+    expect(await workCount(registry, 'unavailable')).toBe(1);
+    expect(await workCount(registry, 'dead_lettered')).toBe(0);
+    expect(lines).toContainEqual(
+      expect.objectContaining({ level: 'warn', msg: 'slack dead letter not recorded', id: 'Ev9' }),
+    );
+  });
+});
+
+describe('DeadLetters: the bounds on dead rows', () => {
+  const oldDead = (count: number, state = 'dead', age = "interval '2 days'") =>
+    cluster()!.admin(
+      `INSERT INTO slack_work (source, id, type, state, dead_at)
+       SELECT '${SOURCE}', '${state}' || n, 'com.slack.event.app_mention', '${state}', now() - ${age} - n * interval '1 second'
+         FROM generate_series(1, ${count}) AS n`,
+      'coffeebuddy',
+    );
+
+  itWithPostgres(
+    'after a dead letter, rows past the retention are removed, each batch of 1,000 followed by another',
+    async () => {
+      const { deadLetters, lifecycle, registry, lines } = build({
+        retentionMs: 24 * 3600_000,
+        maxRows: 10_000,
+      });
+      await oldDead(2500);
+      await oldDead(1, 'replayed');
+      await oldDead(1, 'released');
+      await deadLetters.handle(deadLetter('Fresh'));
+      expect(await lifecycle.idle(20_000)).toBe(true);
+      expect((await rows()).map((row) => row.id)).toEqual(['Fresh', 'released1']);
+      expect(await removedCount(registry, 'expired')).toBe(2501);
+      expect(await removedCount(registry, 'over_cap')).toBe(0);
+      const expired = lines.filter((line) => line.msg === 'slack dead letters expired');
+      expect(expired.map((line) => line.removed)).toEqual([1000, 1000, 501]);
+      expect(expired[0]).toMatchObject({ level: 'info' });
+    },
+    30_000,
+  );
+
+  itWithPostgres('beyond maxRows, the oldest are removed, said louder', async () => {
+    const { deadLetters, lifecycle, registry, lines } = build({ maxRows: 2 });
+    await oldDead(3, 'dead', "interval '1 minute'");
+    await deadLetters.handle(deadLetter('Fresh'));
+    expect(await lifecycle.idle(5000)).toBe(true);
+    expect((await rows()).map((row) => row.id)).toEqual(['Fresh', 'dead1']);
+    expect(await removedCount(registry, 'over_cap')).toBe(2);
+    expect(await removedCount(registry, 'expired')).toBe(0);
+    expect(lines).toContainEqual(
+      expect.objectContaining({
+        level: 'warn',
+        msg: 'slack dead letters over the cap',
+        removed: 2,
+        maxRows: 2,
+      }),
+    );
+    expect(lines.some((line) => line.msg === 'slack dead letters expired')).toBe(false);
+  });
+
+  itWithPostgres('the gauge: dead events not replayed, held by no live claim', async () => {
+    const { registry } = build();
+    await oldDead(2, 'dead', "interval '1 minute'");
+    await oldDead(1, 'replayed', "interval '1 minute'");
+    await cluster()!.admin(
+      `INSERT INTO slack_work (source, id, type, state, claimed_by, lease_until, dead_at) VALUES
+         ('${SOURCE}', 'Live', 'com.slack.event.app_mention', 'claimed', 'w', now() + interval '1 hour', now()),
+         ('${SOURCE}', 'Ended', 'com.slack.event.app_mention', 'claimed', 'w', now() - interval '1 second', now())`,
+      'coffeebuddy',
+    );
+    expect(metricValue(await registry.metrics(), 'coffeebuddy_slack_dead_events')).toBe(3);
+  });
+});
