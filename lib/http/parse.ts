@@ -74,14 +74,17 @@ export function parseForm(bytes: Buffer): Parsed<Record<string, string>> {
  * for the one question asked of a body before it is authenticated (Slack's ssl_check).
  */
 export function formHasField(bytes: Buffer, name: string, expected: string): boolean {
-  const wanted = Buffer.from(`${name}=${expected}`);
-  let start = 0;
-  while (start <= bytes.length) {
-    const end = bytes.indexOf(AMPERSAND, start);
-    const stop = end < 0 ? bytes.length : end;
-    if (stop - start === wanted.length && bytes.subarray(start, stop).equals(wanted)) return true;
-    if (end < 0) return false;
-    start = end + 1;
+  const wanted = `${name}=${expected}`;
+  const length = Buffer.byteLength(wanted);
+  // Each place the bytes occur counts only as a whole field: from a field's start to its end.
+  for (let at = bytes.indexOf(wanted); at >= 0; at = bytes.indexOf(wanted, at + 1)) {
+    const end = at + length;
+    if (
+      (at === 0 || bytes[at - 1] === AMPERSAND) &&
+      (end === bytes.length || bytes[end] === AMPERSAND)
+    ) {
+      return true;
+    }
   }
   return false;
 }
