@@ -13,7 +13,8 @@ export interface Logger {
 
 const SEVERITY: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 
-export type LogSink = (line: string) => void;
+/** Writes one line; `urgent` for a warning or an error, which a batching sink writes at once. */
+export type LogSink = (line: string, urgent?: boolean) => void;
 
 /** Most bytes of log lines held before they are written (one access-log line is ~300 bytes). */
 const MAX_BATCH_BYTES = 64 * 1024;
@@ -21,7 +22,8 @@ const MAX_BATCH_BYTES = 64 * 1024;
 /**
  * A sink that writes the lines of one turn of the event loop together, in order: one write a turn
  * rather than one a line (process.stdout blocks on a pipe or file, a system call each time).
- * Held lines are written at once past maxBytes, at the next turn, and by flush().
+ * Held lines are written at the next turn, by flush(), and at once past maxBytes or with an urgent
+ * line (a warning or an error: out before whatever follows it, an answer or a SIGKILL).
  */
 export function batchedSink(
   write: (text: string) => void,
@@ -38,10 +40,10 @@ export function batchedSink(
     bytes = 0;
     write(text);
   };
-  const sink: LogSink = (line) => {
+  const sink: LogSink = (line, urgent = false) => {
     lines.push(`${line}\n`);
     bytes += line.length + 1;
-    if (bytes >= maxBytes) flush();
+    if (urgent || bytes >= maxBytes) flush();
     else if (!scheduled) {
       scheduled = true;
       setImmediate(flush);
@@ -52,13 +54,13 @@ export function batchedSink(
 
 let stdoutBatch: ReturnType<typeof batchedSink> | undefined;
 /** The process's stdout, batched; what is held is written when the process exits. */
-const stdout: LogSink = (line) => {
+const stdout: LogSink = (line, urgent) => {
   if (stdoutBatch === undefined) {
     const batch = batchedSink((text) => process.stdout.write(text));
     process.on('exit', batch.flush);
     stdoutBatch = batch;
   }
-  stdoutBatch.sink(line);
+  stdoutBatch.sink(line, urgent);
 };
 
 /**
@@ -79,7 +81,10 @@ export function createLogger(level: LogLevel, sink: LogSink = stdout, redactor?:
         ...currentContext(),
         ...fields,
       });
-      sink(redactor === undefined ? line : redactor.redact(line));
+      sink(
+        redactor === undefined ? line : redactor.redact(line),
+        SEVERITY[entryLevel] >= SEVERITY.warn,
+      );
     };
   return { debug: write('debug'), info: write('info'), warn: write('warn'), error: write('error') };
 }

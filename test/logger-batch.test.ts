@@ -1,4 +1,4 @@
-import { batchedSink } from '../lib/logger';
+import { batchedSink, createLogger } from '../lib/logger';
 
 /** The stdout sink's batching: one write a turn of the event loop, in order, bounded. */
 describe('batchedSink', () => {
@@ -31,5 +31,30 @@ describe('batchedSink', () => {
     flush();
     await turn();
     expect(writes).toHaveLength(2);
+  });
+
+  it('writes an urgent line at once, after the lines waiting before it', () => {
+    const writes: string[] = [];
+    const { sink } = batchedSink((text) => writes.push(text));
+    sink('access');
+    sink('refused', true);
+    expect(writes).toEqual(['access\nrefused\n']);
+  });
+
+  it('is told by the logger that warnings and errors are urgent, info and debug not', () => {
+    const seen: [string, boolean | undefined][] = [];
+    const logger = createLogger('debug', (line, urgent) =>
+      seen.push([(JSON.parse(line) as { level: string }).level, urgent]),
+    );
+    logger.debug('d');
+    logger.info('i');
+    logger.warn('w');
+    logger.error('e');
+    expect(seen).toEqual([
+      ['debug', false],
+      ['info', false],
+      ['warn', true],
+      ['error', true],
+    ]);
   });
 });
