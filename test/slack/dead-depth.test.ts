@@ -47,6 +47,7 @@ describe('DeadDepth, the dead-letter gauge’s reader', () => {
       fail ? Promise.reject(new UpstreamError('cannot reach PostgreSQL')) : Promise.resolve(2),
     );
     expect(await reader.read()).toBeNaN();
+    expect(logs.map((l) => l.msg)).toEqual(['slack dead letters not counted']);
     advance(5000);
     expect(await reader.read()).toBeNaN();
     expect(calls.n).toBe(2);
@@ -59,6 +60,29 @@ describe('DeadDepth, the dead-letter gauge’s reader', () => {
     advance(5000);
     expect(await reader.read()).toBe(2);
     expect(logs.at(-1)).toMatchObject({ msg: 'slack dead letters counted again' });
+  });
+
+  it('logs nothing while counts work, and a failure after a success', async () => {
+    let fail = false;
+    const { reader, logs, advance } = depth(() =>
+      fail ? Promise.reject(new UpstreamError('cannot reach PostgreSQL')) : Promise.resolve(1),
+    );
+    expect(await reader.read()).toBe(1);
+    advance(5000);
+    expect(await reader.read()).toBe(1);
+    expect(logs).toEqual([]);
+    fail = true;
+    advance(5000);
+    expect(await reader.read()).toBeNaN();
+    expect(logs.map((l) => l.msg)).toEqual(['slack dead letters not counted']);
+  });
+
+  it('leaves no timer behind once a count has answered', async () => {
+    const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+    const { reader } = depth(() => Promise.resolve(4), 5000);
+    const before = timers();
+    expect(await reader.read()).toBe(4);
+    expect(timers()).toBe(before);
   });
 
   it('a count that never answers: NaN after the timeout, and no second count while it hangs', async () => {

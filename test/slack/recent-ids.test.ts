@@ -18,6 +18,19 @@ describe('RecentIds', () => {
     expect(checkAndRecord(ids, 'Ev1')).toBe(false);
   });
 
+  it('forgets an id exactly ttlMs after it was recorded, whenever that was', () => {
+    const clock = { now: 5000 };
+    const ids = new RecentIds(100, 1000, () => clock.now);
+    ids.record('Ev1');
+    clock.now = 5500;
+    expect(ids.has('Ev1')).toBe(true);
+    clock.now = 6000;
+    expect(ids.has('Ev1')).toBe(false);
+    // Recording another drops the expired one.
+    ids.record('Ev2');
+    expect(ids.size).toBe(1);
+  });
+
   it('does not record an id it is only asked about', () => {
     const ids = new RecentIds(100, 1000, () => 0);
     expect(ids.has('Ev1')).toBe(false);

@@ -63,6 +63,8 @@ describe('Slack request signatures', () => {
       DOC_SIGNATURE.slice(0, -1),
       `${DOC_SIGNATURE}0`,
       DOC_SIGNATURE.toUpperCase(),
+      `x${DOC_SIGNATURE}`,
+      `v0=${DOC_SIGNATURE}`,
     ]) {
       expect(verifySlackSignature(DOC_SECRET, docRequest({ signature }), DOC_NOW)).toBe(
         'bad_signature',
@@ -78,6 +80,22 @@ describe('Slack request signatures', () => {
     expect(
       verifySlackSignature(DOC_SECRET, docRequest({ timestamp: '1531420618.5' }), DOC_NOW),
     ).toBe('bad_signature');
+  });
+
+  it('refuses a timestamp that is not plain digits, even with a signature made over it', () => {
+    // Number() reads these as a time inside the window, or as NaN, which no window check catches.
+    for (const timestamp of [
+      ` ${DOC_TIMESTAMP}`,
+      `${DOC_TIMESTAMP} `,
+      `+${DOC_TIMESTAMP}`,
+      `x${DOC_TIMESTAMP}`,
+      'now',
+    ]) {
+      const signature = signSlackRequest(DOC_SECRET, timestamp, DOC_BODY);
+      expect(verifySlackSignature(DOC_SECRET, docRequest({ timestamp, signature }), DOC_NOW)).toBe(
+        'bad_signature',
+      );
+    }
   });
 
   it('calls a request without the headers unsigned', () => {

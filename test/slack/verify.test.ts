@@ -29,20 +29,38 @@ describe('SlackVerifier', () => {
     expect(await verifier(fixed('s')).verify(signed('s'))).toEqual({ accepted: true });
   });
 
-  it.each<[string, Partial<SlackRequest>, string, number]>([
-    ['no signature', { signature: undefined }, 'unsigned', 401],
-    ['no timestamp', { timestamp: undefined }, 'unsigned', 401],
+  it.each<[string, Partial<SlackRequest>, string, number, string]>([
+    ['no signature', { signature: undefined }, 'unsigned', 401, 'invalid request'],
+    ['no timestamp', { timestamp: undefined }, 'unsigned', 401, 'invalid request'],
     [
       'another secret',
       { signature: signSlackRequest('x', String(NOW), body) },
       'bad_signature',
       401,
+      'invalid request',
     ],
-    ['a stale timestamp', { timestamp: String(NOW - 301) }, 'stale', 401],
-    ['a body over the limit', { body: Buffer.alloc(1025) }, 'too_large', 413],
-  ])('refuses %s', async (_name, overrides, outcome, status) => {
-    const verdict = await verifier(fixed('s')).verify(signed('s', overrides));
-    expect(verdict).toMatchObject({ accepted: false, outcome, status });
+    ['a stale timestamp', { timestamp: String(NOW - 301) }, 'stale', 401, 'invalid request'],
+    ['a body over the limit', { body: Buffer.alloc(1025) }, 'too_large', 413, 'request too large'],
+  ])(
+    'refuses %s, with the answer’s error and no reason',
+    async (_name, overrides, outcome, status, error) => {
+      const verdict = await verifier(fixed('s')).verify(signed('s', overrides));
+      // Strict: a refusal without a reason has no `reason` key at all.
+      expect(verdict).toStrictEqual({ accepted: false, outcome, status, error });
+    },
+  );
+
+  it('takes a body of exactly maxBodyBytes', async () => {
+    const v = new SlackVerifier({
+      secret: fixed('s'),
+      maxBodyBytes: body.length,
+      nowSeconds: () => NOW,
+    });
+    expect(await v.verify(signed('s'))).toEqual({ accepted: true });
+    const longer = Buffer.concat([body, Buffer.from('&x=1')]);
+    const timestamp = String(NOW);
+    const over = { body: longer, signature: signSlackRequest('s', timestamp, longer) };
+    expect(await v.verify(signed('s', over))).toMatchObject({ outcome: 'too_large', status: 413 });
   });
 
   it('refuses a well-formed signature that differs from the right one in any one place', async () => {
@@ -101,9 +119,11 @@ describe('SlackVerifier', () => {
   });
 
   it('refuses everything but ssl_check when no secret is configured', async () => {
-    expect(await verifier(undefined).verify(signed('s'))).toMatchObject({
+    expect(await verifier(undefined).verify(signed('s'))).toStrictEqual({
+      accepted: false,
       outcome: 'not_configured',
       status: 503,
+      error: 'slack is not configured',
     });
     const check = signed('s', { signature: undefined, body: Buffer.from('ssl_check=1') });
     expect(await verifier(undefined).verify(check)).toEqual({
