@@ -1,10 +1,15 @@
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import { CloudEventPublisher, type EventToPublish } from '../../lib/eventing/publisher';
 import { createLogger } from '../../lib/logger';
 import type { PublishOutcome } from '../../lib/eventing/publisher';
 import { startSink, type Sink } from '../../testing/sink';
-import { eventually } from '../../testing/tools';
+import { eventually, findCommand, itWithCommand } from '../../testing/tools';
 
 const EVENT: EventToPublish = {
   id: 'Ev1',
@@ -178,5 +183,122 @@ describe('CloudEventPublisher', () => {
     expect(sink.openConnections).toBe(1);
     publisher.close();
     await eventually(() => sink.openConnections === 0);
+  });
+});
+
+/** A loopback server answering each request with `handler`; counts the connections it got. */
+async function serve(handler: http.RequestListener) {
+  const server = http.createServer(handler);
+  let connections = 0;
+  server.on('connection', () => {
+    connections += 1;
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}/`,
+    connections: () => connections,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+describe('CloudEventPublisher and the answer’s body', () => {
+  const answering = (bytes: number) =>
+    serve((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(202, { 'content-length': String(bytes) }).end('x'.repeat(bytes));
+      });
+    });
+
+  it('reads an answer of up to 16 KiB to its end, and reuses the connection', async () => {
+    const server = await answering(16 * 1024);
+    const { publisher, observed } = publisherFor(server.url, 2000);
+    try {
+      expect(await publisher.publish(EVENT)).toEqual({ ok: true });
+      expect(await publisher.publish({ ...EVENT, id: 'Ev2' })).toEqual({ ok: true });
+      expect(server.connections()).toBe(1);
+      expect(observed).toEqual(['ok', 'ok']);
+    } finally {
+      publisher.close();
+      await server.close();
+    }
+  });
+
+  it('drops the connection of an answer over 16 KiB, and believes its 2xx', async () => {
+    const server = await answering(16 * 1024 + 1);
+    const { publisher, observed } = publisherFor(server.url, 2000);
+    try {
+      expect(await publisher.publish(EVENT)).toEqual({ ok: true });
+      expect(await publisher.publish({ ...EVENT, id: 'Ev2' })).toEqual({ ok: true });
+      expect(server.connections()).toBe(2);
+      expect(observed).toEqual(['ok', 'ok']);
+    } finally {
+      publisher.close();
+      await server.close();
+    }
+  });
+});
+
+/**
+ * An https sink is spoken to over TLS: a sink whose self-signed certificate is not trusted gets a
+ * handshake, and the publish fails on the certificate, the event never sent in clear.
+ */
+describe('CloudEventPublisher to an https sink', () => {
+  const itWithOpenssl = itWithCommand('openssl', 'apt-get install openssl');
+  const haveOpenssl = findCommand('openssl') !== undefined;
+  let dir: string;
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'publisher-tls-'));
+    if (!haveOpenssl) return;
+    execFileSync(
+      'openssl',
+      [
+        ...['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1'],
+        ...['-nodes', '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem')],
+        ...['-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'],
+      ],
+      { stdio: 'ignore' },
+    );
+  });
+  afterAll(() => {
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  itWithOpenssl('shakes hands, and refuses a certificate it does not trust', async () => {
+    let handshakes = 0;
+    let requests = 0;
+    const server = https.createServer(
+      {
+        key: fs.readFileSync(path.join(dir, 'key.pem')),
+        cert: fs.readFileSync(path.join(dir, 'cert.pem')),
+      },
+      (_req, res) => {
+        requests += 1;
+        res.writeHead(202).end();
+      },
+    );
+    server.on('tlsClientError', () => {
+      handshakes += 1;
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    const { publisher, observed } = publisherFor(`https://127.0.0.1:${port}/`, 2000);
+    try {
+      expect(await publisher.publish(EVENT)).toEqual({
+        ok: false,
+        reason: 'TLS certificate rejected (DEPTH_ZERO_SELF_SIGNED_CERT)',
+      });
+      expect(observed).toEqual(['failed']);
+      await eventually(() => handshakes === 1);
+      expect(requests).toBe(0);
+    } finally {
+      publisher.close();
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 });
