@@ -318,6 +318,17 @@ describe('SenderIdentity, the header and the token', () => {
     expect(await identity().verify(bearer(token))).toEqual({ ok: false, reason: 'unknown_key' });
   });
 
+  it.each([
+    ['exp', { exp: 'tomorrow' }],
+    ['nbf', { nbf: 'yesterday' }],
+    ['iat', { iat: 'now' }],
+  ])('refuses a token whose %s is not a number as malformed', async (_claim, claims) => {
+    expect(await identity().verify(bearer(await good(claims)))).toEqual({
+      ok: false,
+      reason: 'malformed',
+    });
+  });
+
   it('says why the first read of the keys failed', async () => {
     issuer.mode = 'fail503';
     expect(await identity().verify(bearer(await good()))).toEqual({
