@@ -216,6 +216,72 @@ describe('PostgresClient against a real PostgreSQL', () => {
   }
 
   itWithPostgres(
+    'names its sessions coffeebuddy, with statement_timeout set on each connection',
+    async () => {
+      const { db } = client({ PG_STATEMENT_TIMEOUT_MS: '1500' });
+      const { rows } = await db.query(
+        'session',
+        "SELECT current_setting('application_name') AS name, current_setting('statement_timeout') AS timeout",
+      );
+      expect(rows).toEqual([{ name: 'coffeebuddy', timeout: '1500ms' }]);
+    },
+  );
+
+  itWithPostgres(
+    'lets a statement run past the connect timeout when statement_timeout is 0 (the migration Job)',
+    async () => {
+      const settings = loadSettings(cluster!.env({ PGPASSWORD: APP_PASSWORD }));
+      const db = buildPostgresClient(
+        { ...settings, PG_STATEMENT_TIMEOUT_MS: 0, PG_CONNECT_TIMEOUT_MS: 1000 },
+        {
+          vault: buildVaultClient(settings),
+          logger: createLogger('error', () => undefined),
+          registry: new Registry(),
+        },
+      );
+      opened.push(db);
+      // Neither the server nor the client cuts it: no client timeout of connect + 0 ms.
+      const { rows } = await db.query(
+        'migrate_apply',
+        "SELECT current_setting('statement_timeout') AS timeout, pg_sleep(1.5)::text AS slept",
+      );
+      expect(rows).toEqual([{ timeout: '0', slept: '' }]);
+    },
+  );
+
+  itWithPostgres(
+    'logs a refused password again after a connection has succeeded in between',
+    async () => {
+      const token = 'pg-relog-token';
+      vault.tokens.set(token, Date.now() + 600_000);
+      vault.secrets['coffeebuddy/relog'] = { password: 'wrong-1' };
+      const { db, logs } = client({
+        PGPASSWORD: '',
+        VAULT_ADDR: vault.url,
+        VAULT_TOKEN: token,
+        PG_PASSWORD_VAULT_PATH: 'coffeebuddy/relog',
+        PG_PASSWORD_TTL_MS: '1000',
+      });
+      const refusals = () => logs.filter((l) => l.msg === 'PostgreSQL refused the password');
+      await failureOf(db.query('first', 'SELECT 1'));
+      await failureOf(db.query('second', 'SELECT 1'));
+      expect(refusals()).toHaveLength(1);
+      // Past its TTL the password is read again: the right one, and a connection succeeds.
+      vault.secrets['coffeebuddy/relog'] = { password: APP_PASSWORD };
+      await new Promise((resolve) => setTimeout(resolve, 1100));
+      await db.query('right', 'SELECT 1');
+      vault.secrets['coffeebuddy/relog'] = { password: 'wrong-2' };
+      await cluster!.admin(
+        `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '${APP_ROLE}'`,
+      );
+      await eventually(() => logs.some((l) => l.msg === 'PostgreSQL closed an idle connection'));
+      await new Promise((resolve) => setTimeout(resolve, 1100));
+      await failureOf(db.query('third', 'SELECT 1'));
+      expect(refusals()).toHaveLength(2);
+    },
+  );
+
+  itWithPostgres(
     'readiness names postgres within one TTL of a stop, and is ok after a restart',
     async () => {
       const { db } = client({ PG_CONNECT_TIMEOUT_MS: '5000' });
@@ -344,6 +410,31 @@ describe('PostgresClient failures before a server answers a query', () => {
         '57P01',
       ]);
     }
+  });
+
+  it('names a query the server never answers, and drops that connection', async () => {
+    // Trust authentication, ready for queries, then silence: the client's own query timeout
+    // (statement_timeout + the connect timeout) is what ends the wait.
+    const authenticationOk = Buffer.from([0x52, 0, 0, 0, 8, 0, 0, 0, 0]);
+    const readyForQuery = Buffer.from([0x5a, 0, 0, 0, 5, 0x49]);
+    let connections = 0;
+    const port = await protocolServer((socket) => {
+      connections += 1;
+      socket.write(Buffer.concat([authenticationOk, readyForQuery]));
+    });
+    const { db } = clientAt(port, {
+      PG_STATEMENT_TIMEOUT_MS: '200',
+      PG_CONNECT_TIMEOUT_MS: '1000',
+    });
+    for (const operation of ['first', 'second']) {
+      const error = await failureOf(db.query(operation, 'SELECT 1'));
+      expect([error.message, error.sqlState]).toEqual([
+        `query ${operation} got no answer in time`,
+        undefined,
+      ]);
+    }
+    // The connection left waiting was not given to the second query.
+    expect(connections).toBe(2);
   });
 
   it('names a server that offers no TLS when PGSSLMODE asks for it', async () => {
