@@ -14,6 +14,7 @@ import {
 import { loadSettings } from '../../lib/config/settings';
 import { createLogger } from '../../lib/logger';
 import { ReadinessChecker } from '../../lib/readiness';
+import { REDACTED, Redactor } from '../../lib/redactor';
 import { freePort } from '../../testing/process';
 import {
   APP_DATABASE,
@@ -280,6 +281,56 @@ describe('PostgresClient against a real PostgreSQL', () => {
       expect(refusals()).toHaveLength(2);
     },
   );
+
+  itWithPostgres(
+    'readiness: a full pool that served within the connect timeout is up, one that has not is probed',
+    async () => {
+      // A connect timeout with room on a loaded machine; the holder outlasts both checks.
+      const { db, registry } = client({ PG_POOL_MAX: '1', PG_CONNECT_TIMEOUT_MS: '1000' });
+      await db.query('first', 'SELECT 1');
+      const probes = async () =>
+        (await registry.metrics()).match(
+          /coffeebuddy_db_query_duration_seconds_count\{operation="health_check",outcome="ok"\} (\d+)/,
+        )?.[1];
+      // Full (1 of 1) but idle: probed with a statement of its own.
+      expect((await db.healthCheck()).status).toBe('ok');
+      expect(await probes()).toBe('1');
+      let held = false;
+      const holder = db.query('hold', 'SELECT pg_sleep(4)').then(() => {
+        held = true;
+      });
+      await eventually(async () =>
+        (await registry.metrics()).includes('coffeebuddy_db_pool_connections{state="idle"} 0'),
+      );
+      // Busy and served just now: up, without queueing behind the holder.
+      expect(await db.healthCheck()).toMatchObject({ status: 'ok', latencyMs: 0 });
+      expect(held).toBe(false);
+      expect(await probes()).toBe('1');
+      // Still busy, but nothing served for longer than the connect timeout: probed, and the probe
+      // finds no free connection.
+      await new Promise((resolve) => setTimeout(resolve, 1100));
+      expect(await db.healthCheck()).toMatchObject({
+        status: 'unavailable',
+        error: 'no free PostgreSQL connection within 1000 ms: all 1 in use',
+      });
+      expect(held).toBe(false);
+      await holder;
+    },
+  );
+
+  itWithPostgres('tells the redactor the password it reads', async () => {
+    const redactor = new Redactor();
+    const settings = loadSettings(cluster!.env({ PGPASSWORD: APP_PASSWORD }));
+    const db = buildPostgresClient(settings, {
+      vault: buildVaultClient(settings),
+      logger: createLogger('error', () => undefined),
+      registry: new Registry(),
+      redactor,
+    });
+    opened.push(db);
+    await db.query('first', 'SELECT 1');
+    expect(redactor.redact(`password ${APP_PASSWORD}`)).toBe(`password ${REDACTED}`);
+  });
 
   itWithPostgres(
     'readiness names postgres within one TTL of a stop, and is ok after a restart',
