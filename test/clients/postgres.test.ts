@@ -488,6 +488,29 @@ describe('PostgresClient failures before a server answers a query', () => {
     expect(connections).toBe(2);
   });
 
+  it.each([
+    ['57P02', 'terminating connection because of crash of another server process'],
+    ['57P03', 'the database system is starting up'],
+  ])(
+    'names a server that refuses to connect with SQLSTATE %s: shutting down or starting',
+    async (code, text) => {
+      // The ErrorResponse a server sends to a startup message while it cannot take connections.
+      const body = Buffer.from(`SFATAL\0VFATAL\0C${code}\0M${text}\0\0`);
+      const length = Buffer.alloc(4);
+      length.writeInt32BE(body.length + 4);
+      const port = await protocolServer((socket) => {
+        socket.end(Buffer.concat([Buffer.from('E'), length, body]));
+      });
+      const { db } = clientAt(port);
+      const error = await failureOf(db.query('first', 'SELECT 1'));
+      expect([error.message, error.sqlState, error.serverMessage]).toEqual([
+        `PostgreSQL is shutting down or starting (SQLSTATE ${code})`,
+        code,
+        text,
+      ]);
+    },
+  );
+
   it('names a server that offers no TLS when PGSSLMODE asks for it', async () => {
     // "N": the answer to SSLRequest of a server without TLS (PostgreSQL protocol, 55.2.10).
     const port = await protocolServer((socket) => socket.write('N'));
