@@ -35,10 +35,13 @@ export interface KubeIssuer {
   /** The key ids it publishes, newest last. */
   readonly kids: readonly string[];
   mode: 'ok' | 'fail503' | 'hang' | 'huge';
-  /** A service-account token; `kid` names one of its keys (the newest of that algorithm by default). */
+  /**
+   * A service-account token; `kid` names one of its keys (the newest of that algorithm by default);
+   * `withoutKid` leaves the header's `kid` out, as no Kubernetes token does.
+   */
   sign(
     claims: JWTPayload,
-    options?: { alg?: 'RS256' | 'ES256'; kid?: string; publish?: boolean },
+    options?: { alg?: 'RS256' | 'ES256'; kid?: string; publish?: boolean; withoutKid?: boolean },
   ): Promise<string>;
   /** Adds a new key of `alg` and publishes it; returns its kid. */
   rotate(alg?: 'RS256' | 'ES256'): Promise<string>;
@@ -148,7 +151,11 @@ export async function startKubeIssuer(readerToken = 'reader-sa-token'): Promise<
       if (key === undefined) throw new Error(`no ${alg} key`);
       const now = Math.floor(Date.now() / 1000);
       return new SignJWT({ iss: issuer.url, iat: now, nbf: now, exp: now + 600, ...claims })
-        .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: 'JWT' })
+        .setProtectedHeader({
+          alg: key.alg,
+          ...(options.withoutKid === true ? {} : { kid: key.kid }),
+          typ: 'JWT',
+        })
         .sign(key.privateKey);
     },
     rotate: (alg = 'RS256') => addKey(alg, true),

@@ -172,19 +172,20 @@ function failureOf(error: unknown): Verdict & { ok: false } {
     case 'ERR_JWKS_MULTIPLE_MATCHING_KEYS':
       return { ok: false, reason: 'unknown_key' };
     case 'ERR_JWT_CLAIM_VALIDATION_FAILED':
-      // A required claim left out is a token Kubernetes never issues.
-      if (reason === 'missing') return { ok: false, reason: 'malformed' };
+      // Only a claim checked and found wrong says which; one left out or not of its type (an `exp`
+      // that is no number) is a token Kubernetes never issues.
+      if (reason !== 'check_failed') return { ok: false, reason: 'malformed' };
       return { ok: false, reason: CLAIM_REASONS[String(claim)] ?? 'malformed' };
     default:
       return { ok: false, reason: 'malformed' };
   }
 }
 
+/** Claims found wrong, by name; a past `exp` is jose's ERR_JWT_EXPIRED. */
 const CLAIM_REASONS: Readonly<Record<string, AuthFailureReason>> = {
   aud: 'wrong_audience',
   iss: 'wrong_issuer',
   nbf: 'not_yet_valid',
-  exp: 'expired',
 };
 
 /** The answer to a request whose sender could not be checked now: Knative retries a 503. */

@@ -14,6 +14,7 @@ import {
 import { loadSettings } from '../../lib/config/settings';
 import { createLogger } from '../../lib/logger';
 import { ReadinessChecker } from '../../lib/readiness';
+import { REDACTED, Redactor } from '../../lib/redactor';
 import { freePort } from '../../testing/process';
 import {
   APP_DATABASE,
@@ -216,6 +217,122 @@ describe('PostgresClient against a real PostgreSQL', () => {
   }
 
   itWithPostgres(
+    'names its sessions coffeebuddy, with statement_timeout set on each connection',
+    async () => {
+      const { db } = client({ PG_STATEMENT_TIMEOUT_MS: '1500' });
+      const { rows } = await db.query(
+        'session',
+        "SELECT current_setting('application_name') AS name, current_setting('statement_timeout') AS timeout",
+      );
+      expect(rows).toEqual([{ name: 'coffeebuddy', timeout: '1500ms' }]);
+    },
+  );
+
+  itWithPostgres(
+    'lets a statement run past the connect timeout when statement_timeout is 0 (the migration Job)',
+    async () => {
+      const settings = loadSettings(cluster!.env({ PGPASSWORD: APP_PASSWORD }));
+      const db = buildPostgresClient(
+        { ...settings, PG_STATEMENT_TIMEOUT_MS: 0, PG_CONNECT_TIMEOUT_MS: 1000 },
+        {
+          vault: buildVaultClient(settings),
+          logger: createLogger('error', () => undefined),
+          registry: new Registry(),
+        },
+      );
+      opened.push(db);
+      // Neither the server nor the client cuts it: no client timeout of connect + 0 ms.
+      const { rows } = await db.query(
+        'migrate_apply',
+        "SELECT current_setting('statement_timeout') AS timeout, pg_sleep(1.5)::text AS slept",
+      );
+      expect(rows).toEqual([{ timeout: '0', slept: '' }]);
+    },
+  );
+
+  itWithPostgres(
+    'logs a refused password again after a connection has succeeded in between',
+    async () => {
+      const token = 'pg-relog-token';
+      vault.tokens.set(token, Date.now() + 600_000);
+      vault.secrets['coffeebuddy/relog'] = { password: 'wrong-1' };
+      const { db, logs } = client({
+        PGPASSWORD: '',
+        VAULT_ADDR: vault.url,
+        VAULT_TOKEN: token,
+        PG_PASSWORD_VAULT_PATH: 'coffeebuddy/relog',
+        PG_PASSWORD_TTL_MS: '1000',
+      });
+      const refusals = () => logs.filter((l) => l.msg === 'PostgreSQL refused the password');
+      await failureOf(db.query('first', 'SELECT 1'));
+      await failureOf(db.query('second', 'SELECT 1'));
+      expect(refusals()).toHaveLength(1);
+      // Past its TTL the password is read again: the right one, and a connection succeeds.
+      vault.secrets['coffeebuddy/relog'] = { password: APP_PASSWORD };
+      await new Promise((resolve) => setTimeout(resolve, 1100));
+      await db.query('right', 'SELECT 1');
+      vault.secrets['coffeebuddy/relog'] = { password: 'wrong-2' };
+      await cluster!.admin(
+        `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '${APP_ROLE}'`,
+      );
+      await eventually(() => logs.some((l) => l.msg === 'PostgreSQL closed an idle connection'));
+      await new Promise((resolve) => setTimeout(resolve, 1100));
+      await failureOf(db.query('third', 'SELECT 1'));
+      expect(refusals()).toHaveLength(2);
+    },
+  );
+
+  itWithPostgres(
+    'readiness: a full pool that served within the connect timeout is up, one that has not is probed',
+    async () => {
+      // A connect timeout with room on a loaded machine; the holder outlasts both checks.
+      const { db, registry } = client({ PG_POOL_MAX: '1', PG_CONNECT_TIMEOUT_MS: '1000' });
+      await db.query('first', 'SELECT 1');
+      const probes = async () =>
+        (await registry.metrics()).match(
+          /coffeebuddy_db_query_duration_seconds_count\{operation="health_check",outcome="ok"\} (\d+)/,
+        )?.[1];
+      // Full (1 of 1) but idle: probed with a statement of its own.
+      expect((await db.healthCheck()).status).toBe('ok');
+      expect(await probes()).toBe('1');
+      let held = false;
+      const holder = db.query('hold', 'SELECT pg_sleep(4)').then(() => {
+        held = true;
+      });
+      await eventually(async () =>
+        (await registry.metrics()).includes('coffeebuddy_db_pool_connections{state="idle"} 0'),
+      );
+      // Busy and served just now: up, without queueing behind the holder.
+      expect(await db.healthCheck()).toMatchObject({ status: 'ok', latencyMs: 0 });
+      expect(held).toBe(false);
+      expect(await probes()).toBe('1');
+      // Still busy, but nothing served for longer than the connect timeout: probed, and the probe
+      // finds no free connection.
+      await new Promise((resolve) => setTimeout(resolve, 1100));
+      expect(await db.healthCheck()).toMatchObject({
+        status: 'unavailable',
+        error: 'no free PostgreSQL connection within 1000 ms: all 1 in use',
+      });
+      expect(held).toBe(false);
+      await holder;
+    },
+  );
+
+  itWithPostgres('tells the redactor the password it reads', async () => {
+    const redactor = new Redactor();
+    const settings = loadSettings(cluster!.env({ PGPASSWORD: APP_PASSWORD }));
+    const db = buildPostgresClient(settings, {
+      vault: buildVaultClient(settings),
+      logger: createLogger('error', () => undefined),
+      registry: new Registry(),
+      redactor,
+    });
+    opened.push(db);
+    await db.query('first', 'SELECT 1');
+    expect(redactor.redact(`password ${APP_PASSWORD}`)).toBe(`password ${REDACTED}`);
+  });
+
+  itWithPostgres(
     'readiness names postgres within one TTL of a stop, and is ok after a restart',
     async () => {
       const { db } = client({ PG_CONNECT_TIMEOUT_MS: '5000' });
@@ -345,6 +462,54 @@ describe('PostgresClient failures before a server answers a query', () => {
       ]);
     }
   });
+
+  it('names a query the server never answers, and drops that connection', async () => {
+    // Trust authentication, ready for queries, then silence: the client's own query timeout
+    // (statement_timeout + the connect timeout) is what ends the wait.
+    const authenticationOk = Buffer.from([0x52, 0, 0, 0, 8, 0, 0, 0, 0]);
+    const readyForQuery = Buffer.from([0x5a, 0, 0, 0, 5, 0x49]);
+    let connections = 0;
+    const port = await protocolServer((socket) => {
+      connections += 1;
+      socket.write(Buffer.concat([authenticationOk, readyForQuery]));
+    });
+    const { db } = clientAt(port, {
+      PG_STATEMENT_TIMEOUT_MS: '200',
+      PG_CONNECT_TIMEOUT_MS: '1000',
+    });
+    for (const operation of ['first', 'second']) {
+      const error = await failureOf(db.query(operation, 'SELECT 1'));
+      expect([error.message, error.sqlState]).toEqual([
+        `query ${operation} got no answer in time`,
+        undefined,
+      ]);
+    }
+    // The connection left waiting was not given to the second query.
+    expect(connections).toBe(2);
+  });
+
+  it.each([
+    ['57P02', 'terminating connection because of crash of another server process'],
+    ['57P03', 'the database system is starting up'],
+  ])(
+    'names a server that refuses to connect with SQLSTATE %s: shutting down or starting',
+    async (code, text) => {
+      // The ErrorResponse a server sends to a startup message while it cannot take connections.
+      const body = Buffer.from(`SFATAL\0VFATAL\0C${code}\0M${text}\0\0`);
+      const length = Buffer.alloc(4);
+      length.writeInt32BE(body.length + 4);
+      const port = await protocolServer((socket) => {
+        socket.end(Buffer.concat([Buffer.from('E'), length, body]));
+      });
+      const { db } = clientAt(port);
+      const error = await failureOf(db.query('first', 'SELECT 1'));
+      expect([error.message, error.sqlState, error.serverMessage]).toEqual([
+        `PostgreSQL is shutting down or starting (SQLSTATE ${code})`,
+        code,
+        text,
+      ]);
+    },
+  );
 
   it('names a server that offers no TLS when PGSSLMODE asks for it', async () => {
     // "N": the answer to SSLRequest of a server without TLS (PostgreSQL protocol, 55.2.10).

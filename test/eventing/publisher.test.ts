@@ -1,10 +1,15 @@
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import { CloudEventPublisher, type EventToPublish } from '../../lib/eventing/publisher';
 import { createLogger } from '../../lib/logger';
 import type { PublishOutcome } from '../../lib/eventing/publisher';
 import { startSink, type Sink } from '../../testing/sink';
-import { eventually } from '../../testing/tools';
+import { eventually, findCommand, itWithCommand } from '../../testing/tools';
 
 const EVENT: EventToPublish = {
   id: 'Ev1',
@@ -13,16 +18,21 @@ const EVENT: EventToPublish = {
   data: Buffer.from('{"type":"event_callback","event_id":"Ev1"}'),
 };
 
-function publisherFor(sink: string, timeoutMs = 500) {
+function publisherFor(sink: string, timeoutMs = 2000) {
   const observed: PublishOutcome[] = [];
+  const seconds: number[] = [];
+  const logs: Record<string, unknown>[] = [];
   const publisher = new CloudEventPublisher({
     sink,
     extensions: { cluster: 'dev1' },
     timeoutMs,
-    logger: createLogger('error', () => undefined),
-    observe: (outcome) => observed.push(outcome),
+    logger: createLogger('debug', (line) => logs.push(JSON.parse(line) as Record<string, unknown>)),
+    observe: (outcome, took) => {
+      observed.push(outcome);
+      seconds.push(took);
+    },
   });
-  return { publisher, observed };
+  return { publisher, observed, seconds, logs };
 }
 
 describe('CloudEventPublisher', () => {
@@ -92,9 +102,11 @@ describe('CloudEventPublisher', () => {
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const { port } = server.address() as AddressInfo;
-    const { publisher } = publisherFor(`http://127.0.0.1:${port}/`, 2000);
+    const { publisher, seconds } = publisherFor(`http://127.0.0.1:${port}/`, 15_000);
     try {
       expect(await publisher.publish(EVENT)).toEqual({ ok: true });
+      // Settled when the answer was cut, long before the deadline (a bound 50 times the usual).
+      expect(seconds[0]).toBeLessThan(5);
     } finally {
       publisher.close();
       server.closeAllConnections();
@@ -178,5 +190,305 @@ describe('CloudEventPublisher', () => {
     expect(sink.openConnections).toBe(1);
     publisher.close();
     await eventually(() => sink.openConnections === 0);
+  });
+});
+
+/** A loopback server answering each request with `handler`; counts the connections it got. */
+async function serve(handler: http.RequestListener) {
+  const server = http.createServer(handler);
+  let connections = 0;
+  server.on('connection', () => {
+    connections += 1;
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}/`,
+    connections: () => connections,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+describe('CloudEventPublisher and the answer’s body', () => {
+  const answering = (bytes: number) =>
+    serve((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(202, { 'content-length': String(bytes) }).end('x'.repeat(bytes));
+      });
+    });
+
+  it('reads an answer of up to 16 KiB to its end, and reuses the connection', async () => {
+    const server = await answering(16 * 1024);
+    const { publisher, observed } = publisherFor(server.url, 2000);
+    try {
+      expect(await publisher.publish(EVENT)).toEqual({ ok: true });
+      expect(await publisher.publish({ ...EVENT, id: 'Ev2' })).toEqual({ ok: true });
+      expect(server.connections()).toBe(1);
+      expect(observed).toEqual(['ok', 'ok']);
+    } finally {
+      publisher.close();
+      await server.close();
+    }
+  });
+
+  it('drops the connection of an answer over 16 KiB, and believes its 2xx', async () => {
+    const server = await answering(16 * 1024 + 1);
+    const { publisher, observed } = publisherFor(server.url, 2000);
+    try {
+      expect(await publisher.publish(EVENT)).toEqual({ ok: true });
+      expect(await publisher.publish({ ...EVENT, id: 'Ev2' })).toEqual({ ok: true });
+      expect(server.connections()).toBe(2);
+      expect(observed).toEqual(['ok', 'ok']);
+    } finally {
+      publisher.close();
+      await server.close();
+    }
+  });
+});
+
+/**
+ * An https sink is spoken to over TLS: a sink whose self-signed certificate is not trusted gets a
+ * handshake, and the publish fails on the certificate, the event never sent in clear.
+ */
+describe('CloudEventPublisher to an https sink', () => {
+  const itWithOpenssl = itWithCommand('openssl', 'apt-get install openssl');
+  const haveOpenssl = findCommand('openssl') !== undefined;
+  let dir: string;
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'publisher-tls-'));
+    if (!haveOpenssl) return;
+    execFileSync(
+      'openssl',
+      [
+        ...['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1'],
+        ...['-nodes', '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem')],
+        ...['-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'],
+      ],
+      { stdio: 'ignore' },
+    );
+  });
+  afterAll(() => {
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  itWithOpenssl('shakes hands, and refuses a certificate it does not trust', async () => {
+    let handshakes = 0;
+    let requests = 0;
+    const server = https.createServer(
+      {
+        key: fs.readFileSync(path.join(dir, 'key.pem')),
+        cert: fs.readFileSync(path.join(dir, 'cert.pem')),
+      },
+      (_req, res) => {
+        requests += 1;
+        res.writeHead(202).end();
+      },
+    );
+    server.on('tlsClientError', () => {
+      handshakes += 1;
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    const { publisher, observed } = publisherFor(`https://127.0.0.1:${port}/`, 2000);
+    try {
+      expect(await publisher.publish(EVENT)).toEqual({
+        ok: false,
+        reason: 'TLS certificate rejected (DEPTH_ZERO_SELF_SIGNED_CERT)',
+      });
+      expect(observed).toEqual(['failed']);
+      await eventually(() => handshakes === 1);
+      expect(requests).toBe(0);
+    } finally {
+      publisher.close();
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+});
+
+describe('CloudEventPublisher, what it sends and how a publish ends', () => {
+  let sink: Sink;
+  beforeEach(async () => {
+    sink = await startSink();
+  });
+  afterEach(() => sink.close());
+
+  it('POSTs to the sink’s path the event’s attributes, its time, and the extensions', async () => {
+    const { publisher } = publisherFor(sink.url);
+    try {
+      const time = '2020-01-02T03:04:05.000Z';
+      const extensions = { slackretry: '1', cluster: 'mine' };
+      expect(await publisher.publish({ ...EVENT, time, extensions })).toEqual({ ok: true });
+      const [received] = sink.received;
+      expect([received!.method, received!.path]).toEqual(['POST', '/coffeebuddy/coffeebuddy']);
+      expect(sink.events()[0]).toMatchObject({
+        specversion: '1.0',
+        id: 'Ev1',
+        type: EVENT.type,
+        source: EVENT.source,
+        time,
+        slackretry: '1',
+        // K_CE_OVERRIDES' extensions win over the event's own.
+        cluster: 'dev1',
+      });
+    } finally {
+      publisher.close();
+    }
+  });
+
+  it('takes a 200, and fails on another status, logged with the id, type and status only', async () => {
+    const { publisher, observed, logs } = publisherFor(sink.url);
+    try {
+      sink.answer = { kind: 'status', status: 200 };
+      expect(await publisher.publish(EVENT)).toEqual({ ok: true });
+      for (const status of [300, 503]) {
+        sink.answer = { kind: 'status', status };
+        expect(await publisher.publish({ ...EVENT, id: `Ev${status}` })).toEqual({
+          ok: false,
+          reason: `status ${status}`,
+          status,
+        });
+      }
+      expect(observed).toEqual(['ok', 'failed', 'failed']);
+      expect(logs).toEqual([
+        expect.objectContaining({ level: 'warn', msg: 'cloudevent not published', id: 'Ev300' }),
+        expect.objectContaining({ level: 'warn', msg: 'cloudevent not published', id: 'Ev503' }),
+      ]);
+      expect(logs[1]).toMatchObject({
+        type: EVENT.type,
+        reason: 'status 503',
+        status: 503,
+      });
+      expect(JSON.stringify(logs)).not.toContain('event_callback');
+    } finally {
+      publisher.close();
+    }
+  });
+
+  it('logs a failure without an answer without a status', async () => {
+    sink.answer = { kind: 'hang' };
+    const { publisher, logs } = publisherFor(sink.url, 100);
+    try {
+      await publisher.publish(EVENT);
+      expect(logs).toHaveLength(1);
+      expect(logs[0]).toMatchObject({ reason: 'timeout after 100 ms' });
+      expect(logs[0]).not.toHaveProperty('status');
+    } finally {
+      publisher.close();
+    }
+  });
+
+  it('fails, sending nothing, an event the CloudEvents SDK refuses', async () => {
+    const { publisher, observed } = publisherFor(sink.url);
+    try {
+      const extensions = { 'Not-A-Name': 'x' };
+      expect(await publisher.publish({ ...EVENT, extensions })).toEqual({
+        ok: false,
+        reason: 'invalid CloudEvent',
+      });
+      expect(observed).toEqual(['failed']);
+      expect(sink.received).toEqual([]);
+    } finally {
+      publisher.close();
+    }
+  });
+
+  it('observes the time a publish took, in seconds', async () => {
+    sink.answer = { kind: 'status', status: 202, delayMs: 300 };
+    const { publisher, seconds } = publisherFor(sink.url, 5000);
+    try {
+      const started = performance.now();
+      await publisher.publish(EVENT);
+      const took = (performance.now() - started) / 1000;
+      expect(seconds).toHaveLength(1);
+      expect(seconds[0]).toBeGreaterThanOrEqual(0.3);
+      expect(seconds[0]).toBeLessThanOrEqual(took);
+    } finally {
+      publisher.close();
+    }
+  });
+
+  it('sends nothing more after its deadline, though the connection was reused', async () => {
+    const { publisher } = publisherFor(sink.url, 200);
+    try {
+      expect(await publisher.publish(EVENT)).toEqual({ ok: true });
+      sink.answer = { kind: 'hang' };
+      expect(await publisher.publish({ ...EVENT, id: 'Ev2' })).toMatchObject({ ok: false });
+      await eventually(() => sink.openConnections === 0);
+      // A reset of the request destroyed at the deadline is not tried again.
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(sink.received.map((r) => r.headers['ce-id'])).toEqual(['Ev1', 'Ev2']);
+    } finally {
+      publisher.close();
+    }
+  });
+});
+
+describe('CloudEventPublisher on reused connections', () => {
+  it('tries only once more: a second reused connection reset too fails the publish', async () => {
+    const requestsOn = new Map<Socket, number>();
+    let held: http.ServerResponse[] = [];
+    const server = await serve((req, res) => {
+      req.resume();
+      const count = (requestsOn.get(req.socket) ?? 0) + 1;
+      requestsOn.set(req.socket, count);
+      if (count > 1) {
+        req.socket.destroy();
+        return;
+      }
+      // The first two are held until both have arrived, so that two connections open.
+      held.push(res);
+      if (held.length === 2) {
+        for (const waiting of held) waiting.writeHead(202, { 'content-length': '0' }).end();
+        held = [];
+      }
+    });
+    const { publisher } = publisherFor(server.url, 5000);
+    try {
+      expect(
+        await Promise.all([publisher.publish(EVENT), publisher.publish({ ...EVENT, id: 'Ev2' })]),
+      ).toEqual([{ ok: true }, { ok: true }]);
+      expect(await publisher.publish({ ...EVENT, id: 'Ev3' })).toEqual({
+        ok: false,
+        reason: 'connection reset',
+      });
+      expect(server.connections()).toBe(2);
+    } finally {
+      publisher.close();
+      await server.close();
+    }
+  });
+
+  it('does not try again on a reused connection that fails otherwise than by a reset', async () => {
+    const requestsOn = new Map<Socket, number>();
+    let requests = 0;
+    const server = await serve((req, res) => {
+      req.resume();
+      requests += 1;
+      const count = (requestsOn.get(req.socket) ?? 0) + 1;
+      requestsOn.set(req.socket, count);
+      if (count === 2) {
+        // Not HTTP: the client fails to parse the answer.
+        req.socket.end('NOT HTTP\r\n\r\n');
+        return;
+      }
+      req.on('end', () => res.writeHead(202, { 'content-length': '0' }).end());
+    });
+    const { publisher } = publisherFor(server.url, 5000);
+    try {
+      expect(await publisher.publish(EVENT)).toEqual({ ok: true });
+      expect(await publisher.publish({ ...EVENT, id: 'Ev2' })).toEqual({
+        ok: false,
+        reason: 'invalid HTTP response',
+      });
+      expect(requests).toBe(2);
+    } finally {
+      publisher.close();
+      await server.close();
+    }
   });
 });

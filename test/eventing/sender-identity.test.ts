@@ -262,3 +262,79 @@ describe('SenderIdentity', () => {
     expect(issuer.requests).toEqual([]);
   });
 });
+
+describe('SenderIdentity, the header and the token', () => {
+  /** A real token after the scheme and as many spaces as make the header `length` long. */
+  const headerOfLength = async (length: number, scheme = 'Bearer') => {
+    const token = await good({ padding: 'x'.repeat(5000) });
+    const spaces = length - scheme.length - token.length;
+    expect(spaces).toBeGreaterThan(1);
+    return { token, header: `${scheme}${' '.repeat(spaces)}${token}` };
+  };
+
+  it('takes a header of up to 8192 characters, whatever the scheme’s case and spaces', async () => {
+    const { token, header } = await headerOfLength(8192, 'bearer');
+    expect(header).toHaveLength(8192);
+    const checker = identity();
+    expect(await checker.verify(header)).toEqual({ ok: true, subject: SUBJECT });
+    expect(await checker.verify(`BEARER ${token}`)).toEqual({ ok: true, subject: SUBJECT });
+  });
+
+  it.each([
+    ['a header one character too long', async () => (await headerOfLength(8193)).header],
+    ['something before the scheme', async () => `xBearer ${await good()}`],
+    ['no space after the scheme', async () => `Bearer${await good()}`],
+    ['something after the token', async () => `Bearer ${await good()} x`],
+    [
+      'a token of two parts',
+      async () => `Bearer ${(await good()).split('.').slice(0, 2).join('.')}`,
+    ],
+    ['a character outside base64url in the header part', async () => `Bearer =${await good()}`],
+    [
+      'a character outside base64url in the payload part',
+      async () => {
+        const [header, payload, signature] = (await good()).split('.');
+        return `Bearer ${header}.${payload}=.${signature}`;
+      },
+    ],
+    ['a character outside base64url in the signature', async () => `Bearer ${await good()}=`],
+  ])('refuses %s as malformed, before reading any key', async (_what, header) => {
+    expect(await identity().verify(await header())).toEqual({ ok: false, reason: 'malformed' });
+    expect(issuer.requests).toEqual([]);
+  });
+
+  it('refuses a token whose header names a critical extension it does not know: bad_algorithm', async () => {
+    const token = unsignedToken(
+      { alg: 'RS256', kid: issuer.kids[0], typ: 'JWT', crit: ['zz'], zz: true },
+      { iss: issuer.url, aud: AUDIENCE, sub: SUBJECT, exp: now() + 600 },
+      'AAAA',
+    );
+    expect(await identity().verify(bearer(token))).toEqual({ ok: false, reason: 'bad_algorithm' });
+  });
+
+  it('refuses a token without kid that more than one key could have signed: unknown_key', async () => {
+    await issuer.rotate('RS256');
+    const token = await issuer.sign({ aud: AUDIENCE, sub: SUBJECT }, { withoutKid: true });
+    expect(await identity().verify(bearer(token))).toEqual({ ok: false, reason: 'unknown_key' });
+  });
+
+  it.each([
+    ['exp', { exp: 'tomorrow' }],
+    ['nbf', { nbf: 'yesterday' }],
+    ['iat', { iat: 'now' }],
+  ])('refuses a token whose %s is not a number as malformed', async (_claim, claims) => {
+    expect(await identity().verify(bearer(await good(claims)))).toEqual({
+      ok: false,
+      reason: 'malformed',
+    });
+  });
+
+  it('says why the first read of the keys failed', async () => {
+    issuer.mode = 'fail503';
+    expect(await identity().verify(bearer(await good()))).toEqual({
+      ok: false,
+      reason: 'keys_unavailable',
+      detail: `${issuer.url}/.well-known/openid-configuration: answered 503`,
+    });
+  });
+});
