@@ -153,11 +153,29 @@ describe('ResponseUrls', () => {
   });
 
   it('closes its keep-alive sockets on close()', async () => {
-    await client.respond(hooks.issue(), clock, 'x');
-    await eventually(() => hooks.connections() === 1);
-    client.close();
-    // The agent drops an idle socket by itself after 4 s: within 3 s, only close() does it.
-    await eventually(() => hooks.connections() === 0, 3000);
+    // A stand-in of its own: the shared one may still hold other tests' idle sockets (when close()
+    // does nothing, afterEach's does nothing either), and waiting for those to time out would
+    // leave this test's socket only the last second of its own 4 s to time out by itself.
+    const own = await startHooksStandIn();
+    try {
+      const alone = new ResponseUrls({
+        prefix: own.prefix,
+        timeoutMs: 2000,
+        logger: createLogger('error', () => undefined),
+        metrics: createSlackApiMetrics(new Registry()),
+      });
+      await alone.respond(own.issue(), undefined, 'x');
+      await eventually(() => own.connections() === 1);
+      alone.close();
+      // The agent drops an idle socket by itself after 4 s: within 3 s, only close() does it.
+      await eventually(() => own.connections() === 0, 3000);
+      // Closed, it posts again, on a new connection.
+      await alone.respond(own.issue(), undefined, 'again');
+      expect(own.posts.map((post) => post.status)).toEqual([200, 200]);
+      alone.close();
+    } finally {
+      await own.close();
+    }
   });
 
   it('gives Slack’s refusal its code: a URL Slack has used up, an unknown one', async () => {

@@ -382,6 +382,42 @@ describe('SlackWorker: running an event once', () => {
   );
 
   itWithPostgres(
+    'a time that is no date: respond()’s budget counts from the first use, five posts then refused',
+    async () => {
+      const outcomes: unknown[] = [];
+      const url = hooks.issue();
+      const handlers = new SlackHandlers().addSubcommand('brew', {
+        description: 'x',
+        run: () => 'ok',
+        later: async (_args, _command, context) => {
+          for (let use = 1; use <= 6; use += 1) {
+            outcomes.push(
+              await context.respond(`use ${use}`).then(
+                () => 'sent',
+                (error: unknown) => error,
+              ),
+            );
+          }
+        },
+      });
+      const { worker } = build(handlers);
+      await worker.handle({
+        id: 'sha256:t',
+        source: SOURCE,
+        type: 'com.slack.command.coffee',
+        data: { command: '/coffee', text: 'brew', response_url: url },
+        attributes: { time: 'not a time' },
+      });
+      // The sixth is refused here, before it is sent (not by Slack: a budget kept).
+      expect(outcomes).toEqual([
+        ...Array<string>(5).fill('sent'),
+        new SlackRespondRefusedError('uses_spent'),
+      ]);
+      expect(hooks.postsTo(url)).toHaveLength(5);
+    },
+  );
+
+  itWithPostgres(
     'handlers run in the delivery’s request context, else a new one with the event’s trace id',
     async () => {
       const contexts: (RequestContext | undefined)[] = [];
