@@ -91,10 +91,12 @@ function getJson(
       reject(new KeysUnavailable(`${url.origin}${url.pathname}: ${message}`));
     };
     const request = (secure ? https : http).request(url, {
+      // Stryker disable next-line StringLiteral: an empty method is Node's default, GET
       method: 'GET',
       headers,
       signal: options.signal,
       agent: false,
+      // Stryker disable next-line ConditionalExpression,LogicalOperator: http ignores ca; ca: undefined is Node's default
       ...(secure && options.ca !== undefined ? { ca: options.ca } : {}),
     });
     request.on('error', (error: NodeJS.ErrnoException) => {

@@ -105,6 +105,7 @@ async function refusal(promise: Promise<unknown>): Promise<string> {
     (e: unknown) => e,
   );
   expect(error).toBeInstanceOf(KeysUnavailable);
+  expect((error as KeysUnavailable).name).toBe('KeysUnavailable');
   return (error as KeysUnavailable).message;
 }
 
