@@ -1,3 +1,4 @@
+import { Client } from 'pg';
 import { Registry } from 'prom-client';
 import { buildPostgresClient, type PostgresClient } from '../../lib/clients/postgres';
 import { loadSettings } from '../../lib/config/settings';
@@ -11,7 +12,14 @@ import { DeadLetterStore } from '../../lib/slack/dead-store';
 import { createWorkMetrics } from '../../lib/slack/work-metrics';
 import { FakeClient } from '../../testing/fakes';
 import { metricValue } from '../../testing/metrics-text';
-import { APP_PASSWORD, itWithPostgres, migratedCluster } from '../../testing/postgres';
+import {
+  APP_DATABASE,
+  APP_PASSWORD,
+  APP_ROLE,
+  itWithPostgres,
+  migratedCluster,
+} from '../../testing/postgres';
+import { eventually } from '../../testing/tools';
 
 /**
  * DeadLetters itself on a real PostgreSQL with the repository's migrations: what each dead letter
@@ -340,5 +348,164 @@ describe('DeadLetters: the bounds on dead rows', () => {
       'coffeebuddy',
     );
     expect(metricValue(await registry.metrics(), 'coffeebuddy_slack_dead_events')).toBe(3);
+  });
+});
+
+describe('DeadLetters: the sweeps', () => {
+  /** `count` dead rows, `id1` the newest, dead a minute ago or more (within the retention). */
+  const dead = (count: number, prefix = 'dead') =>
+    cluster()!.admin(
+      `INSERT INTO slack_work (source, id, type, state, dead_at)
+       SELECT '${SOURCE}', '${prefix}' || n, 'com.slack.event.app_mention', 'dead',
+              now() - interval '1 minute' - n * interval '1 second'
+         FROM generate_series(1, ${count}) AS n`,
+      'coffeebuddy',
+    );
+  /** Sessions whose DELETE from slack_work waits on a lock. */
+  const waitingDeletes = async () =>
+    (
+      await cluster()!.admin(
+        `SELECT count(*)::int AS n FROM pg_stat_activity
+          WHERE wait_event_type = 'Lock' AND query LIKE 'DELETE FROM slack_work%'`,
+      )
+    )[0]!.n;
+  const said = (lines: Record<string, unknown>[], msg: string) =>
+    lines.filter((line) => line.msg === msg).map((line) => line.removed);
+
+  itWithPostgres('a sweep that removes nothing says nothing', async () => {
+    const { deadLetters, lifecycle, lines } = build();
+    await deadLetters.handle(deadLetter('Ev1'));
+    expect(await lifecycle.idle(5000)).toBe(true);
+    expect(lines.map((line) => line.msg)).toEqual(['slack event dead-lettered']);
+  });
+
+  itWithPostgres(
+    'beyond maxRows, each batch of 1,000 removed is followed by another',
+    async () => {
+      const { deadLetters, lifecycle, registry, lines } = build({ maxRows: 1 });
+      await dead(2001);
+      await deadLetters.handle(deadLetter('Fresh'));
+      expect(await lifecycle.idle(20_000)).toBe(true);
+      expect((await rows()).map((row) => row.id)).toEqual(['Fresh']);
+      expect(said(lines, 'slack dead letters over the cap')).toEqual([1000, 1000, 1]);
+      expect(await removedCount(registry, 'over_cap')).toBe(2001);
+    },
+    30_000,
+  );
+
+  itWithPostgres('each dead letter sweeps again once the sweep before it ended', async () => {
+    const { deadLetters, lifecycle, lines } = build({ maxRows: 1 });
+    await deadLetters.handle(deadLetter('A'));
+    expect(await lifecycle.idle(5000)).toBe(true);
+    await deadLetters.handle(deadLetter('B'));
+    expect(await lifecycle.idle(5000)).toBe(true);
+    expect((await rows()).map((row) => row.id)).toEqual(['B']);
+    expect(said(lines, 'slack dead letters over the cap')).toEqual([1]);
+  });
+
+  itWithPostgres(
+    'a dead letter during a sweep: no second sweep at once, one more when it ends',
+    async () => {
+      const { deadLetters, lifecycle, lines } = build({ maxRows: 1 });
+      await dead(1, 'Old');
+      // Another session holds Old: the sweep's delete of it waits until that session commits.
+      const holder = new Client({
+        host: cluster()!.host,
+        port: cluster()!.port,
+        user: APP_ROLE,
+        password: APP_PASSWORD,
+        database: APP_DATABASE,
+      });
+      await holder.connect();
+      try {
+        await holder.query('BEGIN');
+        await holder.query(`SELECT 1 FROM slack_work WHERE id = 'Old1' FOR UPDATE`);
+        await deadLetters.handle(deadLetter('A'));
+        // The sweep A asked for waits on Old1 (over the cap: A is newer).
+        await eventually(async () => (await waitingDeletes()) === 1, 10_000);
+        expect(lifecycle.inFlight().work).toBe(1);
+        await deadLetters.handle(deadLetter('B'));
+        // One sweep at a time: B's waits for the one running (the drain waits for one).
+        expect(lifecycle.inFlight().work).toBe(1);
+        expect((await rows()).map((row) => row.id)).toEqual(['A', 'B', 'Old1']);
+        await holder.query('COMMIT');
+      } finally {
+        await holder.end();
+      }
+      expect(await lifecycle.idle(10_000)).toBe(true);
+      // The running sweep did not see B (it began before B came): the one after removed A.
+      expect((await rows()).map((row) => row.id)).toEqual(['B']);
+      expect(said(lines, 'slack dead letters over the cap')).toEqual([1, 1]);
+    },
+    30_000,
+  );
+
+  itWithPostgres('a sweep that fails: a warning saying why, the dead letter recorded', async () => {
+    const { deadLetters, lifecycle, lines } = build({ maxRows: 1 });
+    await dead(1);
+    // Rows can be recorded but not deleted.
+    await cluster()!.admin(`REVOKE DELETE ON slack_work FROM ${APP_ROLE}`, 'coffeebuddy');
+    try {
+      expect((await deadLetters.handle(deadLetter('Ev1'))).outcome).toBe('dead_lettered');
+      expect(await lifecycle.idle(5000)).toBe(true);
+    } finally {
+      await cluster()!.admin(`GRANT DELETE ON slack_work TO ${APP_ROLE}`, 'coffeebuddy');
+    }
+    expect(lines.filter((line) => line.msg === 'slack dead letters not swept')).toEqual([
+      expect.objectContaining({
+        level: 'warn',
+        // Said by the statement and PostgreSQL's code (insufficient privilege), never its text.
+        reason: 'query dead_sweep_expired failed (SQLSTATE 42501)',
+      }),
+    ]);
+    expect((await rows()).map((row) => row.id)).toEqual(['Ev1', 'dead1']);
+  });
+
+  itWithPostgres('dead rows are swept every minute, dead letters or not', async () => {
+    // Only the interval's timers are the test's: PostgreSQL's and the drain's stay real.
+    jest.useFakeTimers({
+      doNotFake: [
+        'Date',
+        'hrtime',
+        'nextTick',
+        'performance',
+        'queueMicrotask',
+        'setImmediate',
+        'clearImmediate',
+        'setTimeout',
+        'clearTimeout',
+      ],
+    });
+    try {
+      const { lifecycle, lines } = build({ maxRows: 1 });
+      await dead(2);
+      jest.advanceTimersByTime(59_999);
+      expect(lifecycle.inFlight().work).toBe(0);
+      jest.advanceTimersByTime(1);
+      expect(lifecycle.inFlight().work).toBe(1);
+      expect(await lifecycle.idle(5000)).toBe(true);
+      expect((await rows()).map((row) => row.id)).toEqual(['dead1']);
+      expect(said(lines, 'slack dead letters over the cap')).toEqual([1]);
+    } finally {
+      jest.useRealTimers();
+    }
+  });
+});
+
+describe('DeadLetterStore.deadEvents', () => {
+  itWithPostgres('the first page starts before every source', async () => {
+    const { store } = build();
+    // A CloudEvents source is a URI-reference: a relative one sorts before `https:…`.
+    for (const source of ['/slack', 'A', SOURCE]) {
+      await store.markDead({ source, id: 'Ev1' }, 'com.slack.event.app_mention', '500', 'd', {
+        attributes: null,
+        data: null,
+      });
+    }
+    expect((await store.deadEvents({}, 10)).map((event) => event.source)).toEqual([
+      '/slack',
+      'A',
+      SOURCE,
+    ]);
   });
 });

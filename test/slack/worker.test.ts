@@ -14,7 +14,7 @@ import { WorkStore } from '../../lib/slack/work-store';
 import { kindOf, SlackWorker } from '../../lib/slack/worker';
 import { FakeClient } from '../../testing/fakes';
 import { metricValue } from '../../testing/metrics-text';
-import { APP_PASSWORD, itWithPostgres, migratedCluster } from '../../testing/postgres';
+import { APP_PASSWORD, APP_ROLE, itWithPostgres, migratedCluster } from '../../testing/postgres';
 import { startHooksStandIn, type HooksStandIn } from '../../testing/slack-hooks';
 
 /**
@@ -151,6 +151,12 @@ describe('SlackWorker: what is refused before anything is claimed', () => {
     ['data a text', { ...slackEvent('Ev1'), data: 'x' }, 'data is not an object', 'events'],
     [
       'no inner event',
+      { ...slackEvent('Ev1'), data: { type: 'event_callback' } },
+      'data is not the envelope of an event of this type',
+      'events',
+    ],
+    [
+      'an inner event of null',
       { ...slackEvent('Ev1'), data: { type: 'event_callback', event: null } },
       'data is not the envelope of an event of this type',
       'events',
@@ -256,6 +262,22 @@ describe('SlackWorker: running an event once', () => {
     expect(await workCount(registry, 'done')).toBe(1);
     expect(await workCount(registry, 'duplicate')).toBe(1);
     expect(await handlerCount(registry, 'done')).toBe(1);
+  });
+
+  itWithPostgres('handlers are timed in seconds', async () => {
+    const { handlers } = recording(() => new Promise((resolve) => setTimeout(resolve, 300)));
+    const { worker, registry } = build(handlers);
+    const before = performance.now();
+    await worker.handle(slackEvent('Ev1'));
+    const handled = (performance.now() - before) / 1000;
+    const seconds = metricValue(
+      await registry.metrics(),
+      'coffeebuddy_slack_handler_duration_seconds_sum',
+      { kind: 'events', outcome: 'done' },
+    );
+    // At least the handler's wait (a timer may fire a millisecond early), at most handle()'s time.
+    expect(seconds).toBeGreaterThanOrEqual(0.299);
+    expect(seconds).toBeLessThanOrEqual(handled);
   });
 
   itWithPostgres('no handler for the type: 204 done, nothing claimed, nothing timed', async () => {
@@ -752,6 +774,28 @@ describe('SlackWorker: the retention sweep and the drain', () => {
     },
   );
 
+  itWithPostgres('a sweep that fails: a warning saying why, the event still done', async () => {
+    const { handlers } = recording();
+    const { worker, lifecycle, lines } = build(handlers);
+    // Done rows can be recorded but not deleted.
+    await cluster()!.admin(`REVOKE DELETE ON slack_work FROM ${APP_ROLE}`, 'coffeebuddy');
+    try {
+      expect(await worker.handle(slackEvent('Ev18'))).toEqual({ outcome: 'done', status: 204 });
+      expect(await lifecycle.idle(5000)).toBe(true);
+    } finally {
+      await cluster()!.admin(`GRANT DELETE ON slack_work TO ${APP_ROLE}`, 'coffeebuddy');
+    }
+    expect(lines).toEqual([
+      expect.objectContaining({
+        level: 'warn',
+        msg: 'slack work not swept',
+        // Said by the statement and PostgreSQL's code (insufficient privilege), never its text.
+        reason: 'query work_sweep failed (SQLSTATE 42501)',
+      }),
+    ]);
+    expect(await rows()).toEqual([expect.objectContaining({ id: 'Ev18', state: 'done' })]);
+  });
+
   itWithPostgres('a sweep that deletes nothing says nothing', async () => {
     const { handlers } = recording();
     const { worker, lifecycle, lines } = build(handlers);
@@ -798,7 +842,11 @@ describe('SlackWorker: the retention sweep and the drain', () => {
     await db.close();
     await worker.close();
     expect(lines).toContainEqual(
-      expect.objectContaining({ level: 'warn', msg: 'slack work not released at shutdown' }),
+      expect.objectContaining({
+        level: 'warn',
+        msg: 'slack work not released at shutdown',
+        reason: 'the connection failed',
+      }),
     );
   });
 });
