@@ -274,6 +274,26 @@ describe('where a delivery is from and where say posts', () => {
     });
   });
 
+  it('an interaction outside Enterprise Grid: Slack’s `enterprise: null` and `channel: null` are none', async () => {
+    const context = handlerContext(
+      delivery('interactions', {
+        type: 'block_actions',
+        team: { id: 'T0007' },
+        enterprise: null,
+        channel: null,
+        message: null,
+        container: { type: 'view', channel_id: 'C7' },
+      }),
+      deps,
+    );
+    expect([context.teamId, context.enterpriseId]).toEqual(['T0007', undefined]);
+    await context.say('from a modal');
+    expect(api.callsOf('chat.postMessage')[0]!.args).toEqual({
+      channel: 'C7',
+      text: 'from a modal',
+    });
+  });
+
   it('say gives up with the delivery’s signal', async () => {
     const controller = new AbortController();
     const context = handlerContext(
