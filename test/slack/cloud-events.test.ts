@@ -67,6 +67,10 @@ describe('interactionCloudEvent', () => {
     expect(source({ user: payload.user, enterprise: payload.enterprise })).toBe(
       'https://slack.com/teams/T2',
     );
+    // Outside Enterprise Grid Slack sends `"enterprise": null` (and `team: null` for some views).
+    expect(source({ team: null, user: payload.user, enterprise: null })).toBe(
+      'https://slack.com/teams/T2',
+    );
   });
 });
 
