@@ -248,6 +248,86 @@ describe('the Slack Web API client', () => {
     expect(logged().filter((l) => l.level === 'warn')).toEqual([]);
   });
 
+  it.each(['not_authed', 'token_revoked', 'token_expired'])(
+    'reads the token again on %s as on invalid_auth, and retries with the rotated one',
+    async (code) => {
+      const bot = client();
+      await bot.call('auth.test', {});
+      vault.secrets[TOKEN_PATH] = { bot_token: ROTATED_TOKEN };
+      slack.tokens.add(ROTATED_TOKEN);
+      slack.answer('chat.postMessage', { answer: { kind: 'error', error: code }, times: 1 });
+      await expect(
+        bot.call('chat.postMessage', { channel: 'C1', text: 'x' }),
+      ).resolves.toMatchObject({ ok: true });
+      expect(slack.callsOf('chat.postMessage').map((c) => c.token)).toEqual([
+        FIRST_TOKEN,
+        ROTATED_TOKEN,
+      ]);
+    },
+  );
+
+  it('counts a token problem Slack has no new token for as auth_error, without reading it again', async () => {
+    const bot = client();
+    await bot.call('auth.test', {});
+    const reads = vault.secretReads;
+    slack.answer('chat.postMessage', { answer: { kind: 'error', error: 'account_inactive' } });
+    await expect(bot.call('chat.postMessage', { channel: 'C1', text: 'x' })).rejects.toMatchObject({
+      code: 'account_inactive',
+    });
+    expect(vault.secretReads).toBe(reads);
+    expect(slack.callsOf('chat.postMessage')).toHaveLength(1);
+    expect(await calls('chat.postMessage', 'auth_error')).toBe(1);
+
+    const missing = client({ SLACK_BOT_TOKEN_VAULT_PATH: 'coffeebuddy/missing' });
+    await expect(missing.call('auth.test', {})).rejects.toMatchObject({
+      code: 'token_unavailable',
+    });
+    expect(await calls('auth.test', 'auth_error')).toBe(1);
+  });
+
+  it('never reads the token again for a failure that is not a refusal of it', async () => {
+    const bot = client();
+    await bot.call('auth.test', {});
+    const reads = vault.secretReads;
+    slack.answer('chat.postMessage', { answer: { kind: 'reset' } });
+    await expect(bot.call('chat.postMessage', { channel: 'C1', text: 'x' })).rejects.toBeInstanceOf(
+      SlackNetworkError,
+    );
+    slack.rateLimit('auth.test', 1, 3);
+    await expect(bot.call('auth.test', {})).rejects.toBeInstanceOf(SlackRateLimitedError);
+    expect(vault.secretReads).toBe(reads);
+  });
+
+  it('takes Slack’s error code only as snake_case words of at most 64 characters', async () => {
+    const bot = client();
+    const code = async (error: string) => {
+      slack.answer('chat.postMessage', { answer: { kind: 'error', error }, times: 1 });
+      const rejected = await bot.call('chat.postMessage', { channel: 'C1', text: 'x' }).then(
+        () => undefined,
+        (e: unknown) => (e as SlackApiError).code,
+      );
+      return rejected;
+    };
+    expect(await code('a'.repeat(64))).toBe('a'.repeat(64));
+    expect(await code('is_archived2')).toBe('is_archived2');
+    for (const bad of ['a'.repeat(65), 'Not Found', 'x<script>', 'channel_not_found\nX', '']) {
+      expect(await code(bad)).toBe('invalid_response');
+    }
+  });
+
+  it('times each call in seconds', async () => {
+    slack.answer('auth.test', { answer: { kind: 'ok' }, delayMs: 300, times: 1 });
+    await client().call('auth.test', {});
+    const seconds = metricValue(
+      await registry.metrics(),
+      'coffeebuddy_slack_api_duration_seconds_sum',
+      { method: 'auth.test' },
+    );
+    // At least the stand-in's delay; far less than a minute, whatever the machine's load.
+    expect(seconds).toBeGreaterThanOrEqual(0.3);
+    expect(seconds).toBeLessThan(60);
+  });
+
   it('concurrent refusals share one read of the token and each retries with the new one', async () => {
     const bot = client();
     await bot.call('auth.test', {});
@@ -319,13 +399,15 @@ describe('the Slack Web API client', () => {
     expect(await calls('chat.postMessage', 'ok')).toBe(1);
   });
 
-  it('sends nothing with a signal already aborted', async () => {
+  it('sends nothing, and reads no token, with a signal already aborted', async () => {
     const controller = new AbortController();
     controller.abort();
+    const reads = vault.secretReads;
     await expect(
       client().call('chat.postMessage', { text: 'x' }, { signal: controller.signal }),
-    ).rejects.toBeInstanceOf(SlackNetworkError);
+    ).rejects.toThrow('chat.postMessage got no answer: aborted by the caller');
     expect(slack.calls).toEqual([]);
+    expect(vault.secretReads).toBe(reads);
   });
 
   it('refuses a caller’s mistakes before sending: no method name, a token, a file', async () => {
