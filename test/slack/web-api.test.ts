@@ -118,6 +118,7 @@ describe('the Slack Web API client', () => {
       .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(SlackApiError);
     expect(error).toMatchObject({ method: 'chat.postMessage', code: 'channel_not_found' });
+    expect(String(error)).toBe('SlackApiError: chat.postMessage failed: channel_not_found');
     expect(slack.calls).toHaveLength(1);
     expect(await calls('chat.postMessage', 'slack_error')).toBe(1);
   });
@@ -129,6 +130,9 @@ describe('the Slack Web API client', () => {
       .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(SlackRateLimitedError);
     expect(error).toMatchObject({ method: 'chat.postMessage', retryAfterSeconds: 7 });
+    expect(String(error)).toBe(
+      'SlackRateLimitedError: chat.postMessage rate limited: retry after 7 s',
+    );
     expect(slack.calls.map((c) => c.status)).toEqual([429]);
     expect(await calls('chat.postMessage', 'rate_limited')).toBe(1);
   });
@@ -147,7 +151,9 @@ describe('the Slack Web API client', () => {
       .call('chat.postMessage', { channel: 'C1', text: 'x' })
       .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(SlackNetworkError);
-    expect((error as Error).message).toBe('chat.postMessage got no answer: connection refused');
+    expect(String(error)).toBe(
+      'SlackNetworkError: chat.postMessage got no answer: connection refused',
+    );
     // WebClient warns once per failed attempt: the first and the one retry.
     expect(logged().filter((l) => l.msg === 'http request failed')).toHaveLength(2);
     expect(await calls('chat.postMessage', 'network_error')).toBe(1);
