@@ -1,3 +1,9 @@
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import { Registry } from 'prom-client';
 import { buildVaultClient } from '../../lib/clients/vault';
 import { loadSettings } from '../../lib/config/settings';
@@ -13,7 +19,7 @@ import { buildSlackClient } from '../../lib/slack/web-api';
 import { metricValue } from '../../testing/metrics-text';
 import { startSlackApiStandIn, type SlackApiStandIn } from '../../testing/slack-api';
 import { absentUrl, startVaultStandIn, type VaultStandIn } from '../../testing/standins';
-import { eventually } from '../../testing/tools';
+import { eventually, findCommand, itWithCommand } from '../../testing/tools';
 
 /** The real WebClient (@slack/web-api) against the Slack Web API stand-in, the token in Vault. */
 
@@ -436,5 +442,71 @@ describe('the Slack Web API client', () => {
     expect(
       metricValue(text, 'coffeebuddy_slack_api_duration_seconds_count', { method: 'auth.test' }),
     ).toBe(1);
+  });
+});
+
+/**
+ * An https API URL is spoken to over TLS (the agent for it is https's): a server whose self-signed
+ * certificate is not trusted gets a handshake, and the call fails on the certificate.
+ */
+describe('the Slack Web API client over https', () => {
+  const itWithOpenssl = itWithCommand('openssl', 'apt-get install openssl');
+  let dir: string;
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'slack-api-tls-'));
+    if (findCommand('openssl') === undefined) return;
+    execFileSync(
+      'openssl',
+      [
+        ...['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1'],
+        ...['-nodes', '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem')],
+        ...['-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'],
+      ],
+      { stdio: 'ignore' },
+    );
+  });
+  afterAll(() => {
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  itWithOpenssl('shakes hands, and refuses a certificate it does not trust', async () => {
+    let handshakes = 0;
+    let requests = 0;
+    const server = https.createServer(
+      {
+        key: fs.readFileSync(path.join(dir, 'key.pem')),
+        cert: fs.readFileSync(path.join(dir, 'cert.pem')),
+      },
+      (_req, res) => {
+        requests += 1;
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
+      },
+    );
+    server.on('tlsClientError', () => {
+      handshakes += 1;
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    const settings = loadSettings({
+      NODE_ENV: 'test',
+      SLACK_BOT_TOKEN: FIRST_TOKEN,
+      SLACK_API_URL: `https://127.0.0.1:${port}/api/`,
+    });
+    const bot = buildSlackClient(settings, {
+      vault: buildVaultClient(settings),
+      logger: createLogger('error'),
+      metrics: createSlackApiMetrics(new Registry()),
+    });
+    try {
+      await expect(bot.call('auth.test', {})).rejects.toThrow(
+        'auth.test got no answer: TLS certificate rejected (DEPTH_ZERO_SELF_SIGNED_CERT)',
+      );
+      await eventually(() => handshakes >= 1);
+      expect(requests).toBe(0);
+    } finally {
+      bot.close?.();
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 });
