@@ -15,7 +15,8 @@ import {
   type SlackClient,
 } from '../../lib/slack/client';
 import { createSlackApiMetrics, type SlackApiMetrics } from '../../lib/slack/api-metrics';
-import { buildSlackClient } from '../../lib/slack/web-api';
+import { CachedSecret } from '../../lib/cached-secret';
+import { buildSlackClient, WebApiSlackClient } from '../../lib/slack/web-api';
 import { metricValue } from '../../testing/metrics-text';
 import { startSlackApiStandIn, type SlackApiStandIn } from '../../testing/slack-api';
 import { absentUrl, startVaultStandIn, type VaultStandIn } from '../../testing/standins';
@@ -161,7 +162,10 @@ describe('the Slack Web API client', () => {
       'SlackNetworkError: chat.postMessage got no answer: connection refused',
     );
     // WebClient warns once per failed attempt: the first and the one retry.
-    expect(logged().filter((l) => l.msg === 'http request failed')).toHaveLength(2);
+    expect(logged().filter((l) => l.msg === 'http request failed')).toEqual([
+      expect.objectContaining({ level: 'warn', source: '@slack/web-api' }),
+      expect.objectContaining({ level: 'warn', source: '@slack/web-api' }),
+    ]);
     expect(await calls('chat.postMessage', 'network_error')).toBe(1);
   });
 
@@ -181,9 +185,10 @@ describe('the Slack Web API client', () => {
     await eventually(() => slack.calls.length === 1, 5000);
     bot.close?.();
     await expect(pending).rejects.toBeInstanceOf(SlackNetworkError);
+    // A call after close() is refused before anything is sent (no timeout: nothing was tried).
     await expect(
       bot.call('chat.postMessage', { channel: 'C1', text: 'after close' }),
-    ).rejects.toBeInstanceOf(SlackNetworkError);
+    ).rejects.toThrow('chat.postMessage got no answer: request failed');
     expect(slack.calls.map((c) => c.status)).toEqual([0]);
   });
 
@@ -338,6 +343,73 @@ describe('the Slack Web API client', () => {
     // At least the stand-in's delay; far less than a minute, whatever the machine's load.
     expect(seconds).toBeGreaterThanOrEqual(0.3);
     expect(seconds).toBeLessThan(60);
+  });
+
+  it('reads the token again at each refusal a TTL apart, saying so each time', async () => {
+    let now = 0;
+    let stored = FIRST_TOKEN;
+    const bot = new WebApiSlackClient({
+      apiUrl: slack.url,
+      token: new CachedSecret({
+        load: () => Promise.resolve(stored),
+        ttlMs: 60_000,
+        staleMs: 0,
+        now: () => now,
+      }),
+      timeoutMs: 5000,
+      logger: createLogger('debug', (line) => lines.push(line)),
+      metrics,
+    });
+    opened.push(bot);
+    const rotate = (token: string) => {
+      stored = token;
+      slack.tokens.clear();
+      slack.tokens.add(token);
+    };
+    await bot.call('auth.test', {});
+    now = 1000;
+    rotate(ROTATED_TOKEN);
+    await expect(bot.call('auth.test', {})).resolves.toMatchObject({ ok: true });
+    // A TTL after the forced read: the token is read again as usual, then rotated once more.
+    now = 61_000;
+    await bot.call('auth.test', {});
+    now = 62_000;
+    rotate('xoxb-third-4e5f');
+    await expect(bot.call('auth.test', {})).resolves.toMatchObject({ ok: true });
+    expect(slack.calls.map((c) => c.token)).toEqual([
+      FIRST_TOKEN,
+      FIRST_TOKEN,
+      ROTATED_TOKEN,
+      ROTATED_TOKEN,
+      ROTATED_TOKEN,
+      'xoxb-third-4e5f',
+    ]);
+    expect(logged().filter((l) => l.level === 'warn')).toHaveLength(2);
+  });
+
+  it('says Slack’s response warnings and errors as warnings of its own', async () => {
+    slack.answer('auth.test', {
+      answer: {
+        kind: 'ok',
+        fields: {
+          response_metadata: { messages: ['[WARN] a deprecated argument', '[ERROR] a bad one'] },
+        },
+      },
+    });
+    await client().call('auth.test', {});
+    expect(logged().filter((l) => l.source === '@slack/web-api')).toEqual([
+      expect.objectContaining({ level: 'warn', msg: 'a deprecated argument' }),
+      expect.objectContaining({ level: 'warn', msg: 'a bad one' }),
+    ]);
+  });
+
+  it('refuses an answer over 4 MiB as a network error, reading no more of it', async () => {
+    slack.answer('auth.test', {
+      answer: { kind: 'ok', fields: { padding: 'x'.repeat(4 * 1024 * 1024) } },
+    });
+    await expect(client().call('auth.test', {})).rejects.toThrow(
+      'auth.test got no answer: response too large',
+    );
   });
 
   it('concurrent refusals share one read of the token and each retries with the new one', async () => {
