@@ -496,11 +496,15 @@ describe('the Slack Web API client', () => {
 
   it('refuses a caller’s mistakes before sending: no method name, a token, a file', async () => {
     const bot = client();
-    await expect(bot.call('https://evil.example/api/x', {})).rejects.toThrow(TypeError);
+    await expect(bot.call('https://evil.example/api/x', {})).rejects.toThrow(
+      new TypeError('a Slack call needs a Web API method name such as chat.postMessage'),
+    );
     await expect(bot.call('chat.postMessage', { token: 'xoxb-other' })).rejects.toThrow(
       'the Slack client sends the bot token: pass none',
     );
-    await expect(bot.call('files.upload', { file: Buffer.from('x') })).rejects.toThrow(TypeError);
+    await expect(
+      bot.call('files.upload', { channels: 'C1', file: Buffer.from('x') }),
+    ).rejects.toThrow(new TypeError('the Slack client sends form bodies: no file uploads'));
     expect(slack.calls).toEqual([]);
   });
 
