@@ -243,6 +243,15 @@ describe('SlackHandlers: interactions routed as Slack means them', () => {
     const fresh = new SlackHandlers();
     expect(() => fresh.onAction('', jest.fn())).toThrow('an action_id must be 1 to 255');
     expect(() => fresh.onShortcut('x'.repeat(256), jest.fn())).toThrow('a callback_id');
+    expect(() => fresh.onOptions('', () => ({ options: [] }))).toThrow(
+      'an action_id must be 1 to 255 characters',
+    );
+    expect(() => fresh.onViewSubmission('', {})).toThrow(
+      'a callback_id must be 1 to 255 characters',
+    );
+    expect(() => fresh.onViewClosed('x'.repeat(256), jest.fn())).toThrow(
+      'a callback_id must be 1 to 255 characters',
+    );
     fresh.onAction('x'.repeat(255), jest.fn());
     fresh.onViewSubmission('v', {}).onOptions('o', () => ({ options: [] }));
     expect(() => fresh.onViewSubmission('v', {})).toThrow('view "v" already registered');
