@@ -136,6 +136,10 @@ describe('ResponseUrls', () => {
     const [a, b, c] = [hooks.issue(), hooks.issue(), hooks.issue()];
     for (let use = 1; use <= 5; use += 1) await small.respond(a, undefined, `a${use}`);
     await small.respond(b, undefined, 'b');
+    // Two URLs, within the bound: a is still counted, its sixth use refused here.
+    await expect(small.respond(a, undefined, 'a6')).rejects.toEqual(
+      new SlackRespondRefusedError('uses_spent'),
+    );
     await small.respond(c, undefined, 'c');
     // a was forgotten when c came: counted afresh here, refused by Slack itself (its 6th).
     await expect(small.respond(a, undefined, 'a6')).rejects.toEqual(
@@ -150,6 +154,28 @@ describe('ResponseUrls', () => {
     // Forgotten, it is counted afresh from now (the stand-in's own clock has not moved).
     await client.respond(b2, undefined, 'again');
     expect(hooks.postsTo(b2).map((post) => post.status)).toEqual([200, 200]);
+  });
+
+  it('past its bound forgets the URL least recently used, not the first one counted', async () => {
+    const small = new ResponseUrls({
+      prefix: hooks.prefix,
+      timeoutMs: 2000,
+      logger: createLogger('error', () => undefined),
+      metrics: createSlackApiMetrics(new Registry()),
+      now: () => clock,
+      maxUrls: 2,
+    });
+    const [a, b, c] = [hooks.issue(), hooks.issue(), hooks.issue()];
+    await small.respond(a, undefined, 'a1');
+    await small.respond(b, undefined, 'b');
+    for (let use = 2; use <= 5; use += 1) await small.respond(a, undefined, `a${use}`);
+    // c makes three: b, used least recently, is forgotten; a is still counted.
+    await small.respond(c, undefined, 'c');
+    await expect(small.respond(a, undefined, 'a6')).rejects.toEqual(
+      new SlackRespondRefusedError('uses_spent'),
+    );
+    expect(hooks.postsTo(a)).toHaveLength(5);
+    small.close();
   });
 
   it('closes its keep-alive sockets on close()', async () => {
