@@ -113,6 +113,7 @@ export class ResponseUrls {
 
   close(): void {
     this.upstream?.close();
+    // Stryker disable next-line BlockStatement,StatementRemoval: a destroyed agent opens new sockets for the next post, as a new Upstream would
     this.upstream = undefined;
   }
 

@@ -235,13 +235,15 @@ describe('ResponseUrls', () => {
       [502, 'upstream error: 502', 'http_502'],
       [502, 'bad_gateway from proxy', 'http_502'],
       [300, '', 'http_300'],
+      [400, '{"ok":false,"error":7}', 'http_400'],
+      [400, '{"ok":false,"error":"Bad Blocks"}', 'http_400'],
     ] as const) {
       hooks.answer({ status, body, times: 1 });
       await expect(client.respond(hooks.issue(), clock, 'x')).rejects.toEqual(
         new SlackApiError('response_url', code),
       );
     }
-    expect(await count('slack_error')).toBe(8);
+    expect(await count('slack_error')).toBe(10);
   });
 
   it('a 429 rejects at once with Slack’s Retry-After (60 s when unusable)', async () => {
