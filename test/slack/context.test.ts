@@ -294,6 +294,16 @@ describe('where a delivery is from and where say posts', () => {
     });
   });
 
+  it('an empty field is none: a form’s empty enterprise_id and channel_id', async () => {
+    const context = handlerContext(
+      delivery('commands', { team_id: 'T0008', enterprise_id: '', channel_id: '' }),
+      deps,
+    );
+    expect([context.teamId, context.enterpriseId]).toEqual(['T0008', undefined]);
+    await expect(context.say('x')).rejects.toThrow('say: this coffee names no channel');
+    expect(api.calls).toEqual([]);
+  });
+
   it('say gives up with the delivery’s signal', async () => {
     const controller = new AbortController();
     const context = handlerContext(
