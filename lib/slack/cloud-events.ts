@@ -72,7 +72,8 @@ const timeOf = (issuedAt: number | undefined): { time?: string } =>
 
 /** A slash command's name without its slash (`/coffee` → `coffee`), if it can be a type. */
 export function commandName(command: string): string | undefined {
-  const name = command.startsWith('/') ? command.slice(1) : '';
+  if (!command.startsWith('/')) return undefined;
+  const name = command.slice(1);
   return SLACK_TYPE.test(name) ? name : undefined;
 }
 
@@ -86,7 +87,8 @@ export function commandCloudEvent(
   form: Readonly<Record<string, unknown>>,
   issuedAt: number | undefined,
 ): EventToPublish | undefined {
-  const name = commandName(typeof form.command === 'string' ? form.command : '');
+  if (typeof form.command !== 'string') return undefined;
+  const name = commandName(form.command);
   if (name === undefined) return undefined;
   const fields: Record<string, string> = {};
   for (const [key, value] of Object.entries(form)) {
@@ -96,7 +98,7 @@ export function commandCloudEvent(
     id: interactionId(body),
     type: `${SLACK_COMMAND_TYPE_PREFIX}${name}`,
     source: slackSource(form.team_id, form.enterprise_id),
-    data: Buffer.from(JSON.stringify(fields), 'utf8'),
+    data: Buffer.from(JSON.stringify(fields)),
     ...timeOf(issuedAt),
   };
 }
@@ -120,7 +122,7 @@ export function interactionCloudEvent(
       field(payload.user, 'team_id'),
       field(payload.enterprise, 'id'),
     ),
-    data: Buffer.from(payloadText, 'utf8'),
+    data: Buffer.from(payloadText),
     ...timeOf(issuedAt),
   };
 }
