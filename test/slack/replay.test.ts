@@ -157,6 +157,24 @@ describe('replayDeadEvents', () => {
     },
   );
 
+  itWithPostgres(
+    'a sink that refuses: failed with its reason, left dead; a dry run sends nothing',
+    async () => {
+      const deadStore = store();
+      await dead(deadStore, { E1: { data: DATA, attributes: null } });
+      const dry = await options(deadStore, { publisher: undefined });
+      expect(await replayDeadEvents({}, dry)).toEqual({ replayed: 1, failed: 0, stopped: false });
+      expect(dry.lines).toEqual([`would replay ${TYPE} ${SOURCE} E1`]);
+      expect(sink!.received).toEqual([]);
+      sink!.answer = { kind: 'status', status: 503 };
+      const run = { ...dry, publisher, lines: [] as string[] };
+      run.print = (line) => run.lines.push(line);
+      expect(await replayDeadEvents({}, run)).toEqual({ replayed: 0, failed: 1, stopped: false });
+      expect(run.lines).toEqual([`failed ${TYPE} ${SOURCE} E1: status 503`]);
+      expect(await deadStore.countDead()).toBe(1);
+    },
+  );
+
   itWithPostgres('reads batch after batch until one is short, each event once', async () => {
     const deadStore = store();
     const ids = ['C1', 'C2', 'C3', 'C4', 'C5'];
