@@ -102,3 +102,45 @@ describe('batchedSink, its bound', () => {
     expect(writes).toEqual(['1234\n5678\n']);
   });
 });
+
+describe('createLogger without a sink', () => {
+  // process.stdout's write, taken over for the test's own lines only (nothing else writes then).
+  async function stdoutWrites(fn: (writes: readonly string[]) => void): Promise<string[]> {
+    const writes: string[] = [];
+    const write = process.stdout.write.bind(process.stdout);
+    process.stdout.write = (text: string) => writes.push(text) > 0;
+    try {
+      fn(writes);
+      await new Promise((resolve) => setImmediate(resolve));
+    } finally {
+      process.stdout.write = write;
+    }
+    return writes;
+  }
+
+  it('writes to stdout, the lines of one turn in one write, and what is held when the process exits', async () => {
+    const exitListeners = process.listenerCount('exit');
+    const logger = createLogger('info');
+    const turn = await stdoutWrites(() => {
+      logger.info('one');
+      logger.info('two');
+    });
+    expect(turn).toHaveLength(1);
+    expect(turn[0]!.split('\n').map((line) => (line === '' ? '' : JSON.parse(line).msg))).toEqual([
+      'one',
+      'two',
+      '',
+    ]);
+    expect(process.listenerCount('exit')).toBe(exitListeners + 1);
+    let atExit: string[] = [];
+    await stdoutWrites((writes) => {
+      logger.info('last');
+      const flush = process.listeners('exit').at(-1) as () => void;
+      flush();
+      atExit = [...writes];
+    });
+    expect(atExit).toHaveLength(1);
+    expect(JSON.parse(atExit[0]!)).toMatchObject({ msg: 'last' });
+    expect(process.listenerCount('exit')).toBe(exitListeners + 1);
+  });
+});
