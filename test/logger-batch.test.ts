@@ -17,6 +17,21 @@ describe('batchedSink', () => {
     expect(writes).toEqual(['{"n":1}\n{"n":2}\n', '{"n":3}\n']);
   });
 
+  it('schedules one write a turn: a line logged in the turn it is written waits for the next', async () => {
+    const writes: string[] = [];
+    const { sink } = batchedSink((text) => writes.push(text));
+    sink('{"n":1}');
+    // Runs in the same turn as the scheduled write, after it.
+    setImmediate(() => {
+      sink('{"n":3}');
+    });
+    sink('{"n":2}');
+    await turn();
+    expect(writes).toEqual(['{"n":1}\n{"n":2}\n']);
+    await turn();
+    expect(writes).toEqual(['{"n":1}\n{"n":2}\n', '{"n":3}\n']);
+  });
+
   it('writes at once past its bound, and flush() writes what is held', async () => {
     const writes: string[] = [];
     const { sink, flush } = batchedSink((text) => writes.push(text), 10);

@@ -4,9 +4,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { Client } from 'pg';
 import { Registry } from 'prom-client';
-import { buildPostgresClient } from '../lib/clients/postgres';
+import { buildPostgresClient, type PostgresClient } from '../lib/clients/postgres';
 import { loadSettings } from '../lib/config/settings';
-import { createLogger } from '../lib/logger';
+import { createLogger, type Logger } from '../lib/logger';
 import { migrate, readMigrations } from '../lib/migrations';
 import { FakeClient } from './fakes';
 import { freePort, REPO_ROOT } from './process';
@@ -211,4 +211,30 @@ export function migratedCluster(tables: readonly string[]): () => PostgresCluste
     if (tables.length > 0) await cluster?.admin(`TRUNCATE ${tables.join(', ')}`, APP_DATABASE);
   });
   return () => cluster;
+}
+
+/** The app's PostgreSQL client as a test builds it, with the logger and registry it was given. */
+export interface AppDatabase {
+  db: PostgresClient;
+  logger: Logger;
+  /** The logger's lines, parsed, debug and up. */
+  lines: Record<string, unknown>[];
+  registry: Registry;
+}
+
+/**
+ * The app's PostgreSQL client on the cluster, as the app role over TCP (connect timeout 2 s), with
+ * `env` over those settings (another database, another password); the caller closes `db`.
+ */
+export function appDatabase(cluster: PostgresCluster, env: NodeJS.ProcessEnv = {}): AppDatabase {
+  const lines: Record<string, unknown>[] = [];
+  const logger = createLogger('debug', (line) => lines.push(JSON.parse(line)));
+  const registry = new Registry();
+  const settings = loadSettings({
+    ...cluster.env({ PGPASSWORD: APP_PASSWORD }),
+    PG_CONNECT_TIMEOUT_MS: '2000',
+    ...env,
+  });
+  const db = buildPostgresClient(settings, { vault: new FakeClient(), logger, registry });
+  return { db, logger, lines, registry };
 }

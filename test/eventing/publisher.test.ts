@@ -463,6 +463,85 @@ describe('CloudEventPublisher on reused connections', () => {
     }
   });
 
+  // The sink closes an idle keep-alive connection in the very turn it is reused: the request is
+  // written to a socket whose FIN has arrived, the sink's kernel answers with a reset, and the
+  // rest of a body too large for one write fails with EPIPE (a small body is written at once; its
+  // failure is then the read's ECONNRESET, the test above).
+  describe('a body still being written when the reset comes', () => {
+    const LARGE: EventToPublish = {
+      ...EVENT,
+      id: 'Ev2',
+      data: Buffer.alloc(4 * 1024 * 1024, 0x20),
+    };
+
+    async function closingSink() {
+      const sockets = new Set<Socket>();
+      let received = 0;
+      const server = await serve((req, res) => {
+        sockets.add(req.socket);
+        req.on('data', (chunk: Buffer) => {
+          received += chunk.length;
+        });
+        req.on('end', () => res.writeHead(202, { 'content-length': '0' }).end());
+      });
+      return {
+        ...server,
+        received: () => received,
+        closeIdle: () => {
+          for (const socket of sockets) socket.destroy();
+          sockets.clear();
+        },
+      };
+    }
+
+    it('fails with EPIPE on a plain keep-alive request (what the publisher is to survive)', async () => {
+      const server = await closingSink();
+      const agent = new http.Agent({ keepAlive: true });
+      const post = (body: Buffer) =>
+        new Promise<unknown>((resolve) => {
+          const req = http.request(server.url, {
+            method: 'POST',
+            agent,
+            headers: { 'content-length': String(body.length) },
+          });
+          req.on('response', (res) => {
+            res.resume();
+            res.on('end', () => {
+              resolve(res.statusCode);
+            });
+          });
+          req.on('error', (error: NodeJS.ErrnoException) => {
+            resolve(error.code);
+          });
+          req.end(body);
+        });
+      try {
+        expect(await post(EVENT.data)).toBe(202);
+        server.closeIdle();
+        expect(await post(LARGE.data)).toBe('EPIPE');
+      } finally {
+        agent.destroy();
+        await server.close();
+      }
+    });
+
+    it('sends once more on a new connection', async () => {
+      const server = await closingSink();
+      const { publisher, logs } = publisherFor(server.url, 5000);
+      try {
+        expect(await publisher.publish(EVENT)).toEqual({ ok: true });
+        server.closeIdle();
+        expect(await publisher.publish(LARGE)).toEqual({ ok: true });
+        expect(server.connections()).toBe(2);
+        expect(server.received()).toBeGreaterThanOrEqual(EVENT.data.length + LARGE.data.length);
+        expect(logs).toEqual([]);
+      } finally {
+        publisher.close();
+        await server.close();
+      }
+    });
+  });
+
   it('does not try again on a reused connection that fails otherwise than by a reset', async () => {
     const requestsOn = new Map<Socket, number>();
     let requests = 0;

@@ -113,6 +113,7 @@ describe('SenderIdentity', () => {
         'not_yet_valid',
       ],
       ['a token without exp', async () => bearer(await good({ exp: undefined })), 'malformed'],
+      ['a token without sub', async () => bearer(await good({ sub: undefined })), 'malformed'],
       [
         'a token from a key the issuer does not publish',
         async () =>

@@ -1,20 +1,18 @@
 import { Client } from 'pg';
 import { Registry } from 'prom-client';
-import { buildPostgresClient, type PostgresClient } from '../../lib/clients/postgres';
-import { loadSettings } from '../../lib/config/settings';
+import type { PostgresClient } from '../../lib/clients/postgres';
 import type { ReceivedEvent } from '../../lib/eventing/event';
 import { Lifecycle } from '../../lib/lifecycle';
-import { createLogger } from '../../lib/logger';
 import { DeadDepth } from '../../lib/slack/dead-depth';
 import { DeadLetters } from '../../lib/slack/dead-letters';
 import { createDeadLetterMetrics } from '../../lib/slack/dead-metrics';
 import { DeadLetterStore } from '../../lib/slack/dead-store';
 import { createWorkMetrics } from '../../lib/slack/work-metrics';
-import { FakeClient } from '../../testing/fakes';
 import { metricValue } from '../../testing/metrics-text';
 import {
   APP_DATABASE,
   APP_PASSWORD,
+  appDatabase,
   APP_ROLE,
   itWithPostgres,
   migratedCluster,
@@ -53,15 +51,7 @@ function build(
   options: { maxRows?: number; retentionMs?: number; maxDataBytes?: number } = {},
   env: NodeJS.ProcessEnv = {},
 ): Built {
-  const lines: Record<string, unknown>[] = [];
-  const logger = createLogger('debug', (line) => lines.push(JSON.parse(line)));
-  const registry = new Registry();
-  const settings = loadSettings({
-    ...cluster()!.env({ PGPASSWORD: APP_PASSWORD }),
-    PG_CONNECT_TIMEOUT_MS: '2000',
-    ...env,
-  });
-  const db = buildPostgresClient(settings, { vault: new FakeClient(), logger, registry });
+  const { db, logger, lines, registry } = appDatabase(cluster()!, env);
   const store = new DeadLetterStore(db);
   const lifecycle = new Lifecycle();
   // As the app reads it: NaN while PostgreSQL is unreachable, never a failed scrape.

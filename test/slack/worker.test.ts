@@ -1,9 +1,7 @@
 import { Registry } from 'prom-client';
-import { buildPostgresClient, type PostgresClient } from '../../lib/clients/postgres';
-import { loadSettings } from '../../lib/config/settings';
+import type { PostgresClient } from '../../lib/clients/postgres';
 import type { ReceivedEvent } from '../../lib/eventing/event';
 import { Lifecycle } from '../../lib/lifecycle';
-import { createLogger } from '../../lib/logger';
 import { currentContext, runInContext, type RequestContext } from '../../lib/request-context';
 import { SlackRateLimitedError } from '../../lib/slack/client';
 import { SlackHandlers } from '../../lib/slack/handlers';
@@ -12,9 +10,8 @@ import { createSlackApiMetrics } from '../../lib/slack/api-metrics';
 import { createWorkMetrics } from '../../lib/slack/work-metrics';
 import { WorkStore } from '../../lib/slack/work-store';
 import { kindOf, SlackWorker } from '../../lib/slack/worker';
-import { FakeClient } from '../../testing/fakes';
 import { metricValue } from '../../testing/metrics-text';
-import { APP_PASSWORD, APP_ROLE, itWithPostgres, migratedCluster } from '../../testing/postgres';
+import { appDatabase, APP_ROLE, itWithPostgres, migratedCluster } from '../../testing/postgres';
 import { startHooksStandIn, type HooksStandIn } from '../../testing/slack-hooks';
 
 /**
@@ -59,15 +56,7 @@ function build(
     handlerTimeoutMs = 5000,
   }: { env?: NodeJS.ProcessEnv; handlerTimeoutMs?: number } = {},
 ): Built {
-  const lines: Record<string, unknown>[] = [];
-  const logger = createLogger('debug', (line) => lines.push(JSON.parse(line)));
-  const registry = new Registry();
-  const settings = loadSettings({
-    ...cluster()!.env({ PGPASSWORD: APP_PASSWORD }),
-    PG_CONNECT_TIMEOUT_MS: '2000',
-    ...env,
-  });
-  const db = buildPostgresClient(settings, { vault: new FakeClient(), logger, registry });
+  const { db, logger, lines, registry } = appDatabase(cluster()!, env);
   const responseUrls = new ResponseUrls({
     prefix: hooks.prefix,
     timeoutMs: 2000,
