@@ -23,6 +23,7 @@ function jsonDepth(bytes: Uint8Array, limit: number): number {
   let depth = 0;
   let deepest = 0;
   let inString = false;
+  // Stryker disable next-line EqualityOperator: bytes[length] is undefined, which matches no byte
   for (let i = 0; i < bytes.length; i += 1) {
     const byte = bytes[i];
     if (inString) {
@@ -32,7 +33,10 @@ function jsonDepth(bytes: Uint8Array, limit: number): number {
       inString = true;
     } else if (byte === OPEN_OBJECT || byte === OPEN_ARRAY) {
       depth += 1;
+      // Only `> limit` is asked of `deepest`, which returns as soon as depth first passes it:
+      // Stryker disable next-line EqualityOperator,ConditionalExpression: `>=` or always, the same
       if (depth > deepest) deepest = depth;
+      // Stryker disable next-line ConditionalExpression: the same result without it, only slower
       if (deepest > limit) return deepest;
     } else if (byte === CLOSE_OBJECT || byte === CLOSE_ARRAY) {
       depth -= 1;
@@ -56,6 +60,7 @@ export function parseJson(bytes: Buffer | string): Parsed<unknown> {
 
 /** A form (application/x-www-form-urlencoded, UTF-8) as its fields, flat, at most MAX_FORM_FIELDS. */
 export function parseForm(bytes: Buffer): Parsed<Record<string, string>> {
+  // Stryker disable next-line ConditionalExpression: an empty form has no `&`: 1 is never compared
   let fields = bytes.length === 0 ? 0 : 1;
   for (let at = bytes.indexOf(AMPERSAND); at >= 0; at = bytes.indexOf(AMPERSAND, at + 1)) {
     fields += 1;

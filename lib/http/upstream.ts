@@ -130,6 +130,7 @@ export class Upstream {
     const deadline = AbortSignal.timeout(timeoutMs);
     const signal =
       options.signal === undefined ? deadline : AbortSignal.any([deadline, options.signal]);
+    // Stryker disable next-line AssignmentOperator: attempt is only compared to 1, and 0 is not 1
     for (let attempt = 1; ; attempt += 1) {
       try {
         const response = await fetchOnFirstUse()(`${this.baseUrl}${path}`, {
@@ -145,6 +146,7 @@ export class Upstream {
             ...(options.json === undefined ? {} : { 'content-type': 'application/json' }),
             ...options.headers,
           },
+          // Stryker disable next-line ConditionalExpression: JSON.stringify(undefined): no body
           ...(options.json === undefined ? {} : { body: JSON.stringify(options.json) }),
         });
         const body = Buffer.from(await response.arrayBuffer());
@@ -152,6 +154,9 @@ export class Upstream {
       } catch (error) {
         const reason = describeFailure(error, this.host, timeoutMs);
         const retry = method === 'GET' && attempt === 1 && reason === CONNECTION_RESET;
+        // Only a reset just as the signal aborts tells these apart: the attempt that would allow
+        // fails at once as aborted (another reason), and no test can time a reset there.
+        // Stryker disable next-line ConditionalExpression: see above
         if (!retry || signal.aborted) throw new UpstreamError(reason);
       }
     }
