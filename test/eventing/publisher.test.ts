@@ -517,6 +517,18 @@ describe('CloudEventPublisher on reused connections', () => {
         });
       try {
         expect(await post(EVENT.data)).toBe(202);
+        // The agent pools the socket a tick or more after the answer's end; until then a request
+        // would open a new connection and never meet the reset.
+        await new Promise<void>((resolve, reject) => {
+          const deadline = Date.now() + 10_000;
+          const check = () => {
+            if (Object.keys(agent.freeSockets).length > 0) resolve();
+            else if (Date.now() > deadline)
+              reject(new Error('the socket never went back to the pool'));
+            else setImmediate(check);
+          };
+          check();
+        });
         server.closeIdle();
         expect(await post(LARGE.data)).toBe('EPIPE');
       } finally {
