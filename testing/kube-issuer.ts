@@ -21,7 +21,7 @@ import {
  * - both only with `Authorization: Bearer <the reader's token>`, else 401; other paths 404.
  * It signs tokens as the API server signs a TokenRequest (`iss`, `sub`, `aud`, `iat`, `nbf`, `exp`,
  * `kid` in the header) with its RS256 and ES256 keys, can rotate them, counts key-set reads, and
- * can answer 503, hang, or send a key set too large to read.
+ * can answer 503, hang, send a key set too large to read, or JSON that is no key set (`notKeys`).
  */
 export interface KubeIssuer {
   /** The issuer (`iss`) and base URL: http://127.0.0.1:<port>. */
@@ -34,7 +34,7 @@ export interface KubeIssuer {
   readonly requests: readonly { path: string; authorized: boolean }[];
   /** The key ids it publishes, newest last. */
   readonly kids: readonly string[];
-  mode: 'ok' | 'fail503' | 'hang' | 'huge';
+  mode: 'ok' | 'fail503' | 'hang' | 'huge' | 'notKeys';
   /**
    * A service-account token; `kid` names one of its keys (the newest of that algorithm by default);
    * `withoutKid` leaves the header's `kid` out, as no Kubernetes token does.
@@ -110,6 +110,10 @@ export async function startKubeIssuer(readerToken = 'reader-sa-token'): Promise<
         subject_types_supported: ['public'],
         id_token_signing_alg_values_supported: ['RS256', 'ES256'],
       });
+      return;
+    }
+    if (issuer.mode === 'notKeys') {
+      json({ keys: 'none' });
       return;
     }
     if (issuer.mode === 'huge') {

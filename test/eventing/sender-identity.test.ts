@@ -2,11 +2,17 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { SignJWT } from 'jose';
+import { Registry } from 'prom-client';
 import {
+  AUTH_FAILURE_REASONS,
+  createAuthFailureCounter,
   KEYS_TIMEOUT_MS,
+  senderAuthentication,
   SenderIdentity,
   type SenderIdentityOptions,
 } from '../../lib/eventing/sender-identity';
+import { createLogger } from '../../lib/logger';
+import { metricValue } from '../../testing/metrics-text';
 import { startKubeIssuer, unsignedToken, type KubeIssuer } from '../../testing/kube-issuer';
 
 /**
@@ -225,13 +231,32 @@ describe('SenderIdentity', () => {
       expect(first).toMatchObject({ ok: false, reason: 'keys_unavailable' });
       const asked = issuer.requests.length;
       issuer.mode = 'ok';
-      expect(await checker.verify(bearer(await good()))).toMatchObject({
+      expect(await checker.verify(bearer(await good()))).toEqual({
         ok: false,
         reason: 'keys_unavailable',
+        detail: 'read less than a cooldown ago',
       });
       expect(issuer.requests.length).toBe(asked);
     },
   );
+
+  it('is keys_unavailable when the issuer answers JSON that is no key set: not the sender’s fault', async () => {
+    issuer.mode = 'notKeys';
+    expect(await identity().verify(bearer(await good()))).toEqual({
+      ok: false,
+      reason: 'keys_unavailable',
+      detail: 'JWKSInvalid',
+    });
+  });
+
+  it('does not read keys younger than five minutes again, however long since the last read', async () => {
+    // No cooldown: only the keys' age decides.
+    const checker = identity({ keysCooldownMs: 0 });
+    expect((await checker.verify(bearer(await good()))).ok).toBe(true);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect((await checker.verify(bearer(await good()))).ok).toBe(true);
+    expect(issuer.jwksFetches).toBe(1);
+  });
 
   it('is keys_unavailable, within its timeout, when the issuer never answers', async () => {
     issuer.mode = 'hang';
@@ -338,5 +363,71 @@ describe('SenderIdentity, the header and the token', () => {
       reason: 'keys_unavailable',
       detail: `${issuer.url}/.well-known/openid-configuration: answered 503`,
     });
+  });
+});
+
+describe('senderAuthentication', () => {
+  const REFUSED = 'coffeebuddy_event_auth_failures_total';
+
+  function authentication(options: Partial<SenderIdentityOptions> = {}) {
+    const logs: Record<string, unknown>[] = [];
+    const logger = createLogger('debug', (line) =>
+      logs.push(JSON.parse(line) as Record<string, unknown>),
+    );
+    const registry = new Registry();
+    const authenticate = senderAuthentication(identity(options), {
+      name: 'slackWorker',
+      logger,
+      countFailure: createAuthFailureCounter(registry),
+    });
+    const refused = async (reason: string) =>
+      metricValue(await registry.metrics(), REFUSED, { reason });
+    const request = (authorization?: string) =>
+      authenticate({ headers: authorization === undefined ? {} : { authorization } } as never);
+    return { request, logs, refused, registry };
+  }
+
+  it('lets a known sender on, counting and logging nothing', async () => {
+    const auth = authentication();
+    expect(await auth.request(bearer(await good()))).toBeUndefined();
+    expect(auth.logs).toEqual([]);
+    for (const reason of AUTH_FAILURE_REASONS) expect(await auth.refused(reason)).toBe(0);
+  });
+
+  it('refuses an unknown sender with 401 and WWW-Authenticate, counted and logged without the token', async () => {
+    const auth = authentication();
+    const token = await good({ sub: 'system:serviceaccount:x:y' });
+    expect(await auth.request(bearer(token))).toEqual({
+      status: 401,
+      error: 'unauthenticated',
+      headers: { 'WWW-Authenticate': 'Bearer' },
+    });
+    expect(await auth.request(undefined)).toEqual(await auth.request(''));
+    expect(auth.logs).toMatchObject([
+      {
+        level: 'warn',
+        msg: 'event delivery not authenticated',
+        function: 'slackWorker',
+        reason: 'wrong_subject',
+        detail: 'system:serviceaccount:x:y',
+      },
+      { msg: 'event delivery not authenticated', function: 'slackWorker', reason: 'missing' },
+      { msg: 'event delivery not authenticated', function: 'slackWorker', reason: 'missing' },
+    ]);
+    expect(auth.logs[1]).not.toHaveProperty('detail');
+    expect(JSON.stringify(auth.logs)).not.toContain(token);
+    expect([await auth.refused('wrong_subject'), await auth.refused('missing')]).toEqual([1, 2]);
+    expect(await auth.refused('expired')).toBe(0);
+  });
+
+  it('answers 503 with Retry-After of the cooldown when the keys cannot be read: Knative retries it', async () => {
+    issuer.mode = 'fail503';
+    const auth = authentication();
+    expect(await auth.request(bearer(await good()))).toEqual({
+      status: 503,
+      error: 'authentication unavailable',
+      headers: { 'Retry-After': '10' },
+    });
+    expect(await auth.refused('keys_unavailable')).toBe(1);
   });
 });
