@@ -326,20 +326,23 @@ describe('what the pipeline does with bodies before the handler', () => {
 });
 
 describe('requests in flight', () => {
-  it('counts none left after a refusal with a request pipelined behind it', async () => {
-    const { server, lifecycle, observed } = await serve();
+  it('counts none left after a refusal with a request pipelined behind it, and never runs that one', async () => {
+    const { server, lifecycle, observed, held } = await serve();
     const { port } = server.address() as net.AddressInfo;
     const socket = net.connect(port, '127.0.0.1');
     let received = '';
     socket.on('data', (chunk: Buffer) => (received += chunk.toString()));
     socket.write(
       'POST /parsed HTTP/1.1\r\nHost: x\r\nContent-Encoding: gzip\r\nContent-Length: 2\r\n\r\n{}' +
-        'GET /none HTTP/1.1\r\nHost: x\r\n\r\n',
+        'GET /held HTTP/1.1\r\nHost: x\r\n\r\n',
     );
     await new Promise((resolve) => socket.once('close', resolve));
     expect(received).toMatch(/^HTTP\/1\.1 415 /);
     await eventually(() => lifecycle.inFlight().requests === 0);
-    expect(observed[0]).toEqual(['POST', '/parsed', 415]);
+    // The request behind the refusal is never run: its answer could not be sent.
+    expect(observed).toEqual([['POST', '/parsed', 415]]);
+    expect(received.match(/HTTP\/1\.1 /g)).toHaveLength(1);
+    expect(held).toEqual([]);
   });
 });
 
@@ -570,7 +573,7 @@ describe('body limits and codings, from the headers', () => {
     expect(held[0]!.destroyed).toBe(true);
   });
 
-  it.each(['identity', 'IDENTITY', ''])(
+  it.each(['identity', 'IDENTITY', '', '  Identity  '])(
     'takes a body whose Content-Encoding is "%s"',
     async (coding) => {
       const { port } = await serve();
@@ -598,7 +601,7 @@ describe('body limits and codings, from the headers', () => {
     ]);
     const taken = await exchangeRaw(
       port,
-      'POST /raw HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: CHUNKED\r\n\r\n2\r\nhi\r\n0\r\n\r\n',
+      'POST /raw HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:  CHUNKED \r\n\r\n2\r\nhi\r\n0\r\n\r\n',
     );
     expect(taken).toMatch(/^HTTP\/1\.1 200 [^]*\{"raw":"hi"\}$/);
   });
@@ -686,6 +689,25 @@ describe('a refusal with the body still coming', () => {
     expect(client.state.closed).toBe(false);
     client.socket.end();
     await client.closed();
+  });
+
+  it('closes as soon as the client has ended, without waiting out the linger', async () => {
+    // No timer fires: only the client's end can close the connection.
+    jest.useFakeTimers({
+      doNotFake: ['nextTick', 'setImmediate', 'queueMicrotask', 'hrtime', 'performance', 'Date'],
+    });
+    try {
+      const { port } = await serve();
+      const client = rawClient(port);
+      client.socket.write(
+        'POST /raw HTTP/1.1\r\nHost: x\r\nContent-Encoding: gzip\r\nContent-Length: 100000\r\n\r\n',
+      );
+      expect(await client.answers(1)).toEqual([415]);
+      client.socket.end('x'.repeat(1000));
+      await client.closed();
+    } finally {
+      jest.useRealTimers();
+    }
   });
 
   it('closes once more than 64 MiB has come, however soon', async () => {
