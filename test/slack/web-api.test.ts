@@ -177,6 +177,15 @@ describe('the Slack Web API client', () => {
     expect(slack.calls.map((c) => c.status)).toEqual([0, 200]);
   });
 
+  it('retries a reset connection as well for a call with a signal not yet aborted (a handler’s deadline)', async () => {
+    slack.answer('chat.postMessage', { answer: { kind: 'reset' }, times: 1 });
+    const deadline = new AbortController();
+    await expect(
+      client().call('chat.postMessage', { channel: 'C1', text: 'x' }, { signal: deadline.signal }),
+    ).resolves.toMatchObject({ ok: true });
+    expect(slack.calls.map((c) => c.status)).toEqual([0, 200]);
+  });
+
   it('sends nothing once closed: a retry pending at close() never reaches Slack', async () => {
     slack.answer('chat.postMessage', { answer: { kind: 'reset' }, times: 1 });
     const bot = client();
