@@ -428,6 +428,8 @@ describe('CloudEventPublisher, what it sends and how a publish ends', () => {
   });
 });
 
+const NODE_MAJOR = Number(process.versions.node.split('.')[0]);
+
 describe('CloudEventPublisher on reused connections', () => {
   it('tries only once more: a second reused connection reset too fails the publish', async () => {
     const requestsOn = new Map<Socket, number>();
@@ -495,46 +497,54 @@ describe('CloudEventPublisher on reused connections', () => {
     }
 
     it('fails with EPIPE on a plain keep-alive request (what the publisher is to survive)', async () => {
-      const server = await closingSink();
-      const agent = new http.Agent({ keepAlive: true });
-      const post = (body: Buffer) =>
-        new Promise<unknown>((resolve) => {
-          const req = http.request(server.url, {
-            method: 'POST',
-            agent,
-            headers: { 'content-length': String(body.length) },
-          });
-          req.on('response', (res) => {
-            res.resume();
-            res.on('end', () => {
-              resolve(res.statusCode);
+      // The scenario needs the agent to reuse its pooled socket, which a loaded machine can defeat
+      // (the socket pooled late, or judged expired against the sink's Keep-Alive timeout): then
+      // the request went over a new connection and says nothing; the scenario is set up again.
+      const attempt = async (): Promise<{ reused: boolean; result: unknown }> => {
+        const server = await closingSink();
+        const agent = new http.Agent({ keepAlive: true });
+        const post = (body: Buffer) =>
+          new Promise<unknown>((resolve) => {
+            const req = http.request(server.url, {
+              method: 'POST',
+              agent,
+              headers: { 'content-length': String(body.length) },
             });
+            req.on('response', (res) => {
+              res.resume();
+              res.on('end', () => {
+                resolve(res.statusCode);
+              });
+            });
+            req.on('error', (error: NodeJS.ErrnoException) => {
+              resolve(error.code);
+            });
+            req.end(body);
           });
-          req.on('error', (error: NodeJS.ErrnoException) => {
-            resolve(error.code);
-          });
-          req.end(body);
-        });
-      try {
-        expect(await post(EVENT.data)).toBe(202);
-        // The agent pools the socket a tick or more after the answer's end; until then a request
-        // would open a new connection and never meet the reset.
-        await new Promise<void>((resolve, reject) => {
-          const deadline = Date.now() + 10_000;
-          const check = () => {
-            if (Object.keys(agent.freeSockets).length > 0) resolve();
-            else if (Date.now() > deadline)
-              reject(new Error('the socket never went back to the pool'));
-            else setImmediate(check);
-          };
-          check();
-        });
-        server.closeIdle();
-        expect(await post(LARGE.data)).toBe('EPIPE');
-      } finally {
-        agent.destroy();
-        await server.close();
+        try {
+          expect(await post(EVENT.data)).toBe(202);
+          await eventually(() => Object.keys(agent.freeSockets).length > 0);
+          server.closeIdle();
+          const result = await post(LARGE.data);
+          return { reused: server.connections() === 1, result };
+        } finally {
+          agent.destroy();
+          await server.close();
+        }
+      };
+      for (let tries = 1; tries <= 5; tries += 1) {
+        const { reused, result } = await attempt();
+        if (NODE_MAJOR >= 24) {
+          // Node 24's agent passes over a pooled socket its peer has closed (measured here):
+          // the request goes over a new connection, and the publisher's retry is not needed.
+          expect([reused, result]).toEqual([false, 202]);
+          return;
+        }
+        if (!reused) continue;
+        expect(result).toBe('EPIPE');
+        return;
       }
+      throw new Error('the agent never reused its pooled socket in 5 tries');
     });
 
     it('sends once more on a new connection', async () => {
