@@ -384,7 +384,7 @@ describe('senderAuthentication', () => {
       metricValue(await registry.metrics(), REFUSED, { reason });
     const request = (authorization?: string) =>
       authenticate({ headers: authorization === undefined ? {} : { authorization } } as never);
-    return { request, logs, refused, registry };
+    return { request, logs, refused };
   }
 
   it('lets a known sender on, counting and logging nothing', async () => {

@@ -672,6 +672,21 @@ describe('requests pipelined on one connection', () => {
   });
 });
 
+/**
+ * Runs `test` with Node's timers faked, so that none fires unless the test advances it; I/O,
+ * ticks and immediates still run.
+ */
+async function withoutTimers(test: () => Promise<void>): Promise<void> {
+  jest.useFakeTimers({
+    doNotFake: ['nextTick', 'setImmediate', 'queueMicrotask', 'hrtime', 'performance', 'Date'],
+  });
+  try {
+    await test();
+  } finally {
+    jest.useRealTimers();
+  }
+}
+
 describe('a refusal with the body still coming', () => {
   it('keeps reading what the client sends after the answer, and closes when the client is done', async () => {
     const { port } = await serve();
@@ -691,12 +706,8 @@ describe('a refusal with the body still coming', () => {
     await client.closed();
   });
 
-  it('closes as soon as the client has ended, without waiting out the linger', async () => {
-    // No timer fires: only the client's end can close the connection.
-    jest.useFakeTimers({
-      doNotFake: ['nextTick', 'setImmediate', 'queueMicrotask', 'hrtime', 'performance', 'Date'],
-    });
-    try {
+  it('closes as soon as the client has ended, without waiting out the linger', () =>
+    withoutTimers(async () => {
       const { port } = await serve();
       const client = rawClient(port);
       client.socket.write(
@@ -705,16 +716,10 @@ describe('a refusal with the body still coming', () => {
       expect(await client.answers(1)).toEqual([415]);
       client.socket.end('x'.repeat(1000));
       await client.closed();
-    } finally {
-      jest.useRealTimers();
-    }
-  });
+    }));
 
-  it('closes once more than 64 MiB has come, however soon', async () => {
-    jest.useFakeTimers({
-      doNotFake: ['nextTick', 'setImmediate', 'queueMicrotask', 'hrtime', 'performance', 'Date'],
-    });
-    try {
+  it('closes once more than 64 MiB has come, however soon', () =>
+    withoutTimers(async () => {
       const { port } = await serve();
       const client = rawClient(port);
       client.socket.write(
@@ -741,16 +746,10 @@ describe('a refusal with the body still coming', () => {
       }
       expect(client.state.closed).toBe(true);
       expect(sent).toBeGreaterThan(64 * 1024 * 1024 - chunk.length);
-    } finally {
-      jest.useRealTimers();
-    }
-  });
+    }));
 
-  it('answers 408 to a body that does not arrive within BODY_READ_TIMEOUT_MS', async () => {
-    jest.useFakeTimers({
-      doNotFake: ['nextTick', 'setImmediate', 'queueMicrotask', 'hrtime', 'performance', 'Date'],
-    });
-    try {
+  it('answers 408 to a body that does not arrive within BODY_READ_TIMEOUT_MS', () =>
+    withoutTimers(async () => {
       const { port, lifecycle, logs } = await serve();
       const client = rawClient(port);
       client.socket.write('POST /raw HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhalf');
@@ -763,10 +762,7 @@ describe('a refusal with the body still coming', () => {
       expect(await client.answers(1)).toEqual([408]);
       expect(client.state.received).toMatch(/\{"error":"request timeout"\}$/);
       expect(logs).toEqual([expect.objectContaining({ route: '/raw', status: 408 })]);
-    } finally {
-      jest.useRealTimers();
-    }
-  });
+    }));
 });
 
 describe('an admission refusal once the body is in', () => {
