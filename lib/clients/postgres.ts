@@ -312,10 +312,10 @@ export class PgPostgresClient implements PostgresClient {
     }
     if (code !== undefined && /^[0-9A-Z]{5}$/.test(code))
       return `${what} failed (SQLSTATE ${code})`;
+    // pg-pool's wait for a connection held by others: it queues a request only when all poolMax
+    // are open (or one is idle, which it hands over at once), and a new one times out otherwise.
     if (message === 'timeout exceeded when trying to connect') {
-      return this.pool.totalCount >= poolMax
-        ? `no free PostgreSQL connection within ${connectTimeoutMs} ms: all ${poolMax} in use`
-        : `no connection to PostgreSQL at ${where} within ${connectTimeoutMs} ms`;
+      return `no free PostgreSQL connection within ${connectTimeoutMs} ms: all ${poolMax} in use`;
     }
     if (message.includes('connection timeout')) {
       return `no connection to PostgreSQL at ${where} within ${connectTimeoutMs} ms`;

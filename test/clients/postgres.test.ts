@@ -85,8 +85,21 @@ describe('PostgresClient against a real PostgreSQL', () => {
         [41],
       );
       expect(rows).toEqual([{ n: 42 }]);
-      expect((await db.healthCheck()).status).toBe('ok');
+      const checked = performance.now();
+      const health = await db.healthCheck();
+      expect(health.status).toBe('ok');
+      expect(health.latencyMs).toBeLessThanOrEqual(Math.ceil(performance.now() - checked));
+      const napped = performance.now();
+      await db.query('nap', 'SELECT pg_sleep(0.2)');
+      const napSeconds = (performance.now() - napped) / 1000;
       const text = await registry.metrics();
+      const nap = Number(
+        text.match(
+          /coffeebuddy_db_query_duration_seconds_sum\{operation="nap",outcome="ok"\} (\S+)/,
+        )?.[1],
+      );
+      expect(nap).toBeGreaterThanOrEqual(0.2);
+      expect(nap).toBeLessThanOrEqual(napSeconds);
       expect(text).toContain('coffeebuddy_db_pool_connections{state="total"} 1');
       expect(text).toContain('coffeebuddy_db_pool_connections{state="idle"} 1');
       expect(text).toContain('coffeebuddy_db_pool_connections{state="waiting"} 0');
@@ -104,9 +117,18 @@ describe('PostgresClient against a real PostgreSQL', () => {
   });
 
   itWithPostgres('cuts a query slower than statement_timeout with a clear error', async () => {
-    const { db } = client({ PG_STATEMENT_TIMEOUT_MS: '200' });
+    const { db, registry } = client({ PG_STATEMENT_TIMEOUT_MS: '200' });
     // 57014 is a cancel: pg_sleep(5) did not run out. How soon: test/system/deadlines.test.ts.
+    const started = performance.now();
     const error = await failureOf(db.query('sleep', 'SELECT pg_sleep(5)'));
+    const seconds = (performance.now() - started) / 1000;
+    const observed = Number(
+      (await registry.metrics()).match(
+        /coffeebuddy_db_query_duration_seconds_sum\{operation="sleep",outcome="error"\} (\S+)/,
+      )?.[1],
+    );
+    expect(observed).toBeGreaterThanOrEqual(0.2);
+    expect(observed).toBeLessThanOrEqual(seconds);
     expect(error.sqlState).toBe('57014');
     expect(error.message).toBe(
       'query sleep was cancelled: it ran longer than statement_timeout (200 ms)',
@@ -183,10 +205,20 @@ describe('PostgresClient against a real PostgreSQL', () => {
       // The pool must have seen its idle connection end (a loaded machine may not have read the
       // server's notice yet): otherwise the next query is sent on it and fails 57P01.
       await eventually(() => logs.some((l) => l.msg === 'PostgreSQL closed an idle connection'));
+      expect(logs.find((l) => l.msg === 'PostgreSQL closed an idle connection')).toMatchObject({
+        level: 'warn',
+        reason: 'PostgreSQL is shutting down or starting (SQLSTATE 57P01)',
+      });
       try {
         expect((await db.query('after', 'SELECT 2 AS two')).rows).toEqual([{ two: 2 }]);
         expect((await db.query('again', 'SELECT 3 AS three')).rows).toEqual([{ three: 3 }]);
         expect(vault.secretReads).toBe(reads + 1);
+        expect(logs.filter((l) => String(l.msg).includes('trying the one read again'))).toEqual([
+          expect.objectContaining({
+            level: 'info',
+            msg: 'PostgreSQL refused the password; trying the one read again',
+          }),
+        ]);
         expect(logs.some((l) => l.msg === 'PostgreSQL refused the password')).toBe(false);
       } finally {
         await cluster!.admin(`ALTER ROLE ${APP_ROLE} PASSWORD '${APP_PASSWORD}'`);
@@ -405,13 +437,29 @@ afterEach(async () => {
   await Promise.all(servers.splice(0).map((close) => close()));
 });
 
+/** One PostgreSQL protocol message (55.7): its type byte, its length, its body. */
+function pgMessage(type: string, body: Buffer): Buffer {
+  const length = Buffer.alloc(4);
+  length.writeInt32BE(body.length + 4);
+  return Buffer.concat([Buffer.from(type), length, body]);
+}
+/** An ErrorResponse with severity FATAL, the SQLSTATE `code` and the message `text`. */
+const fatal = (code: string, text: string) =>
+  pgMessage('E', Buffer.from(`SFATAL\0VFATAL\0C${code}\0M${text}\0\0`));
+/** Trust authentication, then ReadyForQuery: a session that takes queries. */
+const sessionOpen = Buffer.concat([
+  pgMessage('R', Buffer.from([0, 0, 0, 0])),
+  pgMessage('Z', Buffer.from('I')),
+]);
+
 describe('PostgresClient failures before a server answers a query', () => {
   it('names a refused connection with the host and port, in errors and readiness', async () => {
     const port = await freePort();
     const { db } = clientAt(port);
     const reason = `cannot reach PostgreSQL at 127.0.0.1:${port} (ECONNREFUSED)`;
     const error = await failureOf(db.query('first', 'SELECT 1'));
-    expect([error.message, error.sqlState, error.serverMessage]).toEqual([
+    expect([error.name, error.message, error.sqlState, error.serverMessage]).toEqual([
+      'PostgresError',
       reason,
       undefined,
       undefined,
@@ -437,18 +485,9 @@ describe('PostgresClient failures before a server answers a query', () => {
     // PostgreSQL's protocol (55.2): trust authentication, then to every query the ErrorResponse a
     // fast shutdown or pg_terminate_backend sends (FATAL 57P01), and the end of the connection
     // in the same write, so that the client reads both at once.
-    const message = (type: string, body: Buffer) => {
-      const length = Buffer.alloc(4);
-      length.writeInt32BE(body.length + 4);
-      return Buffer.concat([Buffer.from(type), length, body]);
-    };
-    const authenticationOk = message('R', Buffer.from([0, 0, 0, 0]));
-    const readyForQuery = message('Z', Buffer.from('I'));
-    const fields =
-      'SFATAL\0VFATAL\0C57P01\0Mterminating connection due to administrator command\0\0';
-    const terminated = message('E', Buffer.from(fields));
+    const terminated = fatal('57P01', 'terminating connection due to administrator command');
     const port = await protocolServer((socket) => {
-      socket.write(Buffer.concat([authenticationOk, readyForQuery]));
+      socket.write(sessionOpen);
       socket.once('data', () => {
         socket.end(terminated);
       });
@@ -463,15 +502,66 @@ describe('PostgresClient failures before a server answers a query', () => {
     }
   });
 
-  it('names a query the server never answers, and drops that connection', async () => {
-    // Trust authentication, ready for queries, then silence: the client's own query timeout
-    // (statement_timeout + the connect timeout) is what ends the wait.
-    const authenticationOk = Buffer.from([0x52, 0, 0, 0, 8, 0, 0, 0, 0]);
-    const readyForQuery = Buffer.from([0x5a, 0, 0, 0, 5, 0x49]);
+  it('survives a server that closes the connection during a statement without a word', async () => {
+    // No ErrorResponse: the end of the connection is all the client learns, while the statement's
+    // connection is held (the pool listens for errors only on idle ones).
+    const port = await protocolServer((socket) => {
+      socket.write(sessionOpen);
+      socket.once('data', () => socket.end());
+    });
+    const { db } = clientAt(port);
+    for (const operation of ['first', 'second']) {
+      const error = await failureOf(db.query(operation, 'SELECT 1'));
+      expect([error.message, error.sqlState]).toEqual([
+        'PostgreSQL closed the connection',
+        undefined,
+      ]);
+    }
+  });
+
+  it('names a refused password, with no password configured, without trying again', async () => {
     let connections = 0;
     const port = await protocolServer((socket) => {
       connections += 1;
-      socket.write(Buffer.concat([authenticationOk, readyForQuery]));
+      socket.end(fatal('28P01', `password authentication failed for user "${APP_ROLE}"`));
+    });
+    const { db, lines } = clientAt(port, { PGPASSWORD: '' });
+    const error = await failureOf(db.query('first', 'SELECT 1'));
+    expect([error.message, error.sqlState]).toEqual([
+      `PostgreSQL refused the password of role "${APP_ROLE}"`,
+      '28P01',
+    ]);
+    expect(connections).toBe(1);
+    expect(lines.join('\n')).not.toContain('trying the one read again');
+  });
+
+  it('does not try again when reading the password again gives the same one', async () => {
+    // AuthenticationCleartextPassword (55.2.1), then 28P01 to the password message.
+    const passwords: string[] = [];
+    const port = await protocolServer((socket) => {
+      socket.write(pgMessage('R', Buffer.from([0, 0, 0, 3])));
+      socket.once('data', (password) => {
+        passwords.push(password.subarray(5, -1).toString());
+        socket.end(fatal('28P01', `password authentication failed for user "${APP_ROLE}"`));
+      });
+    });
+    const { db, lines } = clientAt(port, { PGPASSWORD: 'the-only-password' });
+    const error = await failureOf(db.query('first', 'SELECT 1'));
+    expect([error.message, error.sqlState]).toEqual([
+      `PostgreSQL refused the password of role "${APP_ROLE}"`,
+      '28P01',
+    ]);
+    expect(passwords).toEqual(['the-only-password']);
+    expect(lines.join('\n')).not.toContain('trying the one read again');
+  });
+
+  it('names a query the server never answers, and drops that connection', async () => {
+    // Trust authentication, ready for queries, then silence: the client's own query timeout
+    // (statement_timeout + the connect timeout) is what ends the wait.
+    let connections = 0;
+    const port = await protocolServer((socket) => {
+      connections += 1;
+      socket.write(sessionOpen);
     });
     const { db } = clientAt(port, {
       PG_STATEMENT_TIMEOUT_MS: '200',
@@ -495,11 +585,8 @@ describe('PostgresClient failures before a server answers a query', () => {
     'names a server that refuses to connect with SQLSTATE %s: shutting down or starting',
     async (code, text) => {
       // The ErrorResponse a server sends to a startup message while it cannot take connections.
-      const body = Buffer.from(`SFATAL\0VFATAL\0C${code}\0M${text}\0\0`);
-      const length = Buffer.alloc(4);
-      length.writeInt32BE(body.length + 4);
       const port = await protocolServer((socket) => {
-        socket.end(Buffer.concat([Buffer.from('E'), length, body]));
+        socket.end(fatal(code, text));
       });
       const { db } = clientAt(port);
       const error = await failureOf(db.query('first', 'SELECT 1'));
