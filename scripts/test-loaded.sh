@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # `npm test` with four CPU-bound node processes beside it: about the load (8 on two cores) at
 # which wall-clock bounds used to break. Exits with the suite's status; the load always stops.
-#   bash scripts/test-loaded.sh [jest args…]     (npm run test:loaded)
+#   bash scripts/test-loaded.sh [jest args…]                 (npm run test:loaded)
+#   LOADED_NODE=24 bash scripts/test-loaded.sh [jest args…]  (npm run test:loaded:node24: the
+#   suite on Node 24 through scripts/with-node24.sh, after the typecheck, lint and build)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 HOGS="${LOADED_HOGS:-4}"
@@ -21,7 +23,11 @@ for _ in $(seq "$HOGS"); do
   pids+=("$!")
 done
 echo "test:loaded: $HOGS CPU-bound processes (${pids[*]}) beside npm test"
-npm test -- "$@"
+if [ "${LOADED_NODE:-}" = 24 ]; then
+  npm run typecheck && npm run lint && npm run build && npm run test:node24 -- "$@"
+else
+  npm test -- "$@"
+fi
 status=$?
-echo "test:loaded: npm test exited $status"
+echo "test:loaded: the suite exited $status"
 exit "$status"
