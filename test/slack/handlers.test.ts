@@ -85,9 +85,11 @@ describe('SlackHandlers: commands', () => {
     expect(() => registry.addSubcommand('help', { description: '', run: () => '' })).toThrow(
       'already registered',
     );
-    expect(() => registry.addSubcommand('Bad Name', { description: '', run: () => '' })).toThrow(
-      'invalid',
-    );
+    for (const name of ['Bad', 'tea time', 'tea_time', '1st']) {
+      expect(() => registry.addSubcommand(name, { description: '', run: () => '' })).toThrow(
+        `invalid subcommand name "${name}"`,
+      );
+    }
   });
 
   it('reads a command form as features read it; fields Slack left out are empty', () => {
