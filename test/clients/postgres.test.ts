@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import type { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -117,7 +118,9 @@ describe('PostgresClient against a real PostgreSQL', () => {
   });
 
   itWithPostgres('cuts a query slower than statement_timeout with a clear error', async () => {
-    const { db, registry } = client({ PG_STATEMENT_TIMEOUT_MS: '200' });
+    const { db, registry } = client({ PG_STATEMENT_TIMEOUT_MS: '200', PG_POOL_MAX: '1' });
+    const backend = async () => (await db.query('backend', 'SELECT pg_backend_pid() AS pid')).rows;
+    const before = await backend();
     // 57014 is a cancel: pg_sleep(5) did not run out. How soon: test/system/deadlines.test.ts.
     const started = performance.now();
     const error = await failureOf(db.query('sleep', 'SELECT pg_sleep(5)'));
@@ -133,8 +136,38 @@ describe('PostgresClient against a real PostgreSQL', () => {
     expect(error.message).toBe(
       'query sleep was cancelled: it ran longer than statement_timeout (200 ms)',
     );
-    // The connection stays usable after a server-side cancel.
-    expect((await db.query('after', 'SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+    // The connection stays usable after a server-side cancel, and stays in the pool.
+    expect(await backend()).toEqual(before);
+  });
+
+  itWithPostgres('names the statement timeout by its SQLSTATE, not by words alone', async () => {
+    const { db } = client();
+    const raised =
+      "DO $$ BEGIN RAISE EXCEPTION 'canceling statement due to statement timeout'; END $$";
+    const error = await failureOf(db.query('raise', raised));
+    expect([error.message, error.sqlState]).toEqual([
+      'query raise failed (SQLSTATE P0001)',
+      'P0001',
+    ]);
+  });
+
+  itWithPostgres('returns connections to the pool with no listener left behind', async () => {
+    const { db } = client({ PG_POOL_MAX: '1' });
+    // The connections pg's pool hands out (its 'acquire' event), read through the client's
+    // private pool: a listener left on one per statement is otherwise seen only as Node's
+    // MaxListenersExceededWarning on the real process, which jest's process object does not get.
+    const handedOut = new Set<EventEmitter>();
+    (db as unknown as { pool: EventEmitter }).pool.on('acquire', (connection: EventEmitter) =>
+      handedOut.add(connection),
+    );
+    await db.query('plain', 'SELECT 1');
+    await failureOf(db.query('failing', 'SELECT 1/0'));
+    await db.withConnection(async (connection) => {
+      await connection.query('held', 'SELECT 1');
+      await failureOf(connection.query('held_failing', 'SELECT 1/0'));
+    });
+    // One connection throughout, idle again, with the pool's own 'error' listener alone.
+    expect([...handedOut].map((connection) => connection.listenerCount('error'))).toEqual([1]);
   });
 
   itWithPostgres(
@@ -455,7 +488,7 @@ const sessionOpen = Buffer.concat([
 describe('PostgresClient failures before a server answers a query', () => {
   it('names a refused connection with the host and port, in errors and readiness', async () => {
     const port = await freePort();
-    const { db } = clientAt(port);
+    const { db, lines } = clientAt(port);
     const reason = `cannot reach PostgreSQL at 127.0.0.1:${port} (ECONNREFUSED)`;
     const error = await failureOf(db.query('first', 'SELECT 1'));
     expect([error.name, error.message, error.sqlState, error.serverMessage]).toEqual([
@@ -465,6 +498,8 @@ describe('PostgresClient failures before a server answers a query', () => {
       undefined,
     ]);
     expect(await db.healthCheck()).toMatchObject({ status: 'unavailable', error: reason });
+    // Not taken for a refused password: not logged as one, nor read again.
+    expect(lines.join('\n')).not.toContain('refused the password');
   });
 
   it('names a server that closes the connection before answering', async () => {
@@ -531,26 +566,41 @@ describe('PostgresClient failures before a server answers a query', () => {
     expect(lines.join('\n')).not.toContain('trying the one read again');
   }
 
-  it('names a refused password, with no password configured, without trying again', async () => {
-    let connections = 0;
-    const port = await protocolServer((socket) => {
-      connections += 1;
-      socket.end(passwordRefused());
-    });
-    await expectRefusedWithoutRetry(clientAt(port, { PGPASSWORD: '' }));
-    expect(connections).toBe(1);
-  });
-
-  it('does not try again when reading the password again gives the same one', async () => {
-    // AuthenticationCleartextPassword (55.2.1), then 28P01 to the password message.
+  /** A server that asks for the password in clear (55.2.1) and keeps what it is sent. */
+  async function askingServer(answer: (socket: net.Socket) => void) {
     const passwords: string[] = [];
     const port = await protocolServer((socket) => {
       socket.write(pgMessage('R', Buffer.from([0, 0, 0, 3])));
       socket.once('data', (password) => {
         passwords.push(password.subarray(5, -1).toString());
-        socket.end(passwordRefused());
+        answer(socket);
       });
     });
+    return { port, passwords };
+  }
+
+  it('sends an empty password when none is configured, and does not read one', async () => {
+    const { port, passwords } = await askingServer((socket) => socket.end(passwordRefused()));
+    await expectRefusedWithoutRetry(clientAt(port, { PGPASSWORD: '' }));
+    expect(passwords).toEqual(['']);
+  });
+
+  it('names a password it cannot read from Vault', async () => {
+    const { port, passwords } = await askingServer((socket) => socket.end(passwordRefused()));
+    vault.tokens.set('pg-missing-token', Date.now() + 600_000);
+    const { db } = clientAt(port, {
+      PGPASSWORD: '',
+      VAULT_ADDR: vault.url,
+      VAULT_TOKEN: 'pg-missing-token',
+      PG_PASSWORD_VAULT_PATH: 'coffeebuddy/nowhere',
+    });
+    const error = await failureOf(db.query('first', 'SELECT 1'));
+    expect(error.message).toMatch(/^cannot read the PostgreSQL password: \S/);
+    expect(passwords).toEqual([]);
+  });
+
+  it('does not try again when reading the password again gives the same one', async () => {
+    const { port, passwords } = await askingServer((socket) => socket.end(passwordRefused()));
     await expectRefusedWithoutRetry(clientAt(port, { PGPASSWORD: 'the-only-password' }));
     expect(passwords).toEqual(['the-only-password']);
   });
