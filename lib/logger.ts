@@ -63,6 +63,23 @@ const stdout: LogSink = (line, urgent) => {
   stdoutBatch.sink(line, urgent);
 };
 
+let lastMs = Number.NaN;
+let lastTime = '';
+
+/**
+ * The time of a log line, ISO 8601 to the millisecond: formatted once a millisecond, since under
+ * load many lines share one and formatting a Date costs more than the rest of the line.
+ */
+function timeNow(): string {
+  const now = Date.now();
+  // Stryker disable next-line ConditionalExpression,EqualityOperator,BlockStatement: formatting every time gives the same text, only slower
+  if (now !== lastMs) {
+    lastMs = now;
+    lastTime = new Date(now).toISOString();
+  }
+  return lastTime;
+}
+
 /**
  * A logger writing one JSON object a line, dropping entries below `level`. A line written while a
  * request is handled carries its `requestId` (and `traceId`), unless the fields name them. With a
@@ -75,7 +92,7 @@ export function createLogger(level: LogLevel, sink: LogSink = stdout, redactor?:
     (message: string, fields: Record<string, unknown> = {}): void => {
       if (SEVERITY[entryLevel] < threshold) return;
       const line = JSON.stringify({
-        time: new Date().toISOString(),
+        time: timeNow(),
         level: entryLevel,
         msg: message,
         ...currentContext(),

@@ -42,6 +42,27 @@ describe('createLogger', () => {
     expect(bare).toEqual({ time: bare.time, level: 'warn', msg: 'bare' });
   });
 
+  it('gives each line the clock’s time to the millisecond, formatted once a millisecond', () => {
+    jest.useFakeTimers({ now: Date.parse('2026-12-07T10:00:00.000Z') });
+    try {
+      const { logger, lines } = logged('info');
+      logger.info('a');
+      logger.info('b');
+      jest.setSystemTime(Date.parse('2026-12-07T10:00:00.001Z'));
+      logger.info('c');
+      jest.setSystemTime(Date.parse('2026-12-07T10:00:01.001Z'));
+      logger.info('d');
+      expect(lines.map((entry) => entry.time)).toEqual([
+        '2026-12-07T10:00:00.000Z',
+        '2026-12-07T10:00:00.000Z',
+        '2026-12-07T10:00:00.001Z',
+        '2026-12-07T10:00:01.001Z',
+      ]);
+    } finally {
+      jest.useRealTimers();
+    }
+  });
+
   it('adds the request’s ids, unless the fields name them', () => {
     const { logger, lines } = logged('debug');
     runInContext({ requestId: 'r-1', traceId: 't-1' }, () => {

@@ -1,5 +1,5 @@
 import type { ServerResponse as Response } from 'node:http';
-import { sendJson } from '../../lib/http/respond';
+import { JSON_CONTENT_TYPE, sendJson, sendText } from '../../lib/http/respond';
 import { commandCloudEvent, commandName, interactionId } from '../../lib/slack/cloud-events';
 import { slashCommandOf, type CommandAnswer } from '../../lib/slack/handlers';
 import type { SlackOutcome } from '../../lib/slack/outcomes';
@@ -34,6 +34,25 @@ function messageOf(answer: CommandAnswer | undefined): Record<string, unknown> |
   };
 }
 
+/**
+ * The last fixed answer (help, an unknown command) as the bytes sent: help, the usual one, is
+ * always the same text, so it is serialised and encoded once, not on every request.
+ */
+let lastFixed: { answer: CommandAnswer; bytes: Buffer | undefined } | undefined;
+
+/** A fixed answer's bytes; undefined for an empty acknowledgement. */
+function fixedAnswer(answer: CommandAnswer): Buffer | undefined {
+  // Stryker disable next-line ConditionalExpression,EqualityOperator,OptionalChaining: encoding every time gives the same bytes, only slower
+  if (lastFixed?.answer !== answer) {
+    const message = messageOf(answer);
+    lastFixed = {
+      answer,
+      bytes: message === undefined ? undefined : Buffer.from(JSON.stringify(message)),
+    };
+  }
+  return lastFixed.bytes;
+}
+
 /** Slack's answer to the command, counted by its outcome. */
 function send(
   res: Response,
@@ -61,7 +80,10 @@ export const command: SlackKindHandler = async (form, res, deps, req) => {
   const plan = deps.handlers.planCommand(slash);
   if (plan.fixed !== undefined) {
     // Known without running anything (help, an unknown command): no context, no deadline.
-    send(res, deps, 'ok', plan.fixed);
+    deps.count('commands', 'ok');
+    const bytes = fixedAnswer(plan.fixed);
+    if (bytes === undefined) ack(res);
+    else sendText(res, 200, JSON_CONTENT_TYPE, bytes);
     return;
   }
   const body = req.rawBody ?? Buffer.alloc(0);

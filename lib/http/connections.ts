@@ -69,7 +69,8 @@ export class Connections {
     tracked.open.set(res, end);
     // 'close' follows every answer and every abort; a response queued behind a closing pipelined
     // one may never see it (Node 20), so the connection's own close ends it too.
-    res.once('close', end);
+    // A response closes once: `on`, without the wrapper `once` builds for every request.
+    res.on('close', end);
     if (this.draining) res.setHeader('Connection', 'close');
   }
 

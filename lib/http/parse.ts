@@ -75,12 +75,11 @@ export function parseForm(bytes: Buffer): Parsed<Record<string, string>> {
 }
 
 /**
- * Whether a raw form has the field `name` with exactly `expected`, without building the form:
- * for the one question asked of a body before it is authenticated (Slack's ssl_check).
+ * Whether a raw form has the field `wanted` (`name=value`, as sent) exactly, without building the
+ * form: for the one question asked of a body before it is authenticated (Slack's ssl_check).
  */
-export function formHasField(bytes: Buffer, name: string, expected: string): boolean {
-  const wanted = `${name}=${expected}`;
-  const length = Buffer.byteLength(wanted);
+export function formHasField(bytes: Buffer, wanted: Buffer): boolean {
+  const { length } = wanted;
   // Each place the bytes occur counts only as a whole field: from a field's start to its end.
   for (let at = bytes.indexOf(wanted); at >= 0; at = bytes.indexOf(wanted, at + 1)) {
     const end = at + length;

@@ -7,13 +7,13 @@ type Headers = Readonly<Record<string, string>>;
 /**
  * Sends a complete answer that no cache keeps, through Node's own response API: the body is
  * already known, so Express's send() (freshness, ETag, type guessing) adds only cost. Node omits
- * the body itself for HEAD.
+ * the body itself for HEAD. An answer sent again and again can be encoded once and given as bytes.
  */
 export function sendText(
   res: Response,
   status: number,
   contentType: string,
-  body: string,
+  body: string | Buffer,
   headers: Headers = {},
 ): void {
   res.writeHead(status, {

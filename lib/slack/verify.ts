@@ -47,6 +47,8 @@ export interface SlackVerifierOptions {
 }
 
 export const FORM = 'application/x-www-form-urlencoded';
+/** Slack's certificate check, as its form field: encoded once, searched for in every command. */
+const SSL_CHECK = Buffer.from('ssl_check=1');
 
 /** The media type of a Content-Type header, lower case, without parameters. */
 export function mediaType(contentType: string | undefined): string | undefined {
@@ -60,8 +62,8 @@ export function mediaType(contentType: string | undefined): string | undefined {
 function isSslCheck(request: SlackRequest): boolean {
   return (
     request.kind === 'commands' &&
-    mediaType(request.contentType) === FORM &&
-    formHasField(request.body, 'ssl_check', '1')
+    formHasField(request.body, SSL_CHECK) &&
+    mediaType(request.contentType) === FORM
   );
 }
 

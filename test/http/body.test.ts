@@ -1,7 +1,7 @@
 import http from 'node:http';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { hasBody, readBody, type BodyRead } from '../../lib/http/body';
+import { hasBody, readBody, ReadDeadlines, type BodyRead } from '../../lib/http/body';
 import { eventually } from '../../testing/tools';
 
 const LONG_MS = 60_000;
@@ -29,11 +29,12 @@ async function reader(limitBytes: number, keep: boolean, timeoutMs = LONG_MS) {
   const reads: Promise<BodyRead>[] = [];
   const state = { receivedBytes: 0, listenersLeft: [] as number[] };
   const events = ['data', 'end', 'aborted', 'error'] as const;
+  const deadlines = new ReadDeadlines(timeoutMs);
   const server = http.createServer((req, res) => {
     allocations.length = 0;
     const before = events.map((event) => req.listenerCount(event));
     req.on('data', (data: Buffer) => (state.receivedBytes += data.length));
-    const read = readBody(req, limitBytes, keep, timeoutMs);
+    const read = readBody(req, limitBytes, keep, deadlines);
     reads.push(read);
     void read.then(() => {
       // Counted without the test's own 'data' listener.
@@ -197,5 +198,80 @@ describe('readBody', () => {
     const { read, socket } = await served.start(head('Content-Length: 10\r\n'), 'abc');
     socket.destroy();
     expect(await read).toEqual({ ok: false, reason: 'aborted' });
+  });
+});
+
+describe('ReadDeadlines', () => {
+  beforeEach(() => {
+    jest.useFakeTimers({ doNotFake: ['nextTick', 'setImmediate', 'queueMicrotask'] });
+  });
+  afterEach(() => {
+    jest.useRealTimers();
+  });
+
+  it('runs a deadline out at exactly timeoutMs, once', () => {
+    const deadlines = new ReadDeadlines(100);
+    const fired: string[] = [];
+    deadlines.start(() => fired.push('a'));
+    jest.advanceTimersByTime(99);
+    expect(fired).toEqual([]);
+    jest.advanceTimersByTime(1);
+    expect(fired).toEqual(['a']);
+    jest.advanceTimersByTime(1000);
+    expect(fired).toEqual(['a']);
+  });
+
+  it('forgets a cancelled deadline and times the next one from its own start', () => {
+    const deadlines = new ReadDeadlines(100);
+    const fired: string[] = [];
+    const cancelFirst = deadlines.start(() => fired.push('first'));
+    jest.advanceTimersByTime(40);
+    deadlines.start(() => fired.push('second'));
+    cancelFirst();
+    jest.advanceTimersByTime(60);
+    expect(fired).toEqual([]);
+    jest.advanceTimersByTime(39);
+    expect(fired).toEqual([]);
+    jest.advanceTimersByTime(1);
+    expect(fired).toEqual(['second']);
+  });
+
+  it('runs out every deadline due at once, in the order set, and none due later', () => {
+    const deadlines = new ReadDeadlines(100);
+    const fired: string[] = [];
+    deadlines.start(() => fired.push('a'));
+    deadlines.start(() => fired.push('b'));
+    jest.advanceTimersByTime(10);
+    deadlines.start(() => fired.push('c'));
+    // One timer for all three: the point of sharing it.
+    expect(jest.getTimerCount()).toBe(1);
+    jest.advanceTimersByTime(90);
+    expect(fired).toEqual(['a', 'b']);
+    jest.advanceTimersByTime(10);
+    expect(fired).toEqual(['a', 'b', 'c']);
+  });
+
+  it('arms again for a deadline set after the others ran out', () => {
+    const deadlines = new ReadDeadlines(100);
+    const fired: string[] = [];
+    deadlines.start(() => fired.push('a'));
+    jest.advanceTimersByTime(100);
+    deadlines.start(() => fired.push('b'));
+    jest.advanceTimersByTime(99);
+    expect(fired).toEqual(['a']);
+    jest.advanceTimersByTime(1);
+    expect(fired).toEqual(['a', 'b']);
+  });
+
+  it('does not keep the process alive', () => {
+    jest.useRealTimers();
+    const before = process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+    const cancel = new ReadDeadlines(60_000).start(() => undefined);
+    try {
+      // An unreferenced timer is not among the resources that keep the event loop running.
+      expect(process.getActiveResourcesInfo().filter((r) => r === 'Timeout')).toHaveLength(before);
+    } finally {
+      cancel();
+    }
   });
 });

@@ -7,7 +7,7 @@ import {
 } from '../../lib/http/parse';
 
 describe('formHasField', () => {
-  const has = (form: string) => formHasField(Buffer.from(form), 'ssl_check', '1');
+  const has = (form: string) => formHasField(Buffer.from(form), Buffer.from('ssl_check=1'));
 
   it('finds the field with exactly that value, wherever it stands', () => {
     expect(has('ssl_check=1')).toBe(true);
