@@ -24,6 +24,7 @@ import {
   answerOf,
   CONCURRENCY,
   imageLike,
+  type ReadyCheck,
   median,
   requireWrk,
   round,
@@ -95,18 +96,28 @@ function expectedAnswer(): { text: string; body: string } {
 
 const loadAverage = () => os.loadavg().map((load) => round(load, 2));
 
-export async function benchPeers(quick: boolean): Promise<PeersResult> {
-  const coldRounds = quick ? 1 : 15;
-  const loadRounds = quick ? 1 : 3;
-  const loadSeconds = quick ? 1 : 5;
-  const warmupSeconds = 1;
-  const loadBefore = loadAverage();
+/** The three peers, ready to start, and the one request they all answer. */
+export interface Peers {
+  /** coffeebuddy (as the image starts it), bolt and floor, in that order. */
+  variants: Variant[];
+  /** The signed `/coffee help`, with the body every peer must answer it with. */
+  signed: WrkRequest & { expectBody: string };
+  /** Whether the peer on `port` answers the signed command right. */
+  answersRight: ReadyCheck;
+  /** Stops the Vault and Ory stand-ins and removes the compile cache. */
+  close: () => Promise<void>;
+}
 
+/**
+ * Starts what the peers need (Vault and Ory stand-ins, the image's compile cache) and describes
+ * them; also for bench/instructions.ts.
+ */
+export async function startPeers(): Promise<Peers> {
   const answer = expectedAnswer();
   const body = commandBody();
   // Signed once: the run is far shorter than Slack's five-minute window.
   const timestamp = String(Math.floor(Date.now() / 1000));
-  const signed: WrkRequest = {
+  const signed = {
     method: 'POST',
     body,
     contentType: 'application/x-www-form-urlencoded',
@@ -130,15 +141,15 @@ export async function benchPeers(quick: boolean): Promise<PeersResult> {
   vault.secrets[SECRET_PATH] = { signing_secret: SECRET };
   const ory = await startOryStandIn(true);
   const image = await imageLike(vault.url, ory.url);
-  try {
-    const { NODE_ENV, NODE_OPTIONS } = image.variant.env;
-    const peerEnv = {
-      NODE_ENV,
-      NODE_OPTIONS,
-      SLACK_SIGNING_SECRET: SECRET,
-      HELP_TEXT: answer.text,
-    };
-    const variants: Variant[] = [
+  const { NODE_ENV, NODE_OPTIONS } = image.variant.env;
+  const peerEnv = {
+    NODE_ENV,
+    NODE_OPTIONS,
+    SLACK_SIGNING_SECRET: SECRET,
+    HELP_TEXT: answer.text,
+  };
+  return {
+    variants: [
       {
         ...image.variant,
         env: {
@@ -149,8 +160,25 @@ export async function benchPeers(quick: boolean): Promise<PeersResult> {
       },
       { name: 'bolt', args: ['bench/peers/bolt.js'], cwd: REPO_ROOT, env: peerEnv },
       { name: 'floor', args: ['bench/peers/floor.js'], cwd: REPO_ROOT, env: peerEnv },
-    ];
+    ],
+    signed,
+    answersRight,
+    close: async () => {
+      await Promise.all([vault.close(), ory.close()]);
+      image.cleanUp();
+    },
+  };
+}
 
+export async function benchPeers(quick: boolean): Promise<PeersResult> {
+  const coldRounds = quick ? 1 : 15;
+  const loadRounds = quick ? 1 : 3;
+  const loadSeconds = quick ? 1 : 5;
+  const warmupSeconds = 1;
+  const loadBefore = loadAverage();
+
+  const { variants, signed, answersRight, close } = await startPeers();
+  try {
     // Cold start, alternating so that drift in the machine's load hits every peer alike.
     const cold = new Map<Variant, number[]>(variants.map((v) => [v, []]));
     for (let r = 0; r < coldRounds; r += 1) {
@@ -221,8 +249,7 @@ export async function benchPeers(quick: boolean): Promise<PeersResult> {
       },
     };
   } finally {
-    await Promise.all([vault.close(), ory.close()]);
-    image.cleanUp();
+    await close();
   }
 }
 
