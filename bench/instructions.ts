@@ -246,7 +246,7 @@ async function main(): Promise<void> {
   console.log(
     `\nCoffeeBuddy's steady count is ${result.ratios.steadyVsBolt}× Bolt's and ${result.ratios.steadyVsFloor}× the floor's.`,
   );
-  console.log(`\nwrote ${writeResult('instructions', result, values.out)}`);
+  console.log(`\nwrote ${writeResult('instructions-', result, values.out)}`);
 }
 
 if (require.main === module) {
