@@ -38,17 +38,12 @@ function messageOf(answer: CommandAnswer | undefined): Record<string, unknown> |
  * The last fixed answer (help, an unknown command) as the bytes sent: help, the usual one, is
  * always the same text, so it is serialised and encoded once, not on every request.
  */
-let lastFixed: { answer: CommandAnswer; bytes: Buffer | undefined } | undefined;
+let lastFixed: { text: string; bytes: Buffer } | undefined;
 
-/** A fixed answer's bytes; undefined for an empty acknowledgement. */
-function fixedAnswer(answer: CommandAnswer): Buffer | undefined {
+function fixedAnswer(text: string): Buffer {
   // Stryker disable next-line ConditionalExpression,EqualityOperator,OptionalChaining: encoding every time gives the same bytes, only slower
-  if (lastFixed?.answer !== answer) {
-    const message = messageOf(answer);
-    lastFixed = {
-      answer,
-      bytes: message === undefined ? undefined : Buffer.from(JSON.stringify(message)),
-    };
+  if (lastFixed?.text !== text) {
+    lastFixed = { text, bytes: Buffer.from(JSON.stringify(messageOf(text))) };
   }
   return lastFixed.bytes;
 }
@@ -81,9 +76,7 @@ export const command: SlackKindHandler = async (form, res, deps, req) => {
   if (plan.fixed !== undefined) {
     // Known without running anything (help, an unknown command): no context, no deadline.
     deps.count('commands', 'ok');
-    const bytes = fixedAnswer(plan.fixed);
-    if (bytes === undefined) ack(res);
-    else sendText(res, 200, JSON_CONTENT_TYPE, bytes);
+    sendText(res, 200, JSON_CONTENT_TYPE, fixedAnswer(plan.fixed));
     return;
   }
   const body = req.rawBody ?? Buffer.alloc(0);

@@ -94,8 +94,11 @@ export type Handler = (payload: Record<string, unknown>, context: HandlerContext
 
 /** What one delivery comes to: its answer in place, if any, and the work after the ack. */
 export interface Plan<Answer> {
-  /** Slack's answer when it is known without running anything (help, an unknown command). */
-  fixed?: Answer;
+  /**
+   * Slack's answer, as ephemeral text, when it is known without running anything (help, an
+   * unknown command); never empty.
+   */
+  fixed?: string;
   /** Runs before the acknowledgement; what it gives is the body of Slack's answer. */
   answer?: (context: HandlerContext) => Promise<Answer | undefined>;
   /** Runs after the acknowledgement (by the worker with K_SINK). */
