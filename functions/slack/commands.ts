@@ -1,5 +1,11 @@
 import type { ServerResponse as Response } from 'node:http';
-import { JSON_CONTENT_TYPE, sendJson, sendText } from '../../lib/http/respond';
+import {
+  fixedText,
+  JSON_CONTENT_TYPE,
+  sendJson,
+  sendText,
+  type FixedText,
+} from '../../lib/http/respond';
 import { commandCloudEvent, commandName, interactionId } from '../../lib/slack/cloud-events';
 import { slashCommandOf, type CommandAnswer } from '../../lib/slack/handlers';
 import type { SlackOutcome } from '../../lib/slack/outcomes';
@@ -35,17 +41,17 @@ function messageOf(answer: CommandAnswer | undefined): Record<string, unknown> |
 }
 
 /**
- * The last fixed answer (help, an unknown command) as the bytes sent: help, the usual one, is
- * always the same text, so it is serialised and encoded once, not on every request.
+ * The last fixed answer (help, an unknown command) as sent: help, the usual one, is always the
+ * same text, so it is serialised and measured once, not on every request.
  */
-let lastFixed: { text: string; bytes: Buffer } | undefined;
+let lastFixed: { text: string; body: FixedText } | undefined;
 
-function fixedAnswer(text: string): Buffer {
-  // Stryker disable next-line ConditionalExpression,EqualityOperator,OptionalChaining: encoding every time gives the same bytes, only slower
+function fixedAnswer(text: string): FixedText {
+  // Stryker disable next-line ConditionalExpression,EqualityOperator,OptionalChaining: serialising every time gives the same answer, only slower
   if (lastFixed?.text !== text) {
-    lastFixed = { text, bytes: Buffer.from(JSON.stringify(messageOf(text))) };
+    lastFixed = { text, body: fixedText(JSON.stringify(messageOf(text))) };
   }
-  return lastFixed.bytes;
+  return lastFixed.body;
 }
 
 /** Slack's answer to the command, counted by its outcome. */

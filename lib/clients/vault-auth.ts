@@ -1,6 +1,6 @@
-import fs from 'node:fs/promises';
 import { UpstreamError } from '../errors';
 import type { Upstream } from '../http/upstream';
+import { readTextFile } from '../read-file';
 
 /** Where Vault tokens come from. Tokens never appear in errors or logs. */
 export interface VaultTokenSource {
@@ -25,12 +25,12 @@ export class StaticToken implements VaultTokenSource {
 
 async function readTrimmed(file: string, setting: string): Promise<string> {
   try {
-    const text = (await fs.readFile(file, 'utf8')).trim();
+    const text = (await readTextFile(file)).trim();
     if (text === '') throw new UpstreamError(`${setting} ${file} is empty`);
     return text;
   } catch (error) {
     if (error instanceof UpstreamError) throw error;
-    // Stryker disable next-line StringLiteral: every error fs.readFile rejects with has a code (ENOENT, EISDIR, ERR_INVALID_ARG_VALUE…)
+    // Stryker disable next-line StringLiteral: every error fs.readFile fails with has a code (ENOENT, EISDIR, ERR_INVALID_ARG_VALUE…)
     const code = (error as NodeJS.ErrnoException).code ?? 'unknown error';
     throw new UpstreamError(`cannot read ${setting} ${file} (${code})`);
   }

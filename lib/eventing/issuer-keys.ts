@@ -1,6 +1,6 @@
-import { readFile } from 'node:fs/promises';
 import http from 'node:http';
-import https from 'node:https';
+import type https from 'node:https';
+import { readTextFile } from '../read-file';
 
 /** Where and how an OpenID issuer's keys are read (the cluster's API server, by default). */
 export interface IssuerKeysSource {
@@ -55,7 +55,7 @@ export async function readIssuerKeys(
 
 async function readText(file: string, what: string): Promise<string> {
   try {
-    return await readFile(file, 'utf8');
+    return await readTextFile(file);
   } catch (error) {
     throw new KeysUnavailable(`cannot read the ${what}: ${(error as NodeJS.ErrnoException).code}`);
   }
@@ -90,7 +90,13 @@ function getJson(
     const fail = (message: string) => {
       reject(new KeysUnavailable(`${url.origin}${url.pathname}: ${message}`));
     };
-    const request = (secure ? https : http).request(url, {
+    const request = (
+      secure
+        ? // Loaded only for an https issuer: TLS costs every process that loads it.
+          // eslint-disable-next-line @typescript-eslint/no-require-imports
+          (require('node:https') as typeof https)
+        : http
+    ).request(url, {
       // Stryker disable next-line StringLiteral: an empty method is Node's default, GET
       method: 'GET',
       headers,
