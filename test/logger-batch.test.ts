@@ -6,7 +6,7 @@ describe('batchedSink', () => {
 
   it('writes the lines of one turn together, in order, at the next turn', async () => {
     const writes: string[] = [];
-    const { sink } = batchedSink((text) => writes.push(text));
+    const { sink } = batchedSink((bytes) => writes.push(bytes.toString()));
     sink('{"n":1}');
     sink('{"n":2}');
     expect(writes).toEqual([]);
@@ -19,7 +19,7 @@ describe('batchedSink', () => {
 
   it('schedules one write a turn: a line logged in the turn it is written waits for the next', async () => {
     const writes: string[] = [];
-    const { sink } = batchedSink((text) => writes.push(text));
+    const { sink } = batchedSink((bytes) => writes.push(bytes.toString()));
     sink('{"n":1}');
     // Runs in the same turn as the scheduled write, after it.
     setImmediate(() => {
@@ -32,25 +32,46 @@ describe('batchedSink', () => {
     expect(writes).toEqual(['{"n":1}\n{"n":2}\n', '{"n":3}\n']);
   });
 
-  it('writes at once past its bound, and flush() writes what is held', async () => {
+  it('writes what is held before a line that would not fit, and flush() writes what is held', async () => {
     const writes: string[] = [];
-    const { sink, flush } = batchedSink((text) => writes.push(text), 10);
+    const { sink, flush } = batchedSink((bytes) => writes.push(bytes.toString()), 10);
     sink('12345');
     expect(writes).toEqual([]);
+    // 6 + 5 bytes with their line ends: over 10, so the 6 held go first.
     sink('6789');
-    // 11 bytes with their line ends: over 10, written now.
-    expect(writes).toEqual(['12345\n6789\n']);
-    sink('held');
+    expect(writes).toEqual(['12345\n']);
+    sink('ab');
     flush();
-    expect(writes).toEqual(['12345\n6789\n', 'held\n']);
+    expect(writes).toEqual(['12345\n', '6789\nab\n']);
     flush();
     await turn();
     expect(writes).toHaveLength(2);
   });
 
+  it('counts bytes, not characters, and writes a line longer than its bound alone', () => {
+    const writes: string[] = [];
+    const { sink } = batchedSink((bytes) => writes.push(bytes.toString()), 10);
+    // 3 characters, 9 bytes with the line end.
+    sink('☕☕é');
+    sink('x');
+    expect(writes).toEqual(['☕☕é\n']);
+    sink('0123456789');
+    expect(writes).toEqual(['☕☕é\n', 'x\n', '0123456789\n']);
+  });
+
+  it('gives each write bytes of its own, which later lines do not change', () => {
+    const writes: Buffer[] = [];
+    const { sink, flush } = batchedSink((bytes) => writes.push(bytes), 10);
+    sink('first');
+    flush();
+    sink('later');
+    flush();
+    expect(writes.map(String)).toEqual(['first\n', 'later\n']);
+  });
+
   it('writes an urgent line at once, after the lines waiting before it', () => {
     const writes: string[] = [];
-    const { sink } = batchedSink((text) => writes.push(text));
+    const { sink } = batchedSink((bytes) => writes.push(bytes.toString()));
     sink('access');
     sink('refused', true);
     expect(writes).toEqual(['access\nrefused\n']);

@@ -104,7 +104,7 @@ describe('withFields', () => {
 describe('batchedSink, its bound', () => {
   it('holds up to 64 KiB less a byte, and writes at once at 64 KiB', () => {
     const writes: string[] = [];
-    const { sink, flush } = batchedSink((text) => writes.push(text));
+    const { sink, flush } = batchedSink((bytes) => writes.push(bytes.toString()));
     // With its line end, 65535 bytes: held.
     sink('x'.repeat(65534));
     expect(writes).toEqual([]);
@@ -117,7 +117,7 @@ describe('batchedSink, its bound', () => {
 
   it('writes at once when the bytes held reach the bound exactly', () => {
     const writes: string[] = [];
-    const { sink } = batchedSink((text) => writes.push(text), 10);
+    const { sink } = batchedSink((bytes) => writes.push(bytes.toString()), 10);
     sink('1234');
     sink('5678');
     expect(writes).toEqual(['1234\n5678\n']);
@@ -129,7 +129,7 @@ describe('createLogger without a sink', () => {
   async function stdoutWrites(fn: (writes: readonly string[]) => void): Promise<string[]> {
     const writes: string[] = [];
     const write = process.stdout.write.bind(process.stdout);
-    process.stdout.write = (text: string) => writes.push(text) > 0;
+    process.stdout.write = (chunk: string | Uint8Array) => writes.push(chunk.toString()) > 0;
     try {
       fn(writes);
       await new Promise((resolve) => setImmediate(resolve));

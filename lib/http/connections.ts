@@ -13,10 +13,52 @@ export const DRAIN_IDLE_GRACE_MS = 1000;
  */
 export const DRAIN_IDLE_MAX_MS = 5000;
 
+/**
+ * A connection's responses not yet closed (more than one only when pipelined), each with what ends
+ * its count, in slots that are reused. Not a Map: a Map emptied by delete() shrinks its table, so
+ * every request made it a new table twice (set, then delete), each kept by the connection and so
+ * carried through V8's young-generation collections.
+ */
+class OpenResponses {
+  private readonly responses: (ServerResponse | undefined)[] = [];
+  private readonly ends: ((() => void) | undefined)[] = [];
+  size = 0;
+
+  add(res: ServerResponse, end: () => void): void {
+    this.responses[this.size] = res;
+    this.ends[this.size] = end;
+    this.size += 1;
+  }
+
+  /** Whether `res` was open; the last slot fills its place. */
+  remove(res: ServerResponse): boolean {
+    const at = this.responses.indexOf(res);
+    // Stryker disable next-line ConditionalExpression,BooleanLiteral,BlockStatement: a response is asked for again only after its connection closed, when the list is dropped
+    if (at < 0) return false;
+    const last = this.size - 1;
+    this.responses[at] = this.responses[last];
+    this.ends[at] = this.ends[last];
+    // Stryker disable next-line all: memory only, a slot past `size` is never read while the connection is open
+    this.responses[last] = undefined;
+    // Stryker disable next-line all: memory only, as above
+    this.ends[last] = undefined;
+    this.size = last;
+    return true;
+  }
+
+  /** The open responses, as they are now. */
+  all(): ServerResponse[] {
+    return this.responses.slice(0, this.size) as ServerResponse[];
+  }
+
+  /** Ends every open response's count (each end removes its response). */
+  endAll(): void {
+    for (const end of this.ends.slice(0, this.size) as (() => void)[]) end();
+  }
+}
+
 interface Tracked {
-  /** Responses not yet closed on this connection (more than one only when pipelined), each with
-   * what ends its count. */
-  open: Map<ServerResponse, () => void>;
+  open: OpenResponses;
   /** While draining: when a byte last arrived, to tell an idle connection from a busy one. */
   lastDataAt: number;
   /** When the last request on it ended (0 before any). */
@@ -44,13 +86,13 @@ export class Connections {
   /** Tracks the connections `server` accepts. */
   attach(server: Server): void {
     server.on('connection', (socket: Socket) => {
-      const tracked: Tracked = { open: new Map(), lastDataAt: 0, idleSince: 0 };
+      const tracked: Tracked = { open: new OpenResponses(), lastDataAt: 0, idleSince: 0 };
       this.sockets.set(socket, tracked);
       if (this.draining) this.watchIdle(socket, tracked);
       socket.once('close', () => {
         this.sockets.delete(socket);
         // Requests whose connection is gone are no longer in flight, answered or not.
-        for (const end of tracked.open.values()) end();
+        tracked.open.endAll();
         if (this.sockets.size === 0) for (const wake of this.emptyWaiters.splice(0)) wake();
       });
     });
@@ -63,10 +105,10 @@ export class Connections {
     if (tracked === undefined) return;
     const done = this.lifecycle.requestStarted();
     const end = () => {
-      if (tracked.open.delete(res)) tracked.idleSince = performance.now();
+      if (tracked.open.remove(res)) tracked.idleSince = performance.now();
       done();
     };
-    tracked.open.set(res, end);
+    tracked.open.add(res, end);
     // 'close' follows every answer and every abort; a response queued behind a closing pipelined
     // one may never see it (Node 20), so the connection's own close ends it too.
     // A response closes once: `on`, without the wrapper `once` builds for every request.
@@ -81,7 +123,7 @@ export class Connections {
   beginDrain(): void {
     this.draining = true;
     for (const [socket, tracked] of this.sockets) {
-      for (const res of tracked.open.keys()) {
+      for (const res of tracked.open.all()) {
         if (!res.headersSent) res.setHeader('Connection', 'close');
       }
       this.watchIdle(socket, tracked);

@@ -257,18 +257,17 @@ export class Pipeline {
       void router.run(route, req, res);
       return;
     }
-    const context = this.options.contexts.of(req);
+    // The callback runs in the request's context, as promise callbacks do in the context they were
+    // registered in (here, the request's): whoever settles the read (the socket, the deadline).
     // Stryker disable next-line ConditionalExpression: keeping a `none` route's bytes costs memory only, never seen
     void readBody(req, this.limitOf(route), body === 'raw', this.bodyDeadlines).then((read) => {
-      runInContext(context, () => {
-        if (read.ok) {
-          if (body === 'raw') (req as RouteRequest).rawBody = read.bytes;
-          void router.run(route, req, res);
-        } else if (read.reason !== 'aborted') {
-          this.refuse(req, res, route, read.reason === 'timeout' ? TOO_SLOW : TOO_LARGE);
-        }
-        // aborted: the client is gone and the connection with it; nothing to answer.
-      });
+      if (read.ok) {
+        if (body === 'raw') (req as RouteRequest).rawBody = read.bytes;
+        void router.run(route, req, res);
+      } else if (read.reason !== 'aborted') {
+        this.refuse(req, res, route, read.reason === 'timeout' ? TOO_SLOW : TOO_LARGE);
+      }
+      // aborted: the client is gone and the connection with it; nothing to answer.
     });
   }
 

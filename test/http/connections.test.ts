@@ -176,6 +176,56 @@ describe('Connections', () => {
     client.socket.destroy();
   }, 20_000);
 
+  it('counts pipelined requests on one connection until each is answered, in any order of ending', async () => {
+    const { connections, lifecycle, held, port } = await serve({ hold: true });
+    const client = await connect(port);
+    client.socket.write(REQUEST.repeat(3));
+    await eventually(() => held.length === 3);
+    const socket = held[0]!.req.socket;
+    expect([connections.inFlightOn(socket), lifecycle.inFlight().requests]).toEqual([3, 3]);
+    // The first and the last answered, the middle one still held: one left on the connection.
+    held[0]!.end('ok');
+    held[2]!.end('ok');
+    await eventually(() => answers(client.state.received) === 1);
+    expect(connections.inFlightOn(socket)).toBeGreaterThanOrEqual(1);
+    held[1]!.end('ok');
+    await eventually(() => answers(client.state.received) === 3);
+    await eventually(() => lifecycle.inFlight().requests === 0);
+    expect(connections.inFlightOn(socket)).toBe(0);
+    // The connection is used again: its next request is counted as before.
+    client.socket.write(REQUEST);
+    await eventually(() => held.length === 4);
+    expect(connections.inFlightOn(socket)).toBe(1);
+    held[3]!.end('ok');
+    await eventually(() => lifecycle.inFlight().requests === 0);
+  });
+
+  it('ends the count of every request still open on a connection that closes', async () => {
+    const { connections, lifecycle, held, port } = await serve({ hold: true });
+    const client = await connect(port);
+    client.socket.write(REQUEST.repeat(3));
+    await eventually(() => held.length === 3);
+    const socket = held[0]!.req.socket;
+    expect(lifecycle.inFlight().requests).toBe(3);
+    client.socket.destroy();
+    await eventually(() => lifecycle.inFlight().requests === 0);
+    expect([connections.inFlightOn(socket), connections.size]).toEqual([0, 0]);
+  });
+
+  it('ends the count of requests queued behind an answer that closed their connection', async () => {
+    const { lifecycle, held, port } = await serve({ hold: true });
+    const client = await connect(port);
+    client.socket.write(REQUEST.repeat(3));
+    await eventually(() => held.length === 3);
+    // The first answer closes the connection; the two queued behind it are never sent (on Node 20
+    // they never see 'close' either: only the connection's own close ends their count).
+    held[0]!.setHeader('Connection', 'close');
+    held[0]!.end('ok');
+    await client.closed;
+    await eventually(() => lifecycle.inFlight().requests === 0);
+    expect(answers(client.state.received)).toBe(1);
+  });
+
   it('allClosed: true at once with none open, false at its timeout, true once the last closes', async () => {
     const { connections, port } = await serve();
     expect(await connections.allClosed(LONG_MS)).toBe(true);

@@ -33,10 +33,10 @@ async function answerOf(
 describe('sendText', () => {
   const text = '{"text":"☕ café"}';
 
-  it('counts a fixed text’s length in bytes, not in characters', () => {
+  it('keeps a fixed text as its UTF-8 bytes, one character a byte', () => {
     const fixed: FixedText = fixedText(text);
-    expect(fixed).toEqual({ text, byteLength: Buffer.byteLength(text) });
-    expect(fixed.byteLength).toBeGreaterThan(text.length);
+    expect(Buffer.from(fixed.latin1, 'latin1')).toEqual(Buffer.from(text, 'utf8'));
+    expect(fixed.latin1.length).toBeGreaterThan(text.length);
   });
 
   it.each([
