@@ -30,11 +30,11 @@ class OpenResponses {
     this.size += 1;
   }
 
-  /** Whether `res` was open; the last slot fills its place. */
-  remove(res: ServerResponse): boolean {
+  /** Forgets `res`, if open; the last slot fills its place. */
+  remove(res: ServerResponse): void {
     const at = this.responses.indexOf(res);
-    // Stryker disable next-line ConditionalExpression,BooleanLiteral,BlockStatement: a response is asked for again only after its connection closed, when the list is dropped
-    if (at < 0) return false;
+    // Stryker disable next-line ConditionalExpression,BlockStatement: a response is asked for again only after its connection closed, when the list is dropped
+    if (at < 0) return;
     const last = this.size - 1;
     this.responses[at] = this.responses[last];
     this.ends[at] = this.ends[last];
@@ -43,7 +43,6 @@ class OpenResponses {
     // Stryker disable next-line all: memory only, as above
     this.ends[last] = undefined;
     this.size = last;
-    return true;
   }
 
   /** The open responses, as they are now. */
@@ -105,7 +104,8 @@ export class Connections {
     if (tracked === undefined) return;
     const done = this.lifecycle.requestStarted();
     const end = () => {
-      if (tracked.open.remove(res)) tracked.idleSince = performance.now();
+      tracked.open.remove(res);
+      tracked.idleSince = performance.now();
       done();
     };
     tracked.open.add(res, end);
