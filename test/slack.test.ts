@@ -114,6 +114,18 @@ describe('POST /slack/commands', () => {
     expect(res.body).toEqual({ response_type: 'ephemeral', text: 'echo: hello there' });
   });
 
+  it('refuses a signed form without a command with 400, running nothing', async () => {
+    const { server, app, logs } = await harness();
+    const body = new URLSearchParams({ text: 'echo hello', user_id: 'U1' }).toString();
+    const res = await post(server, '/slack/commands', body, FORM).expect(400);
+    expect(res.body).toEqual({ error: 'invalid payload' });
+    expect(await slackCount(app, 'commands', 'invalid_payload')).toBe(1);
+    expect(await slackCount(app, 'commands', 'ok')).toBe(0);
+    expect(logs.filter((line) => line.msg === 'slack request refused')).toEqual([
+      expect.objectContaining({ kind: 'commands', outcome: 'invalid_payload', status: 400 }),
+    ]);
+  });
+
   it('answers before a slow subcommand finishes, saying it takes too long', async () => {
     const { server } = await harness();
     const res = await post(server, '/slack/commands', commandBody('slow'), FORM).expect(200);
