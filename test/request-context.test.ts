@@ -18,6 +18,9 @@ describe('traceIdOf', () => {
     [`00-${TRACE_ID}-${'0'.repeat(16)}-01`, undefined],
     [`01-${TRACE_ID}-00f067aa0ba902b7-01`, undefined],
     [`00-${TRACE_ID}-00f067aa0ba902b7`, undefined],
+    // Version 00 is exactly these four fields: nothing before or after them.
+    [`x00-${TRACE_ID}-00f067aa0ba902b7-01`, undefined],
+    [`00-${TRACE_ID}-00f067aa0ba902b7-01-00`, undefined],
     ['garbage', undefined],
   ])('%s → %s', (header, traceId) => {
     expect(traceIdOf(header)).toBe(traceId);
