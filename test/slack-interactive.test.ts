@@ -110,6 +110,20 @@ describe('commands that do work', () => {
     }
   });
 
+  it('answers text alone or blocks alone as ephemeral, and an empty text with the empty ack', async () => {
+    const blocks = [{ type: 'section', text: { type: 'mrkdwn', text: '*Coffee*' } }];
+    const handlers = new SlackHandlers()
+      .addSubcommand('plain', { description: 'x', run: () => ({ text: 'Coffee' }) })
+      .addSubcommand('cards', { description: 'x', run: () => ({ blocks }) })
+      .addSubcommand('nothing', { description: 'x', run: () => '' });
+    const { server } = await harness(handlers);
+    const answer = (text: string) =>
+      signed(server, '/slack/commands', commandForm(text, hooks.issue())).expect(200);
+    expect((await answer('plain')).body).toEqual({ response_type: 'ephemeral', text: 'Coffee' });
+    expect((await answer('cards')).body).toEqual({ response_type: 'ephemeral', blocks });
+    expect((await answer('nothing')).text).toBe('');
+  });
+
   it('work after the ack runs once with the command, its context and respond(); a 6th respond() is refused', async () => {
     const outcomes: string[] = [];
     let seen: { args: string; user: string; type: string; teamId?: string } | undefined;
@@ -143,13 +157,15 @@ describe('commands that do work', () => {
 
   it('with K_SINK, a command whose work is after the ack is published first: the sink failing, the person is told to run it again', async () => {
     let ran = 0;
-    const handlers = new SlackHandlers().addSubcommand('brew', {
-      description: 'x',
-      run: () => 'Brewing…',
-      later: () => {
-        ran += 1;
-      },
-    });
+    const handlers = new SlackHandlers()
+      .addSubcommand('brew', {
+        description: 'x',
+        run: () => 'Brewing…',
+        later: () => {
+          ran += 1;
+        },
+      })
+      .addSubcommand('now', { description: 'x', run: () => 'Now.' });
     const { server, app } = await harness(handlers, {
       K_SINK: sink.url,
       SLACK_PUBLISH_TIMEOUT_MS: '500',
@@ -166,8 +182,10 @@ describe('commands that do work', () => {
     });
     expect(event!.id).toMatch(/^sha256:[0-9a-f]{64}$/);
     expect(event!.data).toMatchObject({ command: '/coffee', text: 'brew', response_url: url });
-    // A command that needs nothing after the ack is not published.
+    // A command that needs nothing after the ack is not published: help, or one answered in place.
     await signed(server, '/slack/commands', commandForm('help', url)).expect(200);
+    const now = await signed(server, '/slack/commands', commandForm('now', url)).expect(200);
+    expect(now.body).toEqual({ response_type: 'ephemeral', text: 'Now.' });
     expect(sink.events()).toHaveLength(1);
 
     sink.answer = { kind: 'status', status: 503 };
@@ -192,9 +210,44 @@ describe('commands that do work', () => {
     // 3,600 bytes as a form; each %01 is \u0001 in JSON: 7,200 bytes.
     const body = `command=%2Fcoffee&text=brew+${'%01'.repeat(1200)}&team_id=T0001`;
     expect(body.length).toBeLessThan(4096);
-    await signed(server, '/slack/commands', body).expect(413);
+    const res = await signed(server, '/slack/commands', body).expect(413);
+    expect(res.body).toEqual({ error: 'payload too large' });
     expect(sink.received).toEqual([]);
     expect(await slackCount(app, 'commands', 'invalid_payload')).toBe(1);
+  });
+
+  it('with K_SINK, a command whose fields as JSON are exactly SLACK_MAX_BODY_BYTES is published', async () => {
+    const handlers = new SlackHandlers().addSubcommand('brew', {
+      description: 'x',
+      later: () => undefined,
+    });
+    const body = `command=%2Fcoffee&text=brew+${'%01'.repeat(1200)}&team_id=T0001`;
+    // The event's data: the form's fields as a JSON object, in their order.
+    const size = Buffer.byteLength(JSON.stringify(Object.fromEntries(new URLSearchParams(body))));
+    expect(size).toBeGreaterThan(body.length);
+    const { server } = await harness(handlers, {
+      K_SINK: sink.url,
+      SLACK_MAX_BODY_BYTES: String(size),
+    });
+    await signed(server, '/slack/commands', body).expect(200);
+    expect(sink.events()).toHaveLength(1);
+    expect(Buffer.byteLength(JSON.stringify(sink.events()[0]!.data))).toBe(size);
+  });
+
+  it('in process, a command whose name cannot be an event type is logged with the type "command"', async () => {
+    const handlers = new SlackHandlers('/café').addSubcommand('broken', {
+      description: 'x',
+      run: () => {
+        throw new Error('broke');
+      },
+    });
+    const { server, logs } = await harness(handlers);
+    const body = commandForm('broken', hooks.issue()).replace('%2Fcoffee', '%2Fcaf%C3%A9');
+    const res = await signed(server, '/slack/commands', body).expect(200);
+    expect(res.body.text).toBe('Sorry, something went wrong.');
+    expect(logs.filter((line) => line.msg === 'slack answer failed')).toEqual([
+      expect.objectContaining({ kind: 'commands', type: 'command' }),
+    ]);
   });
 
   it('in process, past SLACK_MAX_PENDING_WORK a command with work is refused with a message, not queued', async () => {
@@ -206,11 +259,14 @@ describe('commands that do work', () => {
       description: 'x',
       later: () => held,
     });
-    const { server, app } = await harness(handlers, { SLACK_MAX_PENDING_WORK: '1' });
+    const { server, app, logs } = await harness(handlers, { SLACK_MAX_PENDING_WORK: '1' });
     await signed(server, '/slack/commands', commandForm('brew', hooks.issue())).expect(200);
     const busy = await signed(server, '/slack/commands', commandForm('brew', hooks.issue()));
     expect(busy.body.text).toBe('CoffeeBuddy is busy right now. Please run it again in a moment.');
     expect(await slackCount(app, 'commands', 'overloaded')).toBe(1);
+    expect(logs.filter((line) => line.msg === 'slack request refused')).toEqual([
+      expect.objectContaining({ level: 'warn', kind: 'commands', outcome: 'overloaded' }),
+    ]);
     release();
     await eventually(() => app.lifecycle.inFlight().work === 0);
   });

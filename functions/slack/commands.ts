@@ -33,11 +33,8 @@ function messageOf(answer: CommandAnswer | undefined): Record<string, unknown> |
   }
   const { text, blocks, response_type: responseType = 'ephemeral' } = answer;
   if (text === undefined && blocks === undefined) return undefined;
-  return {
-    response_type: responseType,
-    ...(text === undefined ? {} : { text }),
-    ...(blocks === undefined ? {} : { blocks }),
-  };
+  // Sent as JSON, which leaves an undefined text or blocks out.
+  return { response_type: responseType, text, blocks };
 }
 
 /**
