@@ -334,6 +334,44 @@ describe('POST /slack/events', () => {
   });
 });
 
+describe('a verified body’s media type and shape', () => {
+  it.each([
+    ['/slack/commands', 'Application/X-WWW-Form-URLEncoded; Charset="UTF-8"'],
+    ['/slack/commands', 'application/x-www-form-urlencoded ; charset = utf-8'],
+    ['/slack/events', 'application/json; charset=utf-8'],
+    ['/slack/events', 'APPLICATION/JSON'],
+  ])('%s takes %j', async (path, type) => {
+    const { server } = await harness();
+    const body = path === '/slack/events' ? eventBody('EvType') : commandBody('echo hi');
+    const res = await post(server, path, body, type).expect(200);
+    if (path === '/slack/commands') expect(res.body.text).toBe('echo: hi');
+  });
+
+  it.each([
+    ['/slack/commands', 'application/json'],
+    ['/slack/commands', 'text/plain'],
+    ['/slack/commands', 'application/x-www-form-urlencoded; charset=iso-8859-1'],
+    ['/slack/events', 'application/x-www-form-urlencoded'],
+    ['/slack/events', 'application/json; charset="utf-16"'],
+  ])('%s refuses %j with 415', async (path, type) => {
+    const { server, app } = await harness();
+    const kind = path.slice('/slack/'.length);
+    const body = kind === 'events' ? eventBody('EvType') : commandBody('echo hi');
+    const res = await post(server, path, body, type).expect(415);
+    expect(res.body).toEqual({ error: 'unsupported media type' });
+    expect(await slackCount(app, kind, 'invalid_payload')).toBe(1);
+  });
+
+  it.each(['null', '[]', '"event"', '1', '{'])(
+    'refuses an event body of %s with 400: no JSON object',
+    async (body) => {
+      const { server, app } = await harness();
+      await post(server, '/slack/events', body, 'application/json').expect(400);
+      expect(await slackCount(app, 'events', 'invalid_payload')).toBe(1);
+    },
+  );
+});
+
 describe('POST /slack/interactions', () => {
   it('acknowledges and dispatches the JSON payload', async () => {
     const { server, interactions } = await harness();
