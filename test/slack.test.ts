@@ -191,8 +191,15 @@ describe('refused requests', () => {
       expect(res.body).toEqual({ error: 'invalid request' });
       expect(await slackCount(app, 'commands', outcome)).toBe(1);
       expect(logs).toContainEqual(
-        expect.objectContaining({ level: 'warn', kind: 'commands', outcome }),
+        expect.objectContaining({
+          level: 'warn',
+          msg: 'slack request refused',
+          kind: 'commands',
+          outcome,
+        }),
       );
+      // A refusal with no reason of its own logs none.
+      expect(logs.filter((line) => 'reason' in line)).toEqual([]);
       const logged = JSON.stringify(logs);
       expect(logged).not.toContain('private words');
       expect(logged).not.toContain(SECRET);
@@ -448,7 +455,7 @@ describe('the signing secret from Vault', () => {
     const ok = await request(server).get('/health/ready').expect(200);
     expect(ok.body.components.slack).toMatchObject({ status: 'ok' });
     delete vault.secrets['coffeebuddy/slack'];
-    const { server: fresh } = await vaultHarness();
+    const { server: fresh, logs } = await vaultHarness();
     delete vault.secrets['coffeebuddy/slack'];
     const res = await request(fresh).get('/health/ready').expect(503);
     expect(res.body.detail.components.slack).toMatchObject({
@@ -457,6 +464,15 @@ describe('the signing secret from Vault', () => {
     });
     const refused = await post(fresh, '/slack/commands', commandBody('help'), FORM).expect(503);
     expect(refused.body).toEqual({ error: 'temporarily unavailable' });
+    // Why, for whoever reads the log: what the secret's read said.
+    expect(logs.filter((line) => line.msg === 'slack request refused')).toEqual([
+      expect.objectContaining({
+        level: 'warn',
+        kind: 'commands',
+        outcome: 'secret_unavailable',
+        reason: expect.stringContaining('no secret at secret/coffeebuddy/slack'),
+      }),
+    ]);
   });
 
   it('has no slack component when Slack is not configured', async () => {
