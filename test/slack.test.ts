@@ -369,14 +369,18 @@ describe('a verified body’s media type and shape', () => {
     expect(await slackCount(app, kind, 'invalid_payload')).toBe(1);
   });
 
-  it.each(['null', '[]', '"event"', '1', '{'])(
-    'refuses an event body of %s with 400: no JSON object',
-    async (body) => {
-      const { server, app } = await harness();
-      await post(server, '/slack/events', body, 'application/json').expect(400);
-      expect(await slackCount(app, 'events', 'invalid_payload')).toBe(1);
-    },
-  );
+  it.each([
+    ['null', 'invalid payload'],
+    ['[]', 'invalid payload'],
+    ['"event"', 'invalid payload'],
+    ['1', 'invalid payload'],
+    ['{', 'malformed body'],
+  ])('refuses an event body of %s with 400: no JSON object', async (body, error) => {
+    const { server, app } = await harness();
+    const res = await post(server, '/slack/events', body, 'application/json').expect(400);
+    expect(res.body).toEqual({ error });
+    expect(await slackCount(app, 'events', 'invalid_payload')).toBe(1);
+  });
 });
 
 describe('POST /slack/interactions', () => {
