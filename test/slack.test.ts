@@ -358,6 +358,8 @@ describe('a verified body’s media type and shape', () => {
     ['/slack/commands', 'application/json'],
     ['/slack/commands', 'text/plain'],
     ['/slack/commands', 'application/x-www-form-urlencoded; charset=iso-8859-1'],
+    ['/slack/commands', 'application/x-www-form-urlencoded;charset="iso-8859-1"'],
+    ['/slack/commands', 'application/x-www-form-urlencoded;  charset  =  iso-8859-1'],
     ['/slack/events', 'application/x-www-form-urlencoded'],
     ['/slack/events', 'application/json; charset="utf-16"'],
   ])('%s refuses %j with 415', async (path, type) => {
