@@ -196,19 +196,21 @@ describe('Shutdown', () => {
       connectionsCut: 0,
     });
 
-    // 995 of the 1000 ms pass at once: 5 ms are left, too few for the same connection.
+    // 9,995 of 10,000 ms pass at once: 5 ms are left, too few for a connection that closes after
+    // 2 s idle, which the whole timeout would see close (2 s rather than the first case's 20 ms,
+    // so that a machine too busy to run a 5 ms timer on time cannot see it close first).
     let calls = 0;
     const late = await harness({
-      timeoutMs: 1000,
-      idleGraceMs: 20,
-      now: () => (calls++ === 0 ? 10_000 : 10_995),
+      timeoutMs: 10_000,
+      idleGraceMs: 2000,
+      now: () => (calls++ === 0 ? 10_000 : 19_995),
     });
     await connect(late.port, late.server);
     late.shutdown.onSignal('SIGTERM');
     await eventually(() => late.exits.length > 0);
     expect(finished(late.logs)).toMatchObject({
       drained: false,
-      durationMs: 995,
+      durationMs: 9995,
       connectionsCut: 1,
     });
   });
