@@ -54,6 +54,14 @@ async function connect(port: number) {
   return { socket, state, closed };
 }
 
+/** A raw connection with `count` requests written at once, each held by the server. */
+async function pipelined(port: number, held: readonly http.ServerResponse[], count: number) {
+  const client = await connect(port);
+  client.socket.write(REQUEST.repeat(count));
+  await eventually(() => held.length === count);
+  return client;
+}
+
 /** Holds the event loop, as a starved process or a long synchronous task does. */
 function blockLoop(ms: number): void {
   const until = performance.now() + ms;
@@ -178,9 +186,7 @@ describe('Connections', () => {
 
   it('counts pipelined requests on one connection until each is answered, in any order of ending', async () => {
     const { connections, lifecycle, held, port } = await serve({ hold: true });
-    const client = await connect(port);
-    client.socket.write(REQUEST.repeat(3));
-    await eventually(() => held.length === 3);
+    const client = await pipelined(port, held, 3);
     const socket = held[0]!.req.socket;
     expect([connections.inFlightOn(socket), lifecycle.inFlight().requests]).toEqual([3, 3]);
     // The first and the last answered, the middle one still held: one left on the connection.
@@ -202,9 +208,7 @@ describe('Connections', () => {
 
   it('ends the count of every request still open on a connection that closes', async () => {
     const { connections, lifecycle, held, port } = await serve({ hold: true });
-    const client = await connect(port);
-    client.socket.write(REQUEST.repeat(3));
-    await eventually(() => held.length === 3);
+    const client = await pipelined(port, held, 3);
     const socket = held[0]!.req.socket;
     expect(lifecycle.inFlight().requests).toBe(3);
     client.socket.destroy();
@@ -214,9 +218,7 @@ describe('Connections', () => {
 
   it('ends the count of requests queued behind an answer that closed their connection', async () => {
     const { lifecycle, held, port } = await serve({ hold: true });
-    const client = await connect(port);
-    client.socket.write(REQUEST.repeat(3));
-    await eventually(() => held.length === 3);
+    const client = await pipelined(port, held, 3);
     // The first answer closes the connection; the two queued behind it are never sent (on Node 20
     // they never see 'close' either: only the connection's own close ends their count).
     held[0]!.setHeader('Connection', 'close');
