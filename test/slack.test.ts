@@ -126,6 +126,27 @@ describe('POST /slack/commands', () => {
     ]);
   });
 
+  it('reads help from the fields the whole form would give: names decoded, the first counting', async () => {
+    const { server } = await harness();
+    // `comm%61nd` is `command`, and the first of the two.
+    const body = 'comm%61nd=%2Ftea&command=%2Fcoffee&te%78t=help';
+    const res = await post(server, '/slack/commands', body, FORM).expect(200);
+    expect(res.body.text).toBe('CoffeeBuddy does not know /tea. Try /coffee help.');
+    const help = await post(server, '/slack/commands', 'text=+help+&command=%2Fcoffee', FORM);
+    expect(help.body.text).toContain('`/coffee echo`: say it back');
+  });
+
+  it('refuses help in a form of more fields than a form may have (413), as any other form', async () => {
+    const { server, app } = await harness();
+    const body = `${commandBody('help')}${'&'.repeat(995)}`; // 6 fields and 995 empty ones
+    const res = await post(server, '/slack/commands', body, FORM).expect(413);
+    expect(res.body).toEqual({ error: 'too many parameters' });
+    expect(await slackCount(app, 'commands', 'invalid_payload')).toBe(1);
+    await post(server, '/slack/commands', `${commandBody('help')}${'&'.repeat(994)}`, FORM).expect(
+      200,
+    );
+  });
+
   it('answers before a slow subcommand finishes, saying it takes too long', async () => {
     const { server } = await harness();
     const res = await post(server, '/slack/commands', commandBody('slow'), FORM).expect(200);

@@ -1,4 +1,5 @@
 import type { ServerResponse as Response } from 'node:http';
+import { formFields } from '../../lib/http/parse';
 import {
   fixedText,
   JSON_CONTENT_TYPE,
@@ -51,6 +52,25 @@ function fixedAnswer(text: string): FixedText {
   return lastFixed.body;
 }
 
+/** The fields a command's fixed answer depends on. */
+const FIXED_BY = ['command', 'text'] as const;
+
+/**
+ * Answers a command whose answer is known without running anything (help, an unknown command)
+ * from its verified form's `command` and `text` alone: no form built, no context, no deadline.
+ * False when the command is anything else, for `command` to answer from the whole form.
+ */
+export function answerFixedCommand(body: Buffer, res: Response, deps: SlackDependencies): boolean {
+  const fields = formFields(body, FIXED_BY);
+  // Refused, or a form without a command: `command` says so from the whole form.
+  if (!fields.ok || fields.value.command === undefined || fields.value.command === '') return false;
+  const known = deps.handlers.fixedAnswer(fields.value.command, fields.value.text ?? '');
+  if (known === undefined) return false;
+  deps.count('commands', 'ok');
+  sendText(res, 200, JSON_CONTENT_TYPE, fixedAnswer(known));
+  return true;
+}
+
 /** Slack's answer to the command, counted by its outcome. */
 function send(
   res: Response,
@@ -76,12 +96,6 @@ export const command: SlackKindHandler = async (form, res, deps, req) => {
     return;
   }
   const plan = deps.handlers.planCommand(slash);
-  if (plan.fixed !== undefined) {
-    // Known without running anything (help, an unknown command): no context, no deadline.
-    deps.count('commands', 'ok');
-    sendText(res, 200, JSON_CONTENT_TYPE, fixedAnswer(plan.fixed));
-    return;
-  }
   const body = req.rawBody ?? Buffer.alloc(0);
   const issuedAt = issuedAtOf(req);
   const { publisher } = deps;

@@ -4,7 +4,7 @@ import type { RouteRequest as Request, Route } from '../../lib/http/router';
 import { SLACK_KINDS, type SlackKind } from '../../lib/slack/outcomes';
 import { parseForm, parseJson, type Parsed } from '../../lib/http/parse';
 import { FORM, mediaType, type Refused } from '../../lib/slack/verify';
-import { command } from './commands';
+import { answerFixedCommand, command } from './commands';
 import {
   ack,
   header,
@@ -47,15 +47,16 @@ function isUtf8(kind: SlackKind, contentType: string | undefined): boolean {
   );
 }
 
-/** A verified body as its fields, by the kind's media type; UTF-8 only, as Slack sends. */
-function parseBody(kind: SlackKind, req: Request): Parsed<Fields> {
+/** Whether a request's Content-Type is its kind's media type, in UTF-8 (as Slack sends). */
+function acceptsMediaType(kind: SlackKind, req: Request): boolean {
   const contentType = header(req, 'content-type');
   // Slack's own Content-Type is the bare media type: taken without a closer look.
-  // Stryker disable next-line ConditionalExpression,EqualityOperator: the closer look gives the same answer for it, only slower
-  if (contentType !== MEDIA_TYPES[kind] && !isUtf8(kind, contentType)) {
-    return { ok: false, status: 415, error: 'unsupported media type' };
-  }
-  const body = req.rawBody ?? Buffer.alloc(0);
+  // Stryker disable next-line ConditionalExpression: the closer look gives the same answer for it, only slower
+  return contentType === MEDIA_TYPES[kind] || isUtf8(kind, contentType);
+}
+
+/** A verified body as its fields, by the kind's media type. */
+function parseBody(kind: SlackKind, body: Buffer): Parsed<Fields> {
   if (MEDIA_TYPES[kind] === FORM) return parseForm(body);
   const parsed = parseJson(body);
   if (!parsed.ok) return parsed;
@@ -82,11 +83,12 @@ export function slackRoutes(deps: SlackDependencies): Route[] {
     maxBodyBytes: deps.verifier.maxBodyBytes,
     body: 'raw',
     handler: async (req: Request, res: Response) => {
+      const body = req.rawBody ?? Buffer.alloc(0);
       const verdict = await deps.verifier.verify({
         kind,
         timestamp: header(req, 'x-slack-request-timestamp'),
         signature: header(req, 'x-slack-signature'),
-        body: req.rawBody ?? Buffer.alloc(0),
+        body,
         contentType: header(req, 'content-type'),
       });
       if (!verdict.accepted) {
@@ -98,7 +100,13 @@ export function slackRoutes(deps: SlackDependencies): Route[] {
         }
         return;
       }
-      const parsed = parseBody(kind, req);
+      if (!acceptsMediaType(kind, req)) {
+        refuseInvalid(deps, kind, res, 415, 'unsupported media type');
+        return;
+      }
+      // The usual command, help, is answered from two of its fields, without the whole form.
+      if (kind === 'commands' && answerFixedCommand(body, res, deps)) return;
+      const parsed = parseBody(kind, body);
       if (!parsed.ok) {
         refuseInvalid(deps, kind, res, parsed.status, parsed.error);
         return;

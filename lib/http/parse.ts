@@ -58,20 +58,75 @@ export function parseJson(bytes: Buffer | string): Parsed<unknown> {
   }
 }
 
-/** A form (application/x-www-form-urlencoded, UTF-8) as its fields, flat, at most MAX_FORM_FIELDS. */
-export function parseForm(bytes: Buffer): Parsed<Record<string, string>> {
+/** A form's text (UTF-8), or the refusal of a form of more than MAX_FORM_FIELDS fields. */
+function formText(bytes: Buffer): Parsed<string> {
+  const text = bytes.toString('utf8');
   // Stryker disable next-line ConditionalExpression: an empty form has no `&`: 1 is never compared
-  let fields = bytes.length === 0 ? 0 : 1;
-  for (let at = bytes.indexOf(AMPERSAND); at >= 0; at = bytes.indexOf(AMPERSAND, at + 1)) {
+  let fields = text.length === 0 ? 0 : 1;
+  // `&` is never part of a multi-byte UTF-8 character: the text has as many as the bytes.
+  for (let at = text.indexOf('&'); at >= 0; at = text.indexOf('&', at + 1)) {
     fields += 1;
     if (fields > MAX_FORM_FIELDS) return { ok: false, status: 413, error: 'too many parameters' };
   }
+  return { ok: true, value: text };
+}
+
+/** A form (application/x-www-form-urlencoded, UTF-8) as its fields, flat, at most MAX_FORM_FIELDS. */
+export function parseForm(bytes: Buffer): Parsed<Record<string, string>> {
+  const text = formText(bytes);
+  if (!text.ok) return text;
   const value: Record<string, string> = {};
   // forEach, not for…of: no [name, value] array made for each field.
-  new URLSearchParams(bytes.toString('utf8')).forEach((field, name) => {
+  new URLSearchParams(text.value).forEach((field, name) => {
     // The first of a repeated name counts.
     if (!Object.hasOwn(value, name)) value[name] = field;
   });
+  return { ok: true, value };
+}
+
+/** One name or value of a form decoded as URLSearchParams decodes it (`+` a space, `%XX` a byte). */
+function decodeFormComponent(raw: string): string {
+  const spaced = raw.includes('+') ? raw.replaceAll('+', ' ') : raw;
+  if (!spaced.includes('%')) return spaced;
+  try {
+    return decodeURIComponent(spaced);
+  } catch {
+    // A `%` without two hex digits, or bytes that are not UTF-8: what URLSearchParams makes of
+    // them (kept as they are, U+FFFD), from the one field alone.
+    let decoded = '';
+    new URLSearchParams(`=${raw}`).forEach((field) => {
+      decoded = field;
+    });
+    return decoded;
+  }
+}
+
+/**
+ * The first value of each of a few fields of a form, as parseForm gives them, without building
+ * the whole form: fields are read up to the last one asked for, and only those asked for are
+ * decoded beyond their name. Refused as parseForm refuses (MAX_FORM_FIELDS).
+ */
+export function formFields<Name extends string>(
+  bytes: Buffer,
+  names: readonly Name[],
+): Parsed<Partial<Record<Name, string>>> {
+  const text = formText(bytes);
+  if (!text.ok) return text;
+  const form = text.value;
+  const value: Partial<Record<Name, string>> = {};
+  let missing = names.length;
+  for (let start = 0; start < form.length && missing > 0;) {
+    const next = form.indexOf('&', start);
+    const end = next < 0 ? form.length : next;
+    const equals = form.indexOf('=', start);
+    const nameEnd = equals < 0 || equals > end ? end : equals;
+    const name = decodeFormComponent(form.slice(start, nameEnd));
+    if ((names as readonly string[]).includes(name) && value[name as Name] === undefined) {
+      value[name as Name] = decodeFormComponent(form.slice(nameEnd + 1, end));
+      missing -= 1;
+    }
+    start = end + 1;
+  }
   return { ok: true, value };
 }
 

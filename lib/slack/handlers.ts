@@ -94,11 +94,6 @@ export type Handler = (payload: Record<string, unknown>, context: HandlerContext
 
 /** What one delivery comes to: its answer in place, if any, and the work after the ack. */
 export interface Plan<Answer> {
-  /**
-   * Slack's answer, as ephemeral text, when it is known without running anything (help, an
-   * unknown command); never empty.
-   */
-  fixed?: string;
   /** Runs before the acknowledgement; what it gives is the body of Slack's answer. */
   answer?: (context: HandlerContext) => Promise<Answer | undefined>;
   /** Runs after the acknowledgement (by the worker with K_SINK). */
@@ -222,19 +217,19 @@ export class SlackHandlers {
   }
 
   /** `/coffee <name> <args>`: its answer in place and its work after the ack. */
+  /**
+   * The answer to a command known without running anything, from its command and text alone:
+   * help, an unknown command or subcommand; undefined for a registered subcommand.
+   */
+  fixedAnswer(command: string, commandText: string): string | undefined {
+    const resolved = this.resolve(command, commandText);
+    return typeof resolved === 'string' ? resolved : undefined;
+  }
+
   planCommand(command: SlashCommand): Plan<CommandAnswer> {
-    if (command.command !== this.command) {
-      return fixed(`CoffeeBuddy does not know ${command.command}. Try ${this.command} help.`);
-    }
-    // Stryker disable next-line Regex: /\s/ splits the same words, the empty ones filtered out
-    const [name = 'help', ...rest] = command.text.split(/\s+/).filter(Boolean);
-    const key = name.toLowerCase();
-    if (key === HELP) return fixed(this.helpText());
-    const subcommand = this.subcommands.get(key);
-    if (subcommand === undefined) {
-      return fixed(`Unknown command "${name}". Try ${this.command} help.`);
-    }
-    const args = rest.join(' ');
+    const resolved = this.resolve(command.command, command.text);
+    if (typeof resolved === 'string') return { answer: () => Promise.resolve(resolved), later: [] };
+    const { subcommand, args } = resolved;
     return {
       ...(subcommand.run === undefined
         ? {}
@@ -244,6 +239,23 @@ export class SlackHandlers {
           ? []
           : [(_payload, context) => subcommand.later?.(args, command, context)],
     };
+  }
+
+  /** The subcommand a command names, with its arguments; or the answer when it names none. */
+  private resolve(
+    command: string,
+    commandText: string,
+  ): string | { subcommand: Subcommand; args: string } {
+    if (command !== this.command) {
+      return `CoffeeBuddy does not know ${command}. Try ${this.command} help.`;
+    }
+    // Stryker disable next-line Regex: /\s/ splits the same words, the empty ones filtered out
+    const [name = HELP, ...rest] = commandText.split(/\s+/).filter(Boolean);
+    const key = name.toLowerCase();
+    if (key === HELP) return this.helpText();
+    const subcommand = this.subcommands.get(key);
+    if (subcommand === undefined) return `Unknown command "${name}". Try ${this.command} help.`;
+    return { subcommand, args: rest.join(' ') };
   }
 
   handlersForEvent(type: string): readonly EventHandler[] {
@@ -310,11 +322,6 @@ export class SlackHandlers {
     }
     return later.length === 0 ? undefined : { later };
   }
-}
-
-/** A command whose answer is known without running anything. */
-function fixed(answer: string): Plan<CommandAnswer> {
-  return { fixed: answer, later: [] };
 }
 
 function afterAck(

@@ -1,6 +1,7 @@
 import {
   MAX_FORM_FIELDS,
   MAX_JSON_DEPTH,
+  formFields,
   formHasField,
   parseForm,
   parseJson,
@@ -114,6 +115,53 @@ describe('parseForm', () => {
     expect(parseForm(Buffer.from('a=1&b=%C3%A9&a=2&c[d]=3&e=x+y'))).toEqual({
       ok: true,
       value: { a: '1', b: 'é', 'c[d]': '3', e: 'x y' },
+    });
+  });
+});
+
+describe('formFields', () => {
+  /** What parseForm gives for `names`, the fields it lacks left out. */
+  const picked = (form: Buffer, names: string[]) => {
+    const whole = parseForm(form);
+    if (!whole.ok) return whole;
+    const value: Record<string, string> = {};
+    for (const name of names)
+      if (Object.hasOwn(whole.value, name)) value[name] = whole.value[name]!;
+    return { ok: true, value };
+  };
+  const forms: [string, Buffer][] = [
+    ['plain', Buffer.from('command=%2Fcoffee&text=help&user_id=U1')],
+    ['spaces and pluses', Buffer.from('text=a+b%2Bc+&command=+%2F+')],
+    ['an encoded name', Buffer.from('comm%61nd=%2Ftea&command=%2Fcoffee&te+xt=1&text=2')],
+    ['repeated names, the first counting', Buffer.from('text=1&text=2&command=x&command=y')],
+    ['empty fields and values', Buffer.from('&&text=&command&=1&&')],
+    ['no equals sign', Buffer.from('text&command=a=b=c')],
+    ['a bad escape', Buffer.from('text=100%&command=%zz%2')],
+    ['bytes that are not UTF-8', Buffer.from('text=%E0%A4&command=%C3%A9%FF')],
+    ['UTF-8 as sent', Buffer.from('text=caf\u00e9 \u2615&command=\u00e9', 'utf8')],
+    ['raw bytes that are not UTF-8', Buffer.from([0x74, 0x65, 0x78, 0x74, 0x3d, 0xff, 0xfe])],
+    ['an empty form', Buffer.alloc(0)],
+  ];
+
+  it.each(forms)('gives what parseForm gives for the fields asked: %s', (_name, form) => {
+    const names = ['command', 'text', 'missing'];
+    const fields = formFields(form, names);
+    expect(fields).toEqual(picked(form, names));
+  });
+
+  it('refuses past MAX_FORM_FIELDS as parseForm does, and takes exactly that many', () => {
+    const many = (count: number) => Buffer.from(`text=1${'&'.repeat(count - 1)}`);
+    expect(formFields(many(1000), ['text'])).toEqual({ ok: true, value: { text: '1' } });
+    expect(formFields(many(1001), ['text'])).toEqual(parseForm(many(1001)));
+    expect(formFields(many(1001), ['text'])).toMatchObject({ ok: false, status: 413 });
+  });
+
+  it('stops at the last field asked for: what follows is never decoded', () => {
+    // A later bad field would come out as U+FFFD; it is never read.
+    const form = Buffer.from('text=a&command=b&command=c&later=%FF');
+    expect(formFields(form, ['text', 'command'])).toEqual({
+      ok: true,
+      value: { text: 'a', command: 'b' },
     });
   });
 });

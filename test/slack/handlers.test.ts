@@ -20,8 +20,8 @@ const slash = (text: string, command = '/coffee'): SlashCommand => ({
 /** A context whose only use here is to be passed through: the handlers under test name it. */
 const context = { eventId: 'ctx' } as HandlerContext;
 
-/** A plan's answer in place: known already, or what running it gives. */
-const answerOf = async <A>(plan: Plan<A> | undefined) => plan?.fixed ?? plan?.answer?.(context);
+/** A plan's answer in place: what running it gives. */
+const answerOf = async <A>(plan: Plan<A> | undefined) => plan?.answer?.(context);
 const runLater = async (plan: Plan<unknown> | undefined) => {
   for (const handler of plan?.later ?? []) await handler({}, context);
 };
@@ -39,9 +39,11 @@ describe('SlackHandlers: commands', () => {
       expect(answer).toBe(registry.helpText());
     }
     // Known without running anything; built again once a subcommand is added.
-    expect(registry.planCommand(slash('help')).answer).toBeUndefined();
+    expect(registry.fixedAnswer('/coffee', ' Help ')).toBe(registry.helpText());
+    expect(registry.planCommand(slash('help')).later).toEqual([]);
     registry.addSubcommand('brew', { description: 'brew a pot' });
     expect(await answerOf(registry.planCommand(slash('help')))).toContain('`/coffee brew`');
+    expect(registry.fixedAnswer('/coffee', '')).toContain('`/coffee brew`');
   });
 
   it('runs a subcommand with its arguments, the command and the context', async () => {
@@ -78,6 +80,15 @@ describe('SlackHandlers: commands', () => {
     expect(await answerOf(registry.planCommand(slash('', '/tea')))).toBe(
       'CoffeeBuddy does not know /tea. Try /coffee help.',
     );
+    // The same answers from the command and its text alone; none for a registered subcommand.
+    expect(registry.fixedAnswer('/coffee', 'Brew  now')).toBe(
+      'Unknown command "Brew". Try /coffee help.',
+    );
+    expect(registry.fixedAnswer('/tea', 'help')).toBe(
+      'CoffeeBuddy does not know /tea. Try /coffee help.',
+    );
+    registry.addSubcommand('brew', { description: 'x', run: () => 'brewing' });
+    expect(registry.fixedAnswer('/coffee', 'BREW now')).toBeUndefined();
   });
 
   it('refuses duplicate or malformed subcommand names', () => {
