@@ -72,6 +72,21 @@ describe('Slack request signatures', () => {
     }
   });
 
+  it('verifies with whichever secret it is given, as it changes back and forth (a rotation)', () => {
+    const signedWith = (secret: string) => {
+      const timestamp = String(DOC_NOW);
+      const body = Buffer.from(DOC_BODY);
+      return { timestamp, body, signature: signSlackRequest(secret, timestamp, body) };
+    };
+    // The second is not ASCII: its key is its UTF-8 bytes, as Slack's and signSlackRequest's.
+    const [old, rotated] = ['old-secret', 'n\u00e9w-secret-\u2615'];
+    for (const secret of [old, rotated, old, rotated]) {
+      const other = secret === old ? rotated : old;
+      expect(verifySlackSignature(secret, signedWith(secret), DOC_NOW)).toBe('ok');
+      expect(verifySlackSignature(secret, signedWith(other), DOC_NOW)).toBe('bad_signature');
+    }
+  });
+
   it('refuses a signature made with another timestamp, and a non-numeric timestamp', () => {
     const other = String(Number(DOC_TIMESTAMP) + 1);
     expect(verifySlackSignature(DOC_SECRET, docRequest({ timestamp: other }), DOC_NOW)).toBe(
