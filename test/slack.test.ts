@@ -134,6 +134,10 @@ describe('POST /slack/commands', () => {
     expect(res.body.text).toBe('CoffeeBuddy does not know /tea. Try /coffee help.');
     const help = await post(server, '/slack/commands', 'text=+help+&command=%2Fcoffee', FORM);
     expect(help.body.text).toContain('`/coffee echo`: say it back');
+    // Without a text, help; with an empty command, refused as a form without one.
+    const bare = await post(server, '/slack/commands', 'command=%2Fcoffee', FORM).expect(200);
+    expect(bare.body.text).toContain('`/coffee echo`: say it back');
+    await post(server, '/slack/commands', 'command=&text=help', FORM).expect(400);
   });
 
   it('refuses help in a form of more fields than a form may have (413), as any other form', async () => {

@@ -136,6 +136,8 @@ describe('formFields', () => {
     ['repeated names, the first counting', Buffer.from('text=1&text=2&command=x&command=y')],
     ['empty fields and values', Buffer.from('&&text=&command&=1&&')],
     ['no equals sign', Buffer.from('text&command=a=b=c')],
+    ['the last without an equals sign', Buffer.from('command=%2Fcoffee&text')],
+    ['an empty name', Buffer.from('=1&&=2&command=')],
     ['a bad escape', Buffer.from('text=100%&command=%zz%2')],
     ['bytes that are not UTF-8', Buffer.from('text=%E0%A4&command=%C3%A9%FF')],
     ['UTF-8 as sent', Buffer.from('text=caf\u00e9 \u2615&command=\u00e9', 'utf8')],
@@ -144,7 +146,8 @@ describe('formFields', () => {
   ];
 
   it.each(forms)('gives what parseForm gives for the fields asked: %s', (_name, form) => {
-    const names = ['command', 'text', 'missing'];
+    // The empty name too: a field `=1` has it, an empty field (`&&`) none.
+    const names = ['command', 'text', 'missing', ''];
     const fields = formFields(form, names);
     expect(fields).toEqual(picked(form, names));
   });
