@@ -216,7 +216,6 @@ export class SlackHandlers {
     return this;
   }
 
-  /** `/coffee <name> <args>`: its answer in place and its work after the ack. */
   /**
    * The answer to a command known without running anything, from its command and text alone:
    * help, an unknown command or subcommand; undefined for a registered subcommand.
@@ -226,6 +225,7 @@ export class SlackHandlers {
     return typeof resolved === 'string' ? resolved : undefined;
   }
 
+  /** `/coffee <name> <args>`: its answer in place and its work after the ack. */
   planCommand(command: SlashCommand): Plan<CommandAnswer> {
     const resolved = this.resolve(command.command, command.text);
     if (typeof resolved === 'string') return { answer: () => Promise.resolve(resolved), later: [] };

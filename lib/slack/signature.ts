@@ -39,7 +39,7 @@ export function precheckSlackSignature(
   return undefined;
 }
 
-/** The key of the last secret verified with, made once: an HMAC keyed so copies no key. */
+/** The last secret's key, made once: an HMAC given a KeyObject does not copy the key again. */
 let lastKey: { secret: string; key: crypto.KeyObject } | undefined;
 
 function keyOf(secret: string): crypto.KeyObject {
