@@ -1,10 +1,12 @@
 import type http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import request from 'supertest';
 import { SlackHandlers } from '../lib/slack/handlers';
 import { signSlackRequest } from '../lib/slack/signature';
 import type { App } from '../functions/app';
 import { appHarness, type HarnessOptions } from '../testing/app';
 import { metricValue } from '../testing/metrics-text';
+import { exchangeRaw } from '../testing/server';
 import { eventually } from '../testing/tools';
 import {
   startOryStandIn,
@@ -395,6 +397,30 @@ describe('a verified body’s media type and shape', () => {
     expect(res.body).toEqual({ error: 'unsupported media type' });
     expect(await slackCount(app, kind, 'invalid_payload')).toBe(1);
   });
+
+  it.each(['commands', 'events', 'interactions'])(
+    '/slack/%s refuses a signed body without a Content-Type with 415',
+    async (kind) => {
+      const { server, app } = await harness();
+      const body = kind === 'events' ? eventBody('EvType') : commandBody('echo hi');
+      const timestamp = String(NOW);
+      const answer = await exchangeRaw(
+        (server.address() as AddressInfo).port,
+        [
+          `POST /slack/${kind} HTTP/1.1`,
+          'Host: 127.0.0.1',
+          `Content-Length: ${Buffer.byteLength(body)}`,
+          `X-Slack-Request-Timestamp: ${timestamp}`,
+          `X-Slack-Signature: ${signSlackRequest(SECRET, timestamp, body)}`,
+          'Connection: close',
+          '',
+          body,
+        ].join('\r\n'),
+      );
+      expect(answer).toMatch(/^HTTP\/1\.1 415 [^]*\{"error":"unsupported media type"\}$/);
+      expect(await slackCount(app, kind, 'invalid_payload')).toBe(1);
+    },
+  );
 
   it.each([
     ['null', 'invalid payload'],
